@@ -1,0 +1,397 @@
+//! Record cipher and key handling (DESIGN.md §2, ADR 0002).
+//!
+//! * A random 32-byte **data key** never leaves memory unwrapped. Two sub-keys are derived from
+//!   it with HMAC-SHA256: the **record key** (XChaCha20-Poly1305 over every session record) and
+//!   the **lookup key** (a keyed hash that replaces account ids in the table).
+//! * The data key is **wrapped** (XChaCha20-Poly1305) by a key-encryption key: the host's own
+//!   32 raw bytes, or Argon2id over a passphrase with the parameters stored beside the wrapped key.
+//!   The wrap's associated data binds the KDF parameters, so tampering with them is detected.
+//! * A wrong key fails the wrap's authentication tag: that is [`VaultError::WrongKey`], detected
+//!   before anything is written.
+//! * Every record's associated data is its row identity (the account hash), the record format
+//!   version and the generation, so a ciphertext moved to another row, or an old row replayed
+//!   under a newer generation, fails to decrypt.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::{Result, VaultError};
+use crate::secret::{wipe, SecretString};
+
+/// Length of every key in this module.
+pub const KEY_LEN: usize = 32;
+/// XChaCha20 nonce length.
+pub const NONCE_LEN: usize = 24;
+/// Salt length for Argon2id.
+pub const SALT_LEN: usize = 16;
+
+/// Where the key that opens a vault comes from.
+pub enum KeySource {
+    /// 32 raw bytes from the platform's secure storage (Keychain, Keystore, DPAPI...).
+    Raw(Zeroizing<[u8; KEY_LEN]>),
+    /// A passphrase, stretched with Argon2id.
+    Passphrase(SecretString),
+}
+
+impl KeySource {
+    /// A raw key; it must be exactly 32 bytes.
+    pub fn raw(bytes: &[u8]) -> Result<KeySource> {
+        let arr: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| VaultError::invalid(format!("a raw key must be {KEY_LEN} bytes, got {}", bytes.len())))?;
+        Ok(KeySource::Raw(Zeroizing::new(arr)))
+    }
+
+    /// A passphrase; it must not be empty.
+    pub fn passphrase(passphrase: &str) -> Result<KeySource> {
+        if passphrase.is_empty() {
+            return Err(VaultError::invalid("the passphrase is empty"));
+        }
+        Ok(KeySource::Passphrase(SecretString::new(passphrase)))
+    }
+
+    pub(crate) fn kind(&self) -> KeyKind {
+        match self {
+            KeySource::Raw(_) => KeyKind::Raw,
+            KeySource::Passphrase(_) => KeyKind::Argon2id,
+        }
+    }
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Raw(_) => f.write_str("KeySource::Raw(<redacted>)"),
+            KeySource::Passphrase(_) => f.write_str("KeySource::Passphrase(<redacted>)"),
+        }
+    }
+}
+
+/// How the data key is wrapped, as stored in the `vault_key` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Raw,
+    Argon2id,
+}
+
+impl KeyKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Raw => "raw",
+            KeyKind::Argon2id => "argon2id",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<KeyKind> {
+        match s {
+            "raw" => Ok(KeyKind::Raw),
+            "argon2id" => Ok(KeyKind::Argon2id),
+            _ => Err(VaultError::corrupt("unknown key kind in the vault_key row")),
+        }
+    }
+}
+
+/// Argon2id cost parameters, stored with the wrapped key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Parallelism.
+    pub p: u32,
+}
+
+impl KdfParams {
+    /// OWASP's recommended Argon2id setting (19 MiB, 2 iterations, 1 lane).
+    pub const OWASP: KdfParams = KdfParams {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+
+    /// The parameters new vaults get. Unit tests of this crate use a fast setting; nothing
+    /// else can.
+    pub(crate) fn for_new_vaults() -> KdfParams {
+        #[cfg(test)]
+        {
+            KdfParams { m_kib: 64, t: 1, p: 1 }
+        }
+        #[cfg(not(test))]
+        {
+            KdfParams::OWASP
+        }
+    }
+
+    /// Bounds accepted when reading a file: a hostile file must not make us allocate 64 GiB.
+    pub(crate) fn check_stored(self) -> Result<()> {
+        if !(8..=1024 * 1024).contains(&self.m_kib) || !(1..=64).contains(&self.t) || !(1..=16).contains(&self.p) {
+            return Err(VaultError::corrupt("implausible key-derivation parameters in the vault_key row"));
+        }
+        Ok(())
+    }
+}
+
+/// The stored form of the wrapped data key.
+#[derive(Debug, Clone)]
+pub(crate) struct WrappedKey {
+    pub kind: KeyKind,
+    pub salt: Option<Vec<u8>>,
+    pub kdf: Option<KdfParams>,
+    pub nonce: Vec<u8>,
+    pub wrapped: Vec<u8>,
+}
+
+/// Fill a buffer from the operating system's CSPRNG.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|_| VaultError::internal("the operating system's random source failed"))
+}
+
+/// A random u64 (jitter, attempt ids).
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // Jitter and ids only: on the (theoretical) failure of the OS source, a fixed value is
+    // harmless.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn wrap_aad(kind: KeyKind, salt: Option<&[u8]>, kdf: Option<KdfParams>) -> Vec<u8> {
+    let mut aad = b"tokenvault/keywrap/v1/".to_vec();
+    aad.extend_from_slice(kind.as_str().as_bytes());
+    if let Some(s) = salt {
+        aad.push(b'/');
+        aad.extend_from_slice(s);
+    }
+    if let Some(k) = kdf {
+        aad.extend_from_slice(&k.m_kib.to_be_bytes());
+        aad.extend_from_slice(&k.t.to_be_bytes());
+        aad.extend_from_slice(&k.p.to_be_bytes());
+    }
+    aad
+}
+
+/// Derive the key-encryption key for a source.
+fn key_encryption_key(source: &KeySource, salt: Option<&[u8]>, kdf: Option<KdfParams>) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+    let mut kek = Zeroizing::new([0u8; KEY_LEN]);
+    match source {
+        KeySource::Raw(raw) => {
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&raw[..])
+                .map_err(|_| VaultError::internal("HMAC key setup failed"))?;
+            mac.update(b"tokenvault/kek/raw/v1");
+            kek.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        KeySource::Passphrase(pass) => {
+            let (Some(salt), Some(k)) = (salt, kdf) else {
+                return Err(VaultError::corrupt("passphrase vault without KDF parameters"));
+            };
+            let params = argon2::Params::new(k.m_kib, k.t, k.p, Some(KEY_LEN))
+                .map_err(|_| VaultError::corrupt("invalid Argon2 parameters"))?;
+            let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            argon
+                .hash_password_into(pass.expose().as_bytes(), salt, &mut kek[..])
+                .map_err(|_| VaultError::internal("Argon2id derivation failed"))?;
+        }
+    }
+    Ok(kek)
+}
+
+/// Wrap a data key under a key source (new vault, or rekey).
+pub(crate) fn wrap_data_key(source: &KeySource, data_key: &[u8; KEY_LEN]) -> Result<WrappedKey> {
+    let kind = source.kind();
+    let (salt, kdf) = match kind {
+        KeyKind::Raw => (None, None),
+        KeyKind::Argon2id => {
+            let mut salt = vec![0u8; SALT_LEN];
+            random_bytes(&mut salt)?;
+            (Some(salt), Some(KdfParams::for_new_vaults()))
+        }
+    };
+    let kek = key_encryption_key(source, salt.as_deref(), kdf)?;
+    let mut nonce = vec![0u8; NONCE_LEN];
+    random_bytes(&mut nonce)?;
+    let cipher = XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+    let aad = wrap_aad(kind, salt.as_deref(), kdf);
+    let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
+    let wrapped = cipher
+        .encrypt(&xnonce, Payload { msg: &data_key[..], aad: &aad })
+        .map_err(|_| VaultError::internal("key wrap failed"))?;
+    Ok(WrappedKey { kind, salt, kdf, nonce, wrapped })
+}
+
+/// Unwrap the data key. Any authentication failure is [`VaultError::WrongKey`] (the key kind
+/// matched but the key did not), never corruption: the two are indistinguishable by design, and
+/// a wrong key must never be treated as damage.
+pub(crate) fn unwrap_data_key(source: &KeySource, stored: &WrappedKey) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+    if source.kind() != stored.kind {
+        return Err(VaultError::WrongKey);
+    }
+    if let Some(k) = stored.kdf {
+        k.check_stored()?;
+    }
+    if stored.nonce.len() != NONCE_LEN {
+        return Err(VaultError::corrupt("the wrapped key has a bad nonce"));
+    }
+    let kek = key_encryption_key(source, stored.salt.as_deref(), stored.kdf)?;
+    let cipher = XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+    let aad = wrap_aad(stored.kind, stored.salt.as_deref(), stored.kdf);
+    let xnonce = XNonce::try_from(&stored.nonce[..]).map_err(|_| VaultError::corrupt("the wrapped key has a bad nonce"))?;
+    let mut plain = cipher
+        .decrypt(&xnonce, Payload { msg: &stored.wrapped, aad: &aad })
+        .map_err(|_| VaultError::WrongKey)?;
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    if plain.len() != KEY_LEN {
+        wipe(&mut plain);
+        return Err(VaultError::corrupt("the wrapped key has the wrong length"));
+    }
+    out.copy_from_slice(&plain);
+    wipe(&mut plain);
+    Ok(out)
+}
+
+/// A fresh random data key.
+pub(crate) fn new_data_key() -> Result<Zeroizing<[u8; KEY_LEN]>> {
+    let mut k = Zeroizing::new([0u8; KEY_LEN]);
+    random_bytes(&mut k[..])?;
+    Ok(k)
+}
+
+/// The format version of session records written by this code; part of every record's AAD.
+pub(crate) const RECORD_FORMAT: i64 = 1;
+
+/// Encrypts and decrypts session records, and hashes account ids. Holds only derived keys.
+pub(crate) struct RecordCipher {
+    aead: XChaCha20Poly1305,
+    lookup: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for RecordCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordCipher(<keys redacted>)")
+    }
+}
+
+fn subkey(data_key: &[u8; KEY_LEN], label: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(data_key).map_err(|_| VaultError::internal("HMAC key setup failed"))?;
+    mac.update(label);
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    Ok(out)
+}
+
+impl RecordCipher {
+    pub(crate) fn new(data_key: &[u8; KEY_LEN]) -> Result<RecordCipher> {
+        let record_key = subkey(data_key, b"tokenvault/record-key/v1")?;
+        let lookup_key = subkey(data_key, b"tokenvault/lookup-key/v1")?;
+        Ok(RecordCipher {
+            aead: XChaCha20Poly1305::new_from_slice(&record_key[..]).map_err(|_| VaultError::internal("cipher setup failed"))?,
+            lookup: <Hmac<Sha256> as KeyInit>::new_from_slice(&lookup_key[..])
+                .map_err(|_| VaultError::internal("HMAC key setup failed"))?,
+        })
+    }
+
+    /// The keyed hash that stands for an account id in the table.
+    pub(crate) fn account_hash(&self, account: &str) -> Vec<u8> {
+        let mut mac = self.lookup.clone();
+        mac.update(b"account\0");
+        mac.update(account.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// A keyed hash of a refresh credential (for compare-and-swap across processes and for the
+    /// record of what a refresh sent), so the credential itself is never stored twice.
+    pub(crate) fn credential_hash(&self, credential: &str) -> Vec<u8> {
+        let mut mac = self.lookup.clone();
+        mac.update(b"credential\0");
+        mac.update(credential.as_bytes());
+        mac.finalize().into_bytes()[..16].to_vec()
+    }
+
+    fn record_aad(account_hash: &[u8], format: i64, generation: u64) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64);
+        aad.extend_from_slice(b"tokenvault/session/");
+        aad.extend_from_slice(&format.to_be_bytes());
+        aad.extend_from_slice(&generation.to_be_bytes());
+        aad.extend_from_slice(account_hash);
+        aad
+    }
+
+    /// Encrypt a record's plaintext; returns (nonce, ciphertext).
+    pub(crate) fn seal(&self, account_hash: &[u8], generation: u64, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut nonce = vec![0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
+        let aad = Self::record_aad(account_hash, RECORD_FORMAT, generation);
+        let ct = self
+            .aead
+            .encrypt(&xnonce, Payload { msg: plaintext, aad: &aad })
+            .map_err(|_| VaultError::internal("record encryption failed"))?;
+        Ok((nonce, ct))
+    }
+
+    /// Decrypt a record. Any failure is [`VaultError::Corrupt`]: the data key is already known
+    /// to be right (it unwrapped), so a failing tag means this record was altered or moved.
+    pub(crate) fn open(&self, account_hash: &[u8], format: i64, generation: u64, nonce: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if format != RECORD_FORMAT {
+            return Err(VaultError::corrupt(format!("unknown session record format {format}")));
+        }
+        let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("a session record has a bad nonce"))?;
+        let aad = Self::record_aad(account_hash, format, generation);
+        self.aead
+            .decrypt(&xnonce, Payload { msg: ciphertext, aad: &aad })
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::corrupt("a session record failed authentication"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_unwrap_roundtrip_and_wrong_key() {
+        let dk = new_data_key().unwrap();
+        for src in [KeySource::raw(&[7u8; 32]).unwrap(), KeySource::passphrase("correct horse").unwrap()] {
+            let w = wrap_data_key(&src, &dk).unwrap();
+            assert_eq!(&unwrap_data_key(&src, &w).unwrap()[..], &dk[..]);
+        }
+        let w = wrap_data_key(&KeySource::raw(&[7u8; 32]).unwrap(), &dk).unwrap();
+        assert_eq!(unwrap_data_key(&KeySource::raw(&[8u8; 32]).unwrap(), &w).unwrap_err(), VaultError::WrongKey);
+        assert_eq!(unwrap_data_key(&KeySource::passphrase("x").unwrap(), &w).unwrap_err(), VaultError::WrongKey);
+        let w = wrap_data_key(&KeySource::passphrase("right").unwrap(), &dk).unwrap();
+        assert_eq!(unwrap_data_key(&KeySource::passphrase("wrong").unwrap(), &w).unwrap_err(), VaultError::WrongKey);
+        // Tampered KDF parameters are detected (they are in the AAD).
+        let mut t = w.clone();
+        t.kdf = Some(KdfParams { m_kib: 128, t: 1, p: 1 });
+        assert!(unwrap_data_key(&KeySource::passphrase("right").unwrap(), &t).is_err());
+        // Hostile parameters are refused before any allocation.
+        t.kdf = Some(KdfParams { m_kib: u32::MAX, t: 1, p: 1 });
+        assert_eq!(unwrap_data_key(&KeySource::passphrase("right").unwrap(), &t).unwrap_err().code(), crate::ErrorCode::Corrupt);
+    }
+
+    #[test]
+    fn raw_key_length_is_checked() {
+        assert!(KeySource::raw(&[1u8; 31]).is_err());
+        assert!(KeySource::passphrase("").is_err());
+        assert!(!format!("{:?}", KeySource::passphrase("hunter2").unwrap()).contains("hunter2"));
+    }
+
+    #[test]
+    fn records_are_bound_to_row_and_generation() {
+        let c = RecordCipher::new(&[1u8; 32]).unwrap();
+        let a = c.account_hash("alice");
+        let b = c.account_hash("bob");
+        assert_ne!(a, b);
+        let (n, ct) = c.seal(&a, 5, b"secret record").unwrap();
+        assert_eq!(&c.open(&a, 1, 5, &n, &ct).unwrap()[..], b"secret record");
+        assert!(c.open(&b, 1, 5, &n, &ct).is_err(), "moved to another row");
+        assert!(c.open(&a, 1, 4, &n, &ct).is_err(), "other generation");
+        assert!(c.open(&a, 2, 5, &n, &ct).is_err(), "other format");
+        let mut bad = ct.clone();
+        bad[3] ^= 1;
+        assert_eq!(c.open(&a, 1, 5, &n, &bad).unwrap_err().code(), crate::ErrorCode::Corrupt);
+    }
+}

@@ -1,0 +1,346 @@
+//! Refresh policy and coordination: when a token is due, who refreshes it, who waits.
+//!
+//! * [`RefreshPolicy`] decides freshness: refresh at a point of the lifetime (75 % by default)
+//!   with per-session jitter, honour a per-call minimum TTL capped at half the lifetime (so it
+//!   can never cause a refresh loop), back off exponentially with jitter after failures.
+//! * [`CachedSession`] is the decrypted state the hot path reads: deadlines are monotonic.
+//! * [`Flight`] is one refresh attempt in this process; every concurrent caller for the same
+//!   account waits on it (single-flight). Its result is handed to its waiters and then
+//!   forgotten: a failure is never cached for later callers.
+//! * Across processes, a lease row (see `vault.rs`) plays the same role.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::clock::Clock;
+use crate::crypto::random_u64;
+use crate::error::{ErrorCode, Result, VaultError};
+use crate::profile::Profile;
+use crate::secret::AccessToken;
+use crate::session::{RefreshFailure, SessionRecord, SessionState};
+
+/// Tuning of when and how often to refresh.
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    /// Fraction of the access token's lifetime after which it is refreshed proactively.
+    pub refresh_point: f64,
+    /// Spread around the refresh point (± this fraction of the lifetime), so a fleet of
+    /// clients that signed in together does not refresh in lockstep.
+    pub jitter: f64,
+    /// A token is treated as expired this long before its `exp` (capped at 10 % of its
+    /// lifetime), to absorb request latency and small clock errors.
+    pub expiry_margin: Duration,
+    /// First back-off delay after a failed proactive refresh.
+    pub backoff_initial: Duration,
+    /// Largest back-off delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        RefreshPolicy {
+            refresh_point: 0.75,
+            jitter: 0.05,
+            expiry_margin: Duration::from_secs(5),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(0.05..=0.95).contains(&self.refresh_point) || !(0.0..=0.2).contains(&self.jitter) {
+            return Err(VaultError::invalid("refresh_point must be in 0.05..=0.95 and jitter in 0..=0.2"));
+        }
+        if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
+            return Err(VaultError::invalid("backoff_initial must be > 0 and <= backoff_max"));
+        }
+        Ok(())
+    }
+
+    /// The delay before attempt `failures + 1` after `failures` failures: exponential, capped,
+    /// with "equal jitter" (half fixed, half random) so retries spread out.
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let exp = self
+            .backoff_initial
+            .saturating_mul(1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX));
+        let capped = exp.min(self.backoff_max);
+        let half = capped / 2;
+        let r = (random_u64() % 1_000_000) as f64 / 1_000_000.0;
+        half + half.mul_f64(r)
+    }
+}
+
+fn add_signed(base: u64, delta_ns: i128) -> u64 {
+    let v = i128::from(base) + delta_ns;
+    v.clamp(0, i128::from(u64::MAX)) as u64
+}
+
+/// The in-memory, decrypted state of one session.
+pub(crate) struct CachedSession {
+    pub record: SessionRecord,
+    pub generation: u64,
+    pub token: AccessToken,
+    /// Proactive refresh point (monotonic ns).
+    pub refresh_at: u64,
+    /// Usable until (exp minus margin), monotonic ns.
+    pub usable_until: u64,
+    /// The real `exp`, monotonic ns.
+    pub expires_at: u64,
+    /// End of the refresh credential's life, monotonic ns, if known.
+    pub session_ends_at: Option<u64>,
+    /// Lifetime of the access token in ns.
+    pub lifetime_ns: u64,
+}
+
+impl std::fmt::Debug for CachedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedSession")
+            .field("generation", &self.generation)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedSession {
+    /// Convert a record's server-time instants to monotonic deadlines, now.
+    pub(crate) fn build(record: SessionRecord, generation: u64, clock: &dyn Clock, policy: &RefreshPolicy) -> CachedSession {
+        let device_now = clock.wall_ms();
+        let mono_now = clock.mono_ns();
+        let server_now = device_now.saturating_add(record.clock_offset_ms);
+        let to_mono = |server_ms: i64| add_signed(mono_now, i128::from(server_ms.saturating_sub(server_now)) * 1_000_000);
+        let lifetime_ms = record.lifetime_ms();
+        let lifetime_ns = u64::try_from(lifetime_ms).unwrap_or(1_000).saturating_mul(1_000_000);
+        let expires_at = to_mono(record.access_expires_at_ms);
+        let margin = u64::try_from(policy.expiry_margin.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(lifetime_ns / 10);
+        let jitter = if policy.jitter > 0.0 {
+            ((random_u64() % 2_000_001) as f64 / 1_000_000.0 - 1.0) * policy.jitter
+        } else {
+            0.0
+        };
+        let point = (policy.refresh_point + jitter).clamp(0.01, 0.99);
+        let left_at_refresh = (lifetime_ns as f64 * (1.0 - point)) as u64;
+        let session_ends_at = if record.offline {
+            None
+        } else {
+            record.refresh_expires_at_ms.map(to_mono)
+        };
+        let token = AccessToken::new(record.access_token.expose(), generation);
+        CachedSession {
+            record,
+            generation,
+            token,
+            refresh_at: expires_at.saturating_sub(left_at_refresh),
+            usable_until: expires_at.saturating_sub(margin),
+            expires_at,
+            session_ends_at,
+            lifetime_ns,
+        }
+    }
+
+    /// True when the token can be handed out without any refresh for a caller that needs it to
+    /// live at least `min_ttl_ns` more (capped at half the lifetime: a min TTL longer than the
+    /// lifetime cannot cause a refresh loop).
+    #[inline]
+    pub(crate) fn fresh_for(&self, now: u64, min_ttl_ns: u64) -> bool {
+        if now >= self.refresh_at {
+            return false;
+        }
+        if min_ttl_ns == 0 {
+            return true;
+        }
+        self.usable_until.saturating_sub(now) >= min_ttl_ns.min(self.lifetime_ns / 2)
+    }
+
+    /// True while the token can still be served (e.g. during an outage).
+    pub(crate) fn usable(&self, now: u64) -> bool {
+        now < self.usable_until
+    }
+
+    pub(crate) fn state(&self, now: u64) -> SessionState {
+        if self.record.needs_reauth.is_some() {
+            SessionState::ReauthenticationRequired
+        } else if now >= self.usable_until {
+            SessionState::Expired
+        } else if now >= self.refresh_at {
+            SessionState::RefreshDue
+        } else {
+            SessionState::Fresh
+        }
+    }
+}
+
+/// One refresh attempt in this process.
+#[derive(Debug)]
+pub(crate) struct Flight {
+    pub id: u64,
+    pub forced: bool,
+    /// Give up waiting after this (monotonic ns); a later caller may then start a new attempt.
+    pub deadline: u64,
+    result: Mutex<Option<Result<AccessToken>>>,
+    cv: Condvar,
+}
+
+impl Flight {
+    pub(crate) fn new(forced: bool, deadline: u64) -> Arc<Flight> {
+        Arc::new(Flight {
+            id: random_u64() >> 1,
+            forced,
+            deadline,
+            result: Mutex::new(None),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// Publish the result to every waiter (first call wins).
+    pub(crate) fn complete(&self, result: Result<AccessToken>) {
+        let mut slot = self.result.lock();
+        if slot.is_none() {
+            *slot = Some(result);
+        }
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.result.lock().is_some()
+    }
+
+    /// Wait for the result, at most `timeout` of real time.
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Result<AccessToken>> {
+        let mut slot = self.result.lock();
+        let deadline = std::time::Instant::now() + timeout;
+        while slot.is_none() {
+            if self.cv.wait_until(&mut slot, deadline).timed_out() {
+                break;
+            }
+        }
+        slot.clone()
+    }
+}
+
+/// Per-account refresh bookkeeping.
+#[derive(Debug, Default)]
+pub(crate) struct AccountRefresh {
+    pub flight: Option<Arc<Flight>>,
+    pub failures: u32,
+    /// No proactive refresh before this (monotonic ns).
+    pub next_attempt: u64,
+    /// The server asked us to wait until this (monotonic ns).
+    pub throttled_until: u64,
+    pub last_failure: Option<(ErrorCode, String, u64)>,
+}
+
+impl AccountRefresh {
+    pub(crate) fn record_failure(&mut self, err: &VaultError, now: u64, policy: &RefreshPolicy) {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = policy.backoff(self.failures);
+        self.next_attempt = now.saturating_add(u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX));
+        if let VaultError::Throttled { retry_after } = err {
+            let wait = retry_after.unwrap_or(backoff).max(backoff.min(Duration::from_secs(1)));
+            self.throttled_until = now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
+            self.next_attempt = self.next_attempt.max(self.throttled_until);
+        }
+        self.last_failure = Some((err.code(), err.to_string(), now));
+    }
+
+    pub(crate) fn record_success(&mut self) {
+        self.failures = 0;
+        self.next_attempt = 0;
+        self.throttled_until = 0;
+        self.last_failure = None;
+    }
+
+    pub(crate) fn failure_view(&self, now: u64) -> Option<RefreshFailure> {
+        self.last_failure.as_ref().map(|(code, message, at)| RefreshFailure {
+            code: *code,
+            message: message.clone(),
+            ago_ms: now.saturating_sub(*at) / 1_000_000,
+        })
+    }
+}
+
+/// A refresh this process is leading: everything needed to finish it.
+#[derive(Debug)]
+pub(crate) struct Lead {
+    pub account: String,
+    pub account_hash: Vec<u8>,
+    pub flight: Arc<Flight>,
+    pub profile: Arc<Profile>,
+    pub base_generation: u64,
+    pub base: Arc<CachedSession>,
+    pub credential_hash: Vec<u8>,
+    pub lease_holder: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::secret::SecretString;
+
+    fn record(lifetime_s: i64, now_ms: i64) -> SessionRecord {
+        SessionRecord {
+            account: "a".into(),
+            profile: "p".into(),
+            access_token: SecretString::new("tok"),
+            refresh_credential: Some(SecretString::new("r")),
+            token_type: None,
+            scope: None,
+            issued_at_ms: now_ms,
+            access_expires_at_ms: now_ms + lifetime_s * 1000,
+            refresh_expires_at_ms: None,
+            offline: false,
+            clock_offset_ms: 0,
+            hints: Default::default(),
+            created_at_ms: now_ms,
+            refresh_count: 0,
+            needs_reauth: None,
+        }
+    }
+
+    #[test]
+    fn refresh_point_and_min_ttl_cap() {
+        let clock = ManualClock::new();
+        let policy = RefreshPolicy {
+            jitter: 0.0,
+            ..RefreshPolicy::default()
+        };
+        let c = CachedSession::build(record(100, clock.wall_ms()), 1, clock.as_ref(), &policy);
+        let now = clock.mono_ns();
+        assert!(c.fresh_for(now, 0));
+        assert!(!c.fresh_for(now + 75_000_000_000, 0));
+        assert!(c.fresh_for(now + 74_000_000_000, 0));
+        // A min TTL longer than the lifetime is capped at half of it: a brand-new token passes.
+        assert!(c.fresh_for(now, 10_000_000_000_000));
+        assert!(!c.fresh_for(now + 60_000_000_000, 10_000_000_000_000));
+    }
+
+    #[test]
+    fn jitter_spreads_refresh_points() {
+        let clock = ManualClock::new();
+        let policy = RefreshPolicy::default();
+        let points: std::collections::BTreeSet<u64> = (0..20)
+            .map(|_| CachedSession::build(record(1000, clock.wall_ms()), 1, clock.as_ref(), &policy).refresh_at)
+            .collect();
+        assert!(points.len() > 10);
+        let now = clock.mono_ns();
+        for p in points {
+            let frac = (p - now) as f64 / 1e12;
+            assert!((0.69..=0.81).contains(&frac), "{frac}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RefreshPolicy::default();
+        assert!(p.backoff(1) <= Duration::from_secs(1));
+        assert!(p.backoff(5) >= Duration::from_secs(8));
+        assert!(p.backoff(50) <= Duration::from_secs(300));
+        assert!(p.backoff(50) >= Duration::from_secs(150));
+    }
+}

@@ -1,0 +1,62 @@
+//! # tokenvault
+//!
+//! An embedded, in-process token vault. It keeps a player's or user's session tokens encrypted
+//! in one SQLite file, hands out a valid access token in nanoseconds, and refreshes it against
+//! the app's own backend before it expires — once, however many threads (or processes) ask at
+//! the same moment.
+//!
+//! ```no_run
+//! use tokenvault::{KeySource, NewSession, Profile, Preset, Vault, VaultOptions};
+//! # fn main() -> Result<(), tokenvault::VaultError> {
+//! let key = [7u8; 32]; // from the Keychain / Keystore / DPAPI
+//! let vault = Vault::open("tokens.db", KeySource::raw(&key)?, VaultOptions::default())?;
+//! vault.register_profile(Profile::preset(
+//!     Preset::OAuth2,
+//!     "backend",
+//!     "https://auth.example.com/oauth/token",
+//!     serde_json::json!({"client_id": "game-client"}),
+//! )?)?;
+//! vault.store(NewSession::new("player-1", "backend", "access…").refresh_credential("refresh…"))?;
+//! let token = vault.access_token("player-1")?; // cached: ~30 ns; refreshed when due
+//! println!("Authorization: Bearer {}", token.expose());
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`store`](crate::store) (the SQLite file), [`crypto`] (record cipher and key
+//! wrapping), [`profile`] (refresh dialects, sans-IO), [`engine`] (refresh policy and
+//! single-flight), [`transport`] (HTTP), [`vault`] (the public object), [`events`].
+
+pub mod clock;
+pub mod crypto;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod jwt;
+pub mod profile;
+pub mod secret;
+pub mod session;
+pub(crate) mod store;
+pub mod transport;
+pub mod vault;
+
+pub use clock::{Clock, ManualClock, SkewedClock, SystemClock};
+pub use crypto::{KdfParams, KeySource};
+pub use engine::RefreshPolicy;
+pub use error::{ErrorCode, Result, VaultError};
+pub use events::{VaultEvent, VaultObserver};
+pub use profile::{Preset, Profile};
+pub use secret::{AccessToken, SecretString};
+pub use session::{NewSession, RefreshFailure, SessionInfo, SessionState};
+#[cfg(feature = "https")]
+pub use transport::HttpsTransport;
+pub use transport::{HttpHeader, HttpRequest, HttpResponse, Transport, TransportError, TransportErrorKind};
+pub use vault::{PendingRefresh, RefreshStep, TokenOptions, Vault, VaultOptions};
+
+/// The newest schema version this library reads and writes.
+pub const SCHEMA_VERSION: i64 = store::SCHEMA_VERSION;
+
+/// Static assertion: the vault can be shared across threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Vault>();
+};
