@@ -846,7 +846,7 @@ impl Profile {
 
     /// Read a response into new tokens or a classified failure. Pure: `now_wall_ms` is only
     /// used to turn an HTTP-date `Retry-After` into a duration.
-    pub(crate) fn parse_response(&self, response: &HttpResponse, now_wall_ms: i64) -> Result<ReceivedTokens> {
+    pub fn parse_response(&self, response: &HttpResponse, now_wall_ms: i64) -> Result<ReceivedTokens> {
         let status = response.status;
         if response.body.len() > self.max_response_bytes {
             return Err(VaultError::protocol(format!("the response body is over {} bytes", self.max_response_bytes)));
@@ -971,7 +971,7 @@ impl Profile {
         self.response.error_code.iter().find_map(|p| {
             let s = get_path(json, p)?.as_str()?;
             // Only short, code-like strings are kept: descriptions may echo input.
-            (s.len() <= 64 && !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-. ".contains(c))).then(|| s.to_owned())
+            (s.len() <= 64 && !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))).then(|| s.to_owned())
         })
     }
 

@@ -212,7 +212,7 @@ impl SessionRecord {
 
 /// How an `expires_in`-like value was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ExpiryValue {
+pub enum ExpiryValue {
     /// Seconds from now.
     RelativeSecs(i64),
     /// An absolute server time in ms.
@@ -223,7 +223,7 @@ impl ExpiryValue {
     /// Tell a relative count of seconds from an absolute epoch time (seconds or milliseconds)
     /// by magnitude: nobody issues a token for more than 31 years (10^9 s), and no epoch time
     /// in seconds reaches 10^12 before the year 33658.
-    pub(crate) fn classify(n: i64) -> ExpiryValue {
+    pub fn classify(n: i64) -> ExpiryValue {
         if n >= 1_000_000_000_000 {
             ExpiryValue::AbsoluteMs(n)
         } else if n >= 1_000_000_000 {
@@ -236,7 +236,7 @@ impl ExpiryValue {
 
 /// What the server (or the host's login) said about a refresh credential's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RefreshExpiry {
+pub enum RefreshExpiry {
     /// Nothing said.
     Unknown,
     /// It never expires by time (`refresh_expires_in: 0` in Keycloak's dialect).
@@ -247,16 +247,34 @@ pub(crate) enum RefreshExpiry {
     AtMs(i64),
 }
 
-/// Tokens as received, before the times are anchored.
-pub(crate) struct ReceivedTokens {
+/// Tokens as read from a successful refresh response, before their times are anchored.
+pub struct ReceivedTokens {
+    /// The new access token.
     pub access_token: SecretString,
+    /// The new refresh credential, if the server rotated it.
     pub refresh_credential: Option<SecretString>,
+    /// `expires_in` as written.
     pub expires: Option<ExpiryValue>,
+    /// What the server said about the refresh credential's life.
     pub refresh_expiry: RefreshExpiry,
+    /// Token type.
     pub token_type: Option<String>,
+    /// Granted scope.
     pub scope: Option<String>,
     /// The response's HTTP `Date`, in ms.
     pub server_date_ms: Option<i64>,
+}
+
+impl fmt::Debug for ReceivedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceivedTokens")
+            .field("access_token", &self.access_token)
+            .field("refresh_credential", &self.refresh_credential)
+            .field("expires", &self.expires)
+            .field("refresh_expiry", &self.refresh_expiry)
+            .field("server_date_ms", &self.server_date_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The anchored times of a received token set.

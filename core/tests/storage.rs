@@ -1,0 +1,350 @@
+//! The vault core against real SQLite files: keys, tampering, row swaps, schema versions,
+//! the golden file of schema v1, durability across connections.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokenvault::{ErrorCode, KeySource, NewSession, Preset, Profile, SessionState, Vault, VaultError, VaultOptions};
+
+const KEY: [u8; 32] = [0x42; 32];
+
+fn profile() -> Profile {
+    Profile::preset(Preset::OAuth2, "backend", "https://auth.example.test/token", serde_json::json!({"client_id": "game"})).unwrap()
+}
+
+fn open(path: &Path, key: &[u8]) -> Result<Vault, VaultError> {
+    let v = Vault::open(path, KeySource::raw(key)?, VaultOptions::default())?;
+    v.register_profile(profile())?;
+    Ok(v)
+}
+
+fn session(account: &str, token: &str) -> NewSession {
+    NewSession::new(account, "backend", token)
+        .refresh_credential(format!("refresh-of-{token}"))
+        .expires_in(Duration::from_secs(3600))
+        .token_type("Bearer")
+        .scope("openid offline_access")
+        .hint("display_name", "Alice the Brave")
+}
+
+fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+fn golden_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v1.db")
+}
+
+#[test]
+fn store_read_close_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    {
+        let v = open(&path, &KEY).unwrap();
+        let info = v.store(session("alice", "tok-A1")).unwrap();
+        assert_eq!(info.state, SessionState::Fresh);
+        assert!(info.generation >= 1);
+        assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
+        v.close().unwrap();
+        assert_eq!(v.access_token("alice").unwrap_err(), VaultError::Closed);
+    }
+    let v = open(&path, &KEY).unwrap();
+    let t = v.access_token("alice").unwrap();
+    assert_eq!(t.expose(), "tok-A1");
+    let info = v.session_info("alice").unwrap();
+    assert_eq!(info.hints.get("display_name").map(String::as_str), Some("Alice the Brave"));
+    assert_eq!(info.scope.as_deref(), Some("openid offline_access"));
+    assert!(info.access_remaining_ms > 3_500_000 && info.access_remaining_ms <= 3_600_000);
+    assert_eq!(v.access_token("nobody").unwrap_err(), VaultError::NotFound);
+}
+
+#[test]
+fn wrong_key_is_detected_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    {
+        let v = open(&path, &KEY).unwrap();
+        v.store(session("alice", "tok-A1")).unwrap();
+    }
+    assert!(!dir.path().join("v.db-wal").exists(), "a clean close leaves no WAL");
+    let before = file_bytes(&path);
+    let err = open(&path, &[0x43; 32]).unwrap_err();
+    assert_eq!(err, VaultError::WrongKey);
+    assert_eq!(err.code(), ErrorCode::WrongKey);
+    let err = Vault::open(&path, KeySource::passphrase("guess").unwrap(), VaultOptions::default()).unwrap_err();
+    assert_eq!(err, VaultError::WrongKey);
+    assert_eq!(file_bytes(&path), before, "the file is byte-for-byte unchanged");
+    // And it still opens with the right key afterwards.
+    assert_eq!(open(&path, &KEY).unwrap().access_token("alice").unwrap().expose(), "tok-A1");
+}
+
+#[test]
+fn passphrase_vault_and_rekey() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    {
+        let v = Vault::open(&path, KeySource::passphrase("correct horse battery staple").unwrap(), VaultOptions::default()).unwrap();
+        v.register_profile(profile()).unwrap();
+        v.store(session("alice", "tok-A1")).unwrap();
+        // Rekey to a raw key: one row rewrapped, sessions untouched.
+        v.rekey(KeySource::raw(&KEY).unwrap()).unwrap();
+        assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
+    }
+    assert_eq!(
+        Vault::open(&path, KeySource::passphrase("correct horse battery staple").unwrap(), VaultOptions::default()).unwrap_err(),
+        VaultError::WrongKey
+    );
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
+    v.rekey(KeySource::passphrase("new passphrase").unwrap()).unwrap();
+    drop(v);
+    assert_eq!(open(&path, &KEY).unwrap_err(), VaultError::WrongKey);
+    let v = Vault::open(&path, KeySource::passphrase("new passphrase").unwrap(), VaultOptions::default()).unwrap();
+    assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
+}
+
+fn with_db<T>(path: &Path, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+    let c = rusqlite::Connection::open(path).unwrap();
+    f(&c)
+}
+
+#[test]
+fn a_flipped_byte_is_a_typed_corrupt_error_never_an_altered_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    {
+        let v = open(&path, &KEY).unwrap();
+        v.store(session("alice", "tok-A1")).unwrap();
+        v.store(session("bob", "tok-B1")).unwrap();
+    }
+    let rows: Vec<(Vec<u8>, Vec<u8>)> =
+        with_db(&path, |c| c.prepare("SELECT account_hash, ciphertext FROM sessions").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect());
+    assert_eq!(rows.len(), 2);
+    // The account id is nowhere in the file.
+    let all = file_bytes(&path);
+    for needle in [&b"alice"[..], b"tok-A1", b"refresh-of", b"Alice the Brave", b"backend"] {
+        assert!(!all.windows(needle.len()).any(|w| w == needle), "{:?} found in clear", String::from_utf8_lossy(needle));
+    }
+    // Flip one byte of every position of the first row's ciphertext, one at a time.
+    let (hash, ct) = rows[0].clone();
+    for i in 0..ct.len() {
+        let mut bad = ct.clone();
+        bad[i] ^= 0x01;
+        with_db(&path, |c| c.execute("UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2", rusqlite::params![bad, hash]).unwrap());
+        let v = open(&path, &KEY).unwrap();
+        let a = v.access_token("alice");
+        let b = v.access_token("bob");
+        // Exactly one of the two rows is damaged; it fails typed, the other reads fine.
+        let (damaged, intact, intact_tok) = if a.is_err() { (a, b, "tok-B1") } else { (b, a, "tok-A1") };
+        assert_eq!(damaged.unwrap_err().code(), ErrorCode::Corrupt, "byte {i}");
+        assert_eq!(intact.unwrap().expose(), intact_tok);
+        assert_eq!(v.list_accounts().unwrap().len(), 1);
+    }
+    // Restore: everything readable again, nothing was deleted.
+    with_db(&path, |c| c.execute("UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2", rusqlite::params![ct, hash]).unwrap());
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.list_accounts().unwrap(), ["alice", "bob"]);
+}
+
+#[test]
+fn a_row_moved_to_another_account_fails_to_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let (ha, hb) = {
+        let v = open(&path, &KEY).unwrap();
+        v.store(session("alice", "tok-A1")).unwrap();
+        v.store(session("bob", "tok-B1")).unwrap();
+        drop(v);
+        let hashes: Vec<Vec<u8>> = with_db(&path, |c| c.prepare("SELECT account_hash FROM sessions").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect());
+        (hashes[0].clone(), hashes[1].clone())
+    };
+    // Copy row B's whole content (generation, nonce, ciphertext) over row A.
+    with_db(&path, |c| {
+        c.execute(
+            "UPDATE sessions SET (generation, format, nonce, ciphertext) = (SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?2) WHERE account_hash = ?1",
+            rusqlite::params![ha, hb],
+        )
+        .unwrap();
+    });
+    let v = open(&path, &KEY).unwrap();
+    let results = [v.access_token("alice"), v.access_token("bob")];
+    assert_eq!(results.iter().filter(|r| r.as_ref().is_err_and(|e| e.code() == ErrorCode::Corrupt)).count(), 1);
+    // Neither account ever reads the other's token.
+    if let Ok(t) = v.access_token("alice") {
+        assert_eq!(t.expose(), "tok-A1");
+    }
+    // A generation rolled back in the clear column is detected too.
+    with_db(&path, |c| c.execute("UPDATE sessions SET generation = generation + 100 WHERE account_hash = ?1", rusqlite::params![hb]).unwrap());
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.access_token("bob").unwrap_err().code(), ErrorCode::Corrupt);
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    drop(open(&path, &KEY).unwrap());
+    with_db(&path, |c| c.execute_batch("PRAGMA user_version = 99;").unwrap());
+    let before = file_bytes(&path);
+    let err = open(&path, &KEY).unwrap_err();
+    assert_eq!(err, VaultError::SchemaTooNew { found: 99, supported: tokenvault::SCHEMA_VERSION });
+    assert_eq!(err.code(), ErrorCode::SchemaTooNew);
+    assert_eq!(file_bytes(&path), before);
+}
+
+#[test]
+fn foreign_and_garbage_files_are_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0xA5u8; 8192]).unwrap();
+    assert_eq!(open(&garbage, &KEY).unwrap_err().code(), ErrorCode::Corrupt);
+    assert_eq!(file_bytes(&garbage), vec![0xA5u8; 8192]);
+
+    let foreign = dir.path().join("foreign.db");
+    with_db(&foreign, |c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap());
+    let before = file_bytes(&foreign);
+    assert_eq!(open(&foreign, &KEY).unwrap_err().code(), ErrorCode::Corrupt);
+    assert_eq!(file_bytes(&foreign), before);
+
+    let missing_dir = dir.path().join("no/such/dir/v.db");
+    assert_eq!(open(&missing_dir, &KEY).unwrap_err().code(), ErrorCode::StorageUnavailable);
+}
+
+#[test]
+fn golden_v1_file_opens_with_every_later_version() {
+    let golden = golden_path();
+    assert!(golden.exists(), "the committed schema-v1 file is missing: {}", golden.display());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
+    let info = v.session_info("golden-alice").unwrap();
+    assert_eq!(info.profile, "backend");
+    assert_eq!(info.hints.get("display_name").map(String::as_str), Some("Golden Alice"));
+    assert!(info.has_refresh_credential);
+    // Its tokens lived one second (it was written in November 2026); reading them needs a refresh, which
+    // fails here (no such server) but must not damage or delete anything.
+    assert_eq!(info.state, SessionState::Expired);
+    assert!(v.check_integrity().unwrap());
+    // A vault at a newer version can still write to it.
+    v.store(session("golden-carol", "tok-C1")).unwrap();
+    assert_eq!(v.list_accounts().unwrap().len(), 3);
+}
+
+/// Writes tests/data/vault-v1.db. Run once per schema version:
+/// `cargo test -p tokenvault --test storage -- --ignored write_golden_file`.
+#[test]
+#[ignore]
+fn write_golden_file() {
+    let golden = golden_path();
+    let _ = std::fs::remove_file(&golden);
+    let v = open(&golden, &KEY).unwrap();
+    v.store(
+        NewSession::new("golden-alice", "backend", "golden-access-alice")
+            .refresh_credential("golden-refresh-alice")
+            .expires_in(Duration::from_secs(1))
+            .hint("display_name", "Golden Alice"),
+    )
+    .unwrap();
+    v.store(NewSession::new("golden-bob", "backend", "golden-access-bob").refresh_credential("golden-refresh-bob").expires_in(Duration::from_secs(1))).unwrap();
+    v.close().unwrap();
+}
+
+#[test]
+fn remove_bumps_the_generation_and_lists_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open(&dir.path().join("v.db"), &KEY).unwrap();
+    let g1 = v.store(session("alice", "t1")).unwrap().generation;
+    let g2 = v.store(session("alice", "t2")).unwrap().generation;
+    assert!(g2 > g1);
+    v.store(session("bob", "t3")).unwrap();
+    assert_eq!(v.list_accounts().unwrap(), ["alice", "bob"]);
+    assert!(v.remove("alice").unwrap());
+    assert!(!v.remove("alice").unwrap());
+    assert_eq!(v.access_token("alice").unwrap_err(), VaultError::NotFound);
+    assert_eq!(v.list_accounts().unwrap(), ["bob"]);
+    let g3 = v.store(session("alice", "t4")).unwrap().generation;
+    assert!(g3 > g2, "generations never repeat across logout and login");
+}
+
+#[test]
+fn writes_are_visible_to_another_connection_when_the_call_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let a = open(&path, &KEY).unwrap();
+    let b = open(&path, &KEY).unwrap();
+    a.store(session("alice", "t1")).unwrap();
+    assert_eq!(b.access_token("alice").unwrap().expose(), "t1");
+    // synchronous=FULL in WAL mode, checked on the live connection's file.
+    let sync: i64 = with_db(&path, |c| c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).map(|m| (m == "wal") as i64).unwrap());
+    assert_eq!(sync, 1);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let v = open(&path, &KEY).unwrap();
+    v.store(session("alice", "good")).unwrap();
+    let g = v.session_info("alice").unwrap().generation;
+    for bad in [
+        NewSession::new("", "backend", "t"),
+        NewSession::new("alice", "backend", ""),
+        NewSession::new("alice", "backend", "with space"),
+        NewSession::new("alice", "backend", "crlf\r\nX: y"),
+        NewSession::new("alice", "no-such-profile", "t"),
+        NewSession::new("a\0b", "backend", "t"),
+        NewSession::new("alice", "backend", "t".repeat(70_000)),
+    ] {
+        assert_eq!(v.store(bad).unwrap_err().code(), ErrorCode::InvalidInput);
+    }
+    assert!(KeySource::raw(&[1, 2, 3]).is_err());
+    assert_eq!(v.session_info("alice").unwrap().generation, g);
+    assert_eq!(v.access_token("alice").unwrap().expose(), "good");
+}
+
+#[test]
+fn secrets_stay_out_of_debug_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open(&dir.path().join("v.db"), &KEY).unwrap();
+    let info = v.store(session("alice-secret-id", "tok-SECRET")).unwrap();
+    let t = v.access_token("alice-secret-id").unwrap();
+    let texts = [
+        format!("{info:?}"),
+        format!("{t:?}"),
+        format!("{v:?}"),
+        format!("{:?}", session("alice-secret-id", "tok-SECRET")),
+        format!("{:?}", KeySource::raw(&KEY).unwrap()),
+        v.access_token("other-secret-id").unwrap_err().to_string(),
+    ];
+    for s in texts {
+        for secret in ["tok-SECRET", "alice-secret-id", "refresh-of", "other-secret-id"] {
+            assert!(!s.contains(secret), "{s}");
+        }
+    }
+}
+
+#[test]
+fn the_vault_is_shared_across_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Arc::new(open(&dir.path().join("v.db"), &KEY).unwrap());
+    for i in 0..8 {
+        v.store(session(&format!("acct-{i}"), &format!("tok-{i}"))).unwrap();
+    }
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let v = Arc::clone(&v);
+            std::thread::spawn(move || {
+                for _ in 0..10_000 {
+                    assert_eq!(v.access_token(&format!("acct-{i}")).unwrap().expose(), format!("tok-{i}"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
