@@ -275,6 +275,9 @@ pub(crate) struct Lead {
     pub base: Arc<CachedSession>,
     pub credential_hash: Vec<u8>,
     pub lease_holder: String,
+    /// An earlier request with this same credential got no answer (a crash or a lost
+    /// response): the server may already have consumed it.
+    pub possibly_consumed: bool,
 }
 
 #[cfg(test)]

@@ -686,6 +686,7 @@ impl Vault {
             base: Arc::clone(&entry),
             credential_hash,
             lease_holder: format!("{}-{:x}", self.instance_id, flight.id),
+            possibly_consumed: false,
         });
         match self.prepare(lead) {
             Ok(s) => Ok(s),
@@ -697,12 +698,15 @@ impl Vault {
     }
 
     /// Take the cross-process lease (or adopt a peer's result) and build the request.
-    fn prepare(&self, lead: Box<Lead>) -> Result<Start> {
+    fn prepare(&self, mut lead: Box<Lead>) -> Result<Start> {
         let lease_ms = ms_i64(lead.profile.timeout() + LEASE_GRACE);
         let started = self.clock.mono_ns();
         loop {
             match self.try_lease(&lead, lease_ms)? {
-                LeaseOutcome::Acquired => break,
+                LeaseOutcome::Acquired { possibly_consumed } => {
+                    lead.possibly_consumed = possibly_consumed;
+                    break;
+                }
                 LeaseOutcome::StoreChanged => {
                     let entry = self.reload_if_changed(&lead.account, &lead.base)?;
                     let t = entry.token.clone();
@@ -748,15 +752,23 @@ impl Vault {
                 if generation.and_then(|g| u64::try_from(g).ok()) != Some(lead.base_generation) {
                     return Ok(LeaseOutcome::StoreChanged);
                 }
-                let lease: Option<(String, i64)> = tx
-                    .query_row("SELECT holder, expires_at_ms FROM refresh_lease WHERE account_hash = ?1", params![hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                let lease: Option<(String, i64, Vec<u8>, i64)> = tx
+                    .query_row(
+                        "SELECT holder, expires_at_ms, credential_hash, sent FROM refresh_lease WHERE account_hash = ?1",
+                        params![hash],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
                     .optional()?;
-                if let Some((holder, expires)) = lease {
+                let mut possibly_consumed = false;
+                if let Some((holder, expires, cred, sent)) = lease {
                     // A lease further in the future than any lease we would take means the
                     // clock jumped back: treat it as expired.
                     if holder != lead.lease_holder && expires > now_wall && expires <= now_wall.saturating_add(lease_ms) {
                         return Ok(LeaseOutcome::HeldByPeer);
                     }
+                    // An expired lease (or a lost-answer marker) for this very credential: a
+                    // request carrying it may have been consumed by the server.
+                    possibly_consumed = sent != 0 && cred == lead.credential_hash && holder != lead.lease_holder;
                 }
                 tx.execute(
                     "INSERT INTO refresh_lease (account_hash, holder, expires_at_ms, credential_hash, sent) VALUES (?1, ?2, ?3, ?4, 1)
@@ -765,7 +777,7 @@ impl Vault {
                     params![hash, lead.lease_holder, now_wall.saturating_add(lease_ms), lead.credential_hash],
                 )?;
                 tx.commit()?;
-                Ok(LeaseOutcome::Acquired)
+                Ok(LeaseOutcome::Acquired { possibly_consumed })
             })();
             conn.execute_batch("PRAGMA synchronous=FULL")?;
             result
@@ -799,21 +811,6 @@ impl Vault {
         self.release_lease_with(lead, false);
     }
 
-    /// Whether a refresh with this credential may already have been consumed by the server:
-    /// a lease row with this credential survives from a request whose answer never arrived
-    /// (a crash or a lost response).
-    fn credential_possibly_consumed(&self, lead: &Lead) -> bool {
-        self.with_store(|s| {
-            let n: i64 = s.conn_mut().query_row(
-                "SELECT count(*) FROM refresh_lease WHERE account_hash = ?1 AND credential_hash = ?2 AND sent = 1 AND holder != ?3",
-                params![lead.account_hash, lead.credential_hash, lead.lease_holder],
-                |r| r.get(0),
-            )?;
-            Ok(n > 0)
-        })
-        .unwrap_or(false)
-    }
-
     fn end_flight(&self, account: &str, flight: &Arc<Flight>, result: Result<AccessToken>) {
         {
             let mut map = self.refresh.lock();
@@ -839,6 +836,9 @@ impl Vault {
         let now_wall = self.clock.wall_ms();
         let (outcome, maybe_delivered) = match &response {
             Ok(r) => (lead.profile.parse_response(r, now_wall), false),
+            Err(te) if te.kind == crate::transport::TransportErrorKind::TooLarge => {
+                (Err(VaultError::protocol(format!("the response was too large ({})", te.message))), true)
+            }
             Err(te) => (Err(VaultError::transient(format!("network: {te}"))), te.may_have_been_delivered()),
         };
         drop(response);
@@ -881,9 +881,8 @@ impl Vault {
                     self.release_lease(lead);
                     return Ok(current.token.clone());
                 }
-                let consumed = self.credential_possibly_consumed(lead);
                 self.release_lease(lead);
-                let err = if consumed {
+                let err = if lead.possibly_consumed {
                     VaultError::RefreshOutcomeUnknown {
                         reason: "an earlier refresh with this credential got no answer (crash or lost response), and the server now refuses it".into(),
                     }
@@ -906,7 +905,8 @@ impl Vault {
                 Err(err)
             }
             Err(e) => {
-                self.release_lease_with(lead, maybe_delivered);
+                // Keep the lost-answer marker while the credential may have been consumed.
+                self.release_lease_with(lead, maybe_delivered || lead.possibly_consumed);
                 let now = self.clock.mono_ns();
                 if let Some(st) = self.refresh.lock().get_mut(&lead.account) {
                     st.record_failure(&e, now, &self.policy);
@@ -955,7 +955,7 @@ impl Drop for Vault {
 }
 
 enum LeaseOutcome {
-    Acquired,
+    Acquired { possibly_consumed: bool },
     HeldByPeer,
     StoreChanged,
 }
