@@ -59,10 +59,7 @@ impl Clock for SystemClock {
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn mono_ns(&self) -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on every
         // Linux since 2.6.32 and cannot fail with a valid pointer.
         unsafe {
@@ -156,9 +153,7 @@ impl SkewedClock {
 
 impl Clock for SkewedClock {
     fn wall_ms(&self) -> i64 {
-        self.inner
-            .wall_ms()
-            .saturating_add(self.skew_ms.load(Ordering::SeqCst))
+        self.inner.wall_ms().saturating_add(self.skew_ms.load(Ordering::SeqCst))
     }
 
     fn mono_ns(&self) -> u64 {

@@ -129,7 +129,9 @@ impl KdfParams {
     /// Bounds accepted when reading a file: a hostile file must not make us allocate 64 GiB.
     pub(crate) fn check_stored(self) -> Result<()> {
         if !(8..=1024 * 1024).contains(&self.m_kib) || !(1..=64).contains(&self.t) || !(1..=16).contains(&self.p) {
-            return Err(VaultError::corrupt("implausible key-derivation parameters in the vault_key row"));
+            return Err(VaultError::corrupt(
+                "implausible key-derivation parameters in the vault_key row",
+            ));
         }
         Ok(())
     }
@@ -175,7 +177,11 @@ fn wrap_aad(kind: KeyKind, salt: Option<&[u8]>, kdf: Option<KdfParams>) -> Vec<u
 }
 
 /// Derive the key-encryption key for a source.
-fn key_encryption_key(source: &KeySource, salt: Option<&[u8]>, kdf: Option<KdfParams>) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+fn key_encryption_key(
+    source: &KeySource,
+    salt: Option<&[u8]>,
+    kdf: Option<KdfParams>,
+) -> Result<Zeroizing<[u8; KEY_LEN]>> {
     let mut kek = Zeroizing::new([0u8; KEY_LEN]);
     match source {
         KeySource::Raw(raw) => {
@@ -213,13 +219,26 @@ pub(crate) fn wrap_data_key(source: &KeySource, data_key: &[u8; KEY_LEN]) -> Res
     let kek = key_encryption_key(source, salt.as_deref(), kdf)?;
     let mut nonce = vec![0u8; NONCE_LEN];
     random_bytes(&mut nonce)?;
-    let cipher = XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+    let cipher =
+        XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
     let aad = wrap_aad(kind, salt.as_deref(), kdf);
     let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
     let wrapped = cipher
-        .encrypt(&xnonce, Payload { msg: &data_key[..], aad: &aad })
+        .encrypt(
+            &xnonce,
+            Payload {
+                msg: &data_key[..],
+                aad: &aad,
+            },
+        )
         .map_err(|_| VaultError::internal("key wrap failed"))?;
-    Ok(WrappedKey { kind, salt, kdf, nonce, wrapped })
+    Ok(WrappedKey {
+        kind,
+        salt,
+        kdf,
+        nonce,
+        wrapped,
+    })
 }
 
 /// Unwrap the data key. Any authentication failure is [`VaultError::WrongKey`] (the key kind
@@ -236,11 +255,19 @@ pub(crate) fn unwrap_data_key(source: &KeySource, stored: &WrappedKey) -> Result
         return Err(VaultError::corrupt("the wrapped key has a bad nonce"));
     }
     let kek = key_encryption_key(source, stored.salt.as_deref(), stored.kdf)?;
-    let cipher = XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+    let cipher =
+        XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
     let aad = wrap_aad(stored.kind, stored.salt.as_deref(), stored.kdf);
-    let xnonce = XNonce::try_from(&stored.nonce[..]).map_err(|_| VaultError::corrupt("the wrapped key has a bad nonce"))?;
+    let xnonce =
+        XNonce::try_from(&stored.nonce[..]).map_err(|_| VaultError::corrupt("the wrapped key has a bad nonce"))?;
     let mut plain = cipher
-        .decrypt(&xnonce, Payload { msg: &stored.wrapped, aad: &aad })
+        .decrypt(
+            &xnonce,
+            Payload {
+                msg: &stored.wrapped,
+                aad: &aad,
+            },
+        )
         .map_err(|_| VaultError::WrongKey)?;
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     if plain.len() != KEY_LEN {
@@ -275,7 +302,8 @@ impl std::fmt::Debug for RecordCipher {
 }
 
 fn subkey(data_key: &[u8; KEY_LEN], label: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(data_key).map_err(|_| VaultError::internal("HMAC key setup failed"))?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(data_key)
+        .map_err(|_| VaultError::internal("HMAC key setup failed"))?;
     mac.update(label);
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     out.copy_from_slice(&mac.finalize().into_bytes());
@@ -287,7 +315,8 @@ impl RecordCipher {
         let record_key = subkey(data_key, b"tokenvault/record-key/v1")?;
         let lookup_key = subkey(data_key, b"tokenvault/lookup-key/v1")?;
         Ok(RecordCipher {
-            aead: XChaCha20Poly1305::new_from_slice(&record_key[..]).map_err(|_| VaultError::internal("cipher setup failed"))?,
+            aead: XChaCha20Poly1305::new_from_slice(&record_key[..])
+                .map_err(|_| VaultError::internal("cipher setup failed"))?,
             lookup: <Hmac<Sha256> as KeyInit>::new_from_slice(&lookup_key[..])
                 .map_err(|_| VaultError::internal("HMAC key setup failed"))?,
         })
@@ -327,21 +356,40 @@ impl RecordCipher {
         let aad = Self::record_aad(account_hash, RECORD_FORMAT, generation);
         let ct = self
             .aead
-            .encrypt(&xnonce, Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &xnonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| VaultError::internal("record encryption failed"))?;
         Ok((nonce, ct))
     }
 
     /// Decrypt a record. Any failure is [`VaultError::Corrupt`]: the data key is already known
     /// to be right (it unwrapped), so a failing tag means this record was altered or moved.
-    pub(crate) fn open(&self, account_hash: &[u8], format: i64, generation: u64, nonce: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) fn open(
+        &self,
+        account_hash: &[u8],
+        format: i64,
+        generation: u64,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
         if format != RECORD_FORMAT {
             return Err(VaultError::corrupt(format!("unknown session record format {format}")));
         }
         let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("a session record has a bad nonce"))?;
         let aad = Self::record_aad(account_hash, format, generation);
         self.aead
-            .decrypt(&xnonce, Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                &xnonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| VaultError::corrupt("a session record failed authentication"))
     }
@@ -354,22 +402,43 @@ mod tests {
     #[test]
     fn wrap_unwrap_roundtrip_and_wrong_key() {
         let dk = new_data_key().unwrap();
-        for src in [KeySource::raw(&[7u8; 32]).unwrap(), KeySource::passphrase("correct horse").unwrap()] {
+        for src in [
+            KeySource::raw(&[7u8; 32]).unwrap(),
+            KeySource::passphrase("correct horse").unwrap(),
+        ] {
             let w = wrap_data_key(&src, &dk).unwrap();
             assert_eq!(&unwrap_data_key(&src, &w).unwrap()[..], &dk[..]);
         }
         let w = wrap_data_key(&KeySource::raw(&[7u8; 32]).unwrap(), &dk).unwrap();
-        assert_eq!(unwrap_data_key(&KeySource::raw(&[8u8; 32]).unwrap(), &w).unwrap_err(), VaultError::WrongKey);
-        assert_eq!(unwrap_data_key(&KeySource::passphrase("x").unwrap(), &w).unwrap_err(), VaultError::WrongKey);
+        assert_eq!(
+            unwrap_data_key(&KeySource::raw(&[8u8; 32]).unwrap(), &w).unwrap_err(),
+            VaultError::WrongKey
+        );
+        assert_eq!(
+            unwrap_data_key(&KeySource::passphrase("x").unwrap(), &w).unwrap_err(),
+            VaultError::WrongKey
+        );
         let w = wrap_data_key(&KeySource::passphrase("right").unwrap(), &dk).unwrap();
-        assert_eq!(unwrap_data_key(&KeySource::passphrase("wrong").unwrap(), &w).unwrap_err(), VaultError::WrongKey);
+        assert_eq!(
+            unwrap_data_key(&KeySource::passphrase("wrong").unwrap(), &w).unwrap_err(),
+            VaultError::WrongKey
+        );
         // Tampered KDF parameters are detected (they are in the AAD).
         let mut t = w.clone();
         t.kdf = Some(KdfParams { m_kib: 128, t: 1, p: 1 });
         assert!(unwrap_data_key(&KeySource::passphrase("right").unwrap(), &t).is_err());
         // Hostile parameters are refused before any allocation.
-        t.kdf = Some(KdfParams { m_kib: u32::MAX, t: 1, p: 1 });
-        assert_eq!(unwrap_data_key(&KeySource::passphrase("right").unwrap(), &t).unwrap_err().code(), crate::ErrorCode::Corrupt);
+        t.kdf = Some(KdfParams {
+            m_kib: u32::MAX,
+            t: 1,
+            p: 1,
+        });
+        assert_eq!(
+            unwrap_data_key(&KeySource::passphrase("right").unwrap(), &t)
+                .unwrap_err()
+                .code(),
+            crate::ErrorCode::Corrupt
+        );
     }
 
     #[test]
@@ -392,6 +461,9 @@ mod tests {
         assert!(c.open(&a, 2, 5, &n, &ct).is_err(), "other format");
         let mut bad = ct.clone();
         bad[3] ^= 1;
-        assert_eq!(c.open(&a, 1, 5, &n, &bad).unwrap_err().code(), crate::ErrorCode::Corrupt);
+        assert_eq!(
+            c.open(&a, 1, 5, &n, &bad).unwrap_err().code(),
+            crate::ErrorCode::Corrupt
+        );
     }
 }

@@ -53,7 +53,9 @@ impl Default for RefreshPolicy {
 impl RefreshPolicy {
     pub(crate) fn validate(&self) -> Result<()> {
         if !(0.05..=0.95).contains(&self.refresh_point) || !(0.0..=0.2).contains(&self.jitter) {
-            return Err(VaultError::invalid("refresh_point must be in 0.05..=0.95 and jitter in 0..=0.2"));
+            return Err(VaultError::invalid(
+                "refresh_point must be in 0.05..=0.95 and jitter in 0..=0.2",
+            ));
         }
         if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
             return Err(VaultError::invalid("backoff_initial must be > 0 and <= backoff_max"));
@@ -107,11 +109,17 @@ impl std::fmt::Debug for CachedSession {
 
 impl CachedSession {
     /// Convert a record's server-time instants to monotonic deadlines, now.
-    pub(crate) fn build(record: SessionRecord, generation: u64, clock: &dyn Clock, policy: &RefreshPolicy) -> CachedSession {
+    pub(crate) fn build(
+        record: SessionRecord,
+        generation: u64,
+        clock: &dyn Clock,
+        policy: &RefreshPolicy,
+    ) -> CachedSession {
         let device_now = clock.wall_ms();
         let mono_now = clock.mono_ns();
         let server_now = device_now.saturating_add(record.clock_offset_ms);
-        let to_mono = |server_ms: i64| add_signed(mono_now, i128::from(server_ms.saturating_sub(server_now)) * 1_000_000);
+        let to_mono =
+            |server_ms: i64| add_signed(mono_now, i128::from(server_ms.saturating_sub(server_now)) * 1_000_000);
         let lifetime_ms = record.lifetime_ms();
         let lifetime_ns = u64::try_from(lifetime_ms).unwrap_or(1_000).saturating_mul(1_000_000);
         let expires_at = to_mono(record.access_expires_at_ms);

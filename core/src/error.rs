@@ -212,21 +212,15 @@ impl VaultError {
     }
 
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
-        VaultError::InvalidInput {
-            reason: reason.into(),
-        }
+        VaultError::InvalidInput { reason: reason.into() }
     }
 
     pub(crate) fn protocol(reason: impl Into<String>) -> Self {
-        VaultError::Protocol {
-            reason: reason.into(),
-        }
+        VaultError::Protocol { reason: reason.into() }
     }
 
     pub(crate) fn transient(reason: impl Into<String>) -> Self {
-        VaultError::Transient {
-            reason: reason.into(),
-        }
+        VaultError::Transient { reason: reason.into() }
     }
 
     pub(crate) fn corrupt(what: impl Into<String>) -> Self {
@@ -234,15 +228,11 @@ impl VaultError {
     }
 
     pub(crate) fn internal(reason: impl Into<String>) -> Self {
-        VaultError::Internal {
-            reason: reason.into(),
-        }
+        VaultError::Internal { reason: reason.into() }
     }
 
     pub(crate) fn reauth(reason: impl Into<String>) -> Self {
-        VaultError::ReauthenticationRequired {
-            reason: reason.into(),
-        }
+        VaultError::ReauthenticationRequired { reason: reason.into() }
     }
 }
 
@@ -270,9 +260,7 @@ impl From<rusqlite::Error> for VaultError {
                         reason: format!("cannot use the database file ({:?})", e.code),
                     }
                 }
-                C::DatabaseCorrupt | C::NotADatabase => {
-                    VaultError::corrupt("the file is not a valid SQLite database")
-                }
+                C::DatabaseCorrupt | C::NotADatabase => VaultError::corrupt("the file is not a valid SQLite database"),
                 _ => VaultError::StorageUnavailable {
                     reason: format!("SQLite error {:?} (extended code {})", e.code, e.extended_code),
                 },

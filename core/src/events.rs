@@ -43,9 +43,9 @@ impl VaultEvent {
     /// The account the event is about.
     pub fn account(&self) -> &str {
         match self {
-            VaultEvent::TokenRefreshed { account, .. } | VaultEvent::SessionExpired { account, .. } | VaultEvent::SessionRemoved { account } => {
-                account
-            }
+            VaultEvent::TokenRefreshed { account, .. }
+            | VaultEvent::SessionExpired { account, .. }
+            | VaultEvent::SessionRemoved { account } => account,
         }
     }
 }
@@ -71,9 +71,12 @@ pub trait VaultObserver: Send + Sync {
     fn on_event(&self, event: &VaultEvent);
 }
 
+/// The running delivery thread: its queue, its handle and its id.
+type DeliveryThread = (Sender<VaultEvent>, JoinHandle<()>, ThreadId);
+
 /// Queues events and runs the delivery thread.
 pub(crate) struct EventDispatcher {
-    state: Mutex<Option<(Sender<VaultEvent>, JoinHandle<()>, ThreadId)>>,
+    state: Mutex<Option<DeliveryThread>>,
     observer: Arc<Mutex<Option<Arc<dyn VaultObserver>>>>,
 }
 
@@ -102,17 +105,19 @@ impl EventDispatcher {
         if st.is_none() {
             let (tx, rx) = channel::<VaultEvent>();
             let obs = Arc::clone(&self.observer);
-            let spawned = std::thread::Builder::new().name("tokenvault-events".into()).spawn(move || {
-                while let Ok(ev) = rx.recv() {
-                    let current = obs.lock().clone();
-                    if let Some(o) = current {
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| o.on_event(&ev)));
-                        if r.is_err() {
-                            log::error!("a vault observer panicked; the event was dropped");
+            let spawned = std::thread::Builder::new()
+                .name("tokenvault-events".into())
+                .spawn(move || {
+                    while let Ok(ev) = rx.recv() {
+                        let current = obs.lock().clone();
+                        if let Some(o) = current {
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| o.on_event(&ev)));
+                            if r.is_err() {
+                                log::error!("a vault observer panicked; the event was dropped");
+                            }
                         }
                     }
-                }
-            });
+                });
             match spawned {
                 Ok(h) => {
                     let id = h.thread().id();

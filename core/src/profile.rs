@@ -428,7 +428,9 @@ impl Template {
                     None => {
                         let s = SecretString::new(out);
                         drop(s);
-                        return Err(VaultError::invalid(format!("the profile needs {v:?}, which is not set")));
+                        return Err(VaultError::invalid(format!(
+                            "the profile needs {v:?}, which is not set"
+                        )));
                     }
                 },
             }
@@ -492,7 +494,10 @@ impl fmt::Debug for Profile {
             .field("url", &self.url)
             .field("method", &self.method)
             .field("encoding", &self.encoding)
-            .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            )
             .field("body", &self.body.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
@@ -528,7 +533,9 @@ fn no_controls(what: &str, s: &str, max: usize) -> Result<()> {
         return Err(VaultError::invalid(format!("{what} is longer than {max} bytes")));
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err(VaultError::invalid(format!("{what} contains control characters (CR/LF?)")));
+        return Err(VaultError::invalid(format!(
+            "{what} contains control characters (CR/LF?)"
+        )));
     }
     Ok(())
 }
@@ -576,10 +583,17 @@ impl Profile {
     /// defaults and the document's keys override them.
     pub fn from_json(json: &str) -> Result<Profile> {
         if json.len() > MAX_PROFILE_JSON {
-            return Err(VaultError::invalid(format!("a profile is limited to {MAX_PROFILE_JSON} bytes")));
+            return Err(VaultError::invalid(format!(
+                "a profile is limited to {MAX_PROFILE_JSON} bytes"
+            )));
         }
-        let mut value: Value =
-            serde_json::from_str(json).map_err(|e| VaultError::invalid(format!("the profile is not valid JSON (line {}, column {})", e.line(), e.column())))?;
+        let mut value: Value = serde_json::from_str(json).map_err(|e| {
+            VaultError::invalid(format!(
+                "the profile is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
         let obj = value
             .as_object_mut()
             .ok_or_else(|| VaultError::invalid("a profile must be a JSON object"))?;
@@ -596,7 +610,10 @@ impl Profile {
         let spec: ProfileSpec = serde_json::from_value(value).map_err(|e| {
             // serde's message names the offending key, never a value of ours.
             let msg = e.to_string();
-            VaultError::invalid(format!("invalid profile: {}", msg.chars().take(200).collect::<String>()))
+            VaultError::invalid(format!(
+                "invalid profile: {}",
+                msg.chars().take(200).collect::<String>()
+            ))
         })?;
         Profile::from_spec(spec)
     }
@@ -609,12 +626,17 @@ impl Profile {
     }
 
     fn from_spec(s: ProfileSpec) -> Result<Profile> {
-        if s.name.is_empty() || s.name.len() > 64 || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if s.name.is_empty()
+            || s.name.len() > 64
+            || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(VaultError::invalid("a profile name must be 1..=64 of [A-Za-z0-9._-]"));
         }
         let (https, loopback) = check_url(&s.url)?;
         if !https && !loopback && !s.allow_http {
-            return Err(VaultError::invalid("plain http is only allowed to loopback hosts unless allow_http is set"));
+            return Err(VaultError::invalid(
+                "plain http is only allowed to loopback hosts unless allow_http is set",
+            ));
         }
         let method = s.method.to_ascii_uppercase();
         if method != "POST" && method != "PUT" {
@@ -626,11 +648,23 @@ impl Profile {
         let mut headers = Vec::new();
         for (name, value) in s.headers.0 {
             if name.is_empty() || name.len() > 64 || !name.chars().all(is_token_char) {
-                return Err(VaultError::invalid("a header name is empty, too long or not an HTTP token"));
+                return Err(VaultError::invalid(
+                    "a header name is empty, too long or not an HTTP token",
+                ));
             }
             let lower = name.to_ascii_lowercase();
-            if ["content-length", "host", "transfer-encoding", "connection", "content-type"].contains(&lower.as_str()) {
-                return Err(VaultError::invalid("a profile may not set Content-Length, Host, Transfer-Encoding, Connection or Content-Type"));
+            if [
+                "content-length",
+                "host",
+                "transfer-encoding",
+                "connection",
+                "content-type",
+            ]
+            .contains(&lower.as_str())
+            {
+                return Err(VaultError::invalid(
+                    "a profile may not set Content-Length, Host, Transfer-Encoding, Connection or Content-Type",
+                ));
             }
             no_controls("a header value", &value, 8192)?;
             headers.push((name, Template::parse(&value)?));
@@ -686,16 +720,24 @@ impl Profile {
         if s.reauth_statuses.iter().any(|c| !(400..=499).contains(c)) {
             return Err(VaultError::invalid("reauth_statuses must be 4xx codes"));
         }
-        if !(1..=MAX_LIFETIME_SECS).contains(&s.default_lifetime_secs) || s.refresh_lifetime_secs.is_some_and(|v| !(1..=MAX_LIFETIME_SECS).contains(&v)) {
+        if !(1..=MAX_LIFETIME_SECS).contains(&s.default_lifetime_secs)
+            || s.refresh_lifetime_secs
+                .is_some_and(|v| !(1..=MAX_LIFETIME_SECS).contains(&v))
+        {
             return Err(VaultError::invalid("lifetimes must be between 1 s and 10 years"));
         }
         if !(100..=300_000).contains(&s.timeout_ms) {
             return Err(VaultError::invalid("timeout_ms must be between 100 and 300000"));
         }
         if !(1024..=MAX_RESPONSE_CAP).contains(&s.max_response_bytes) {
-            return Err(VaultError::invalid("max_response_bytes must be between 1 KiB and 16 MiB"));
+            return Err(VaultError::invalid(
+                "max_response_bytes must be between 1 KiB and 16 MiB",
+            ));
         }
-        let mentions_credential = body.iter().chain(headers.iter()).any(|(_, t)| t.0.contains(&Piece::Var(Var::RefreshCredential)));
+        let mentions_credential = body
+            .iter()
+            .chain(headers.iter())
+            .any(|(_, t)| t.0.contains(&Piece::Var(Var::RefreshCredential)));
         if !mentions_credential {
             return Err(VaultError::invalid("the profile never sends the refresh credential"));
         }
@@ -818,7 +860,10 @@ impl Profile {
             let mut userpass = String::new();
             form_encode(self.client_id.as_deref().unwrap_or(""), &mut userpass);
             userpass.push(':');
-            form_encode(self.client_secret.as_ref().map(|s| s.expose()).unwrap_or(""), &mut userpass);
+            form_encode(
+                self.client_secret.as_ref().map(|s| s.expose()).unwrap_or(""),
+                &mut userpass,
+            );
             let value = SecretString::new(format!("Basic {}", STANDARD.encode(userpass.as_bytes())));
             drop(SecretString::new(userpass));
             headers.push(HttpHeader {
@@ -831,7 +876,10 @@ impl Profile {
                 if v.expose().chars().any(|c| c.is_control()) {
                     return Err(VaultError::invalid("a header value would contain control characters"));
                 }
-                headers.push(HttpHeader { name: name.clone(), value: v });
+                headers.push(HttpHeader {
+                    name: name.clone(),
+                    value: v,
+                });
             }
         }
         Ok(HttpRequest {
@@ -849,10 +897,15 @@ impl Profile {
     pub fn parse_response(&self, response: &HttpResponse, now_wall_ms: i64) -> Result<ReceivedTokens> {
         let status = response.status;
         if response.body.len() > self.max_response_bytes {
-            return Err(VaultError::protocol(format!("the response body is over {} bytes", self.max_response_bytes)));
+            return Err(VaultError::protocol(format!(
+                "the response body is over {} bytes",
+                self.max_response_bytes
+            )));
         }
         if (300..400).contains(&status) {
-            return Err(VaultError::transient(format!("HTTP {status} redirect (a captive portal?)")));
+            return Err(VaultError::transient(format!(
+                "HTTP {status} redirect (a captive portal?)"
+            )));
         }
         if status == 429 {
             return Err(VaultError::Throttled {
@@ -868,7 +921,11 @@ impl Profile {
         let ct = response.header("content-type").unwrap_or("").to_ascii_lowercase();
         let ct_json = ct.contains("json");
         let ct_html = ct.starts_with("text/html");
-        let body_looks_json = response.body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'{');
+        let body_looks_json = response
+            .body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{');
         let json: Option<Value> = if ct_json || (ct.is_empty() && body_looks_json) {
             serde_json::from_slice(&response.body).ok()
         } else {
@@ -883,15 +940,23 @@ impl Profile {
                 }
             }
             if self.reauth_statuses.contains(&status) {
-                return Err(VaultError::reauth(format!("HTTP {status}{}", code.map(|c| format!(" {c}")).unwrap_or_default())));
+                return Err(VaultError::reauth(format!(
+                    "HTTP {status}{}",
+                    code.map(|c| format!(" {c}")).unwrap_or_default()
+                )));
             }
-            return Err(VaultError::protocol(format!("HTTP {status}{}", code.map(|c| format!(" {c}")).unwrap_or_default())));
+            return Err(VaultError::protocol(format!(
+                "HTTP {status}{}",
+                code.map(|c| format!(" {c}")).unwrap_or_default()
+            )));
         }
 
         // 2xx
         let Some(json) = json else {
             if ct_html {
-                return Err(VaultError::transient("an HTML page instead of JSON (a captive portal?)"));
+                return Err(VaultError::transient(
+                    "an HTML page instead of JSON (a captive portal?)",
+                ));
             }
             if ct_json || (ct.is_empty() && body_looks_json) {
                 return Err(VaultError::protocol("the response body is not valid JSON"));
@@ -910,7 +975,8 @@ impl Profile {
             }
             Some(_) => return Err(VaultError::protocol("the access token in the response is not a string")),
         };
-        validate_token("access token in the response", access).map_err(|_| VaultError::protocol("the access token in the response is malformed"))?;
+        validate_token("access token in the response", access)
+            .map_err(|_| VaultError::protocol("the access token in the response is malformed"))?;
         let refresh = match (&self.response.refresh_token, self.rotation) {
             (Some(path), Rotation::Always | Rotation::Optional) => match get_path(&json, path) {
                 Some(Value::String(s)) if !s.is_empty() => {
@@ -919,7 +985,11 @@ impl Profile {
                     Some(SecretString::new(s.as_str()))
                 }
                 None | Some(Value::Null) | Some(Value::String(_)) => None,
-                Some(_) => return Err(VaultError::protocol("the refresh token in the response is not a string")),
+                Some(_) => {
+                    return Err(VaultError::protocol(
+                        "the refresh token in the response is not a string",
+                    ))
+                }
             },
             _ => None,
         };
@@ -927,7 +997,9 @@ impl Profile {
             None => None,
             Some(path) => match get_path(&json, path) {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(ExpiryValue::classify(number(v).ok_or_else(|| VaultError::protocol("expires_in is not a number"))?)),
+                Some(v) => Some(ExpiryValue::classify(
+                    number(v).ok_or_else(|| VaultError::protocol("expires_in is not a number"))?,
+                )),
             },
         };
         let refresh_expiry = match &self.response.refresh_expires_in {
@@ -971,7 +1043,8 @@ impl Profile {
         self.response.error_code.iter().find_map(|p| {
             let s = get_path(json, p)?.as_str()?;
             // Only short, code-like strings are kept: descriptions may echo input.
-            (s.len() <= 64 && !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))).then(|| s.to_owned())
+            (s.len() <= 64 && !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+                .then(|| s.to_owned())
         })
     }
 
@@ -1050,7 +1123,11 @@ pub(crate) fn get_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
 /// An integer from a JSON number or numeric string.
 fn number(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 9e15).map(|f| f.floor() as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 9e15)
+                .map(|f| f.floor() as i64)
+        }),
         Value::String(s) if s.len() <= 20 => s.trim().parse::<i64>().ok(),
         _ => None,
     }

@@ -149,10 +149,14 @@ pub(crate) fn validate_account(account: &str) -> Result<()> {
 
 pub(crate) fn validate_token(what: &str, token: &str) -> Result<()> {
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-        return Err(VaultError::invalid(format!("the {what} is empty or longer than {MAX_TOKEN_LEN} bytes")));
+        return Err(VaultError::invalid(format!(
+            "the {what} is empty or longer than {MAX_TOKEN_LEN} bytes"
+        )));
     }
     if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(VaultError::invalid(format!("the {what} contains whitespace or control characters")));
+        return Err(VaultError::invalid(format!(
+            "the {what} contains whitespace or control characters"
+        )));
     }
     Ok(())
 }
@@ -319,7 +323,9 @@ pub(crate) fn anchor_times(
         },
     };
     let issued_at_ms = match iat_ms {
-        Some(iat) if iat < access_expires_at_ms && iat <= server_now_ms.saturating_add(60_000) => iat.min(server_now_ms),
+        Some(iat) if iat < access_expires_at_ms && iat <= server_now_ms.saturating_add(60_000) => {
+            iat.min(server_now_ms)
+        }
         _ => server_now_ms,
     };
     AnchoredTimes {
@@ -422,14 +428,27 @@ mod tests {
     #[test]
     fn classify_expiry_by_magnitude() {
         assert_eq!(ExpiryValue::classify(1800), ExpiryValue::RelativeSecs(1800));
-        assert_eq!(ExpiryValue::classify(1_800_000_000), ExpiryValue::AbsoluteMs(1_800_000_000_000));
-        assert_eq!(ExpiryValue::classify(1_800_000_000_123), ExpiryValue::AbsoluteMs(1_800_000_000_123));
+        assert_eq!(
+            ExpiryValue::classify(1_800_000_000),
+            ExpiryValue::AbsoluteMs(1_800_000_000_000)
+        );
+        assert_eq!(
+            ExpiryValue::classify(1_800_000_000_123),
+            ExpiryValue::AbsoluteMs(1_800_000_000_123)
+        );
     }
 
     #[test]
     fn expires_in_wins_then_jwt_then_default() {
         let dev = 1_700_000_000_000;
-        let t = anchor_times("opaque", Some(ExpiryValue::RelativeSecs(60)), None, dev, 0, Duration::from_secs(5));
+        let t = anchor_times(
+            "opaque",
+            Some(ExpiryValue::RelativeSecs(60)),
+            None,
+            dev,
+            0,
+            Duration::from_secs(5),
+        );
         assert_eq!(t.access_expires_at_ms, dev + 60_000);
         let tok = jwt(r#"{"iat":1700000000,"exp":1700000300}"#);
         let t = anchor_times(&tok, None, None, dev, 0, Duration::from_secs(5));
@@ -443,7 +462,14 @@ mod tests {
     fn device_clock_hours_off_is_corrected_by_date_header() {
         let server = 1_700_000_000_000;
         let device = server + 5 * 3600 * 1000; // device is 5 h ahead
-        let t = anchor_times("opaque", Some(ExpiryValue::RelativeSecs(1800)), Some(server), device, 0, Duration::from_secs(1));
+        let t = anchor_times(
+            "opaque",
+            Some(ExpiryValue::RelativeSecs(1800)),
+            Some(server),
+            device,
+            0,
+            Duration::from_secs(1),
+        );
         assert_eq!(t.clock_offset_ms, -5 * 3600 * 1000);
         assert_eq!(t.access_expires_at_ms, server + 1_800_000);
         // and by the JWT iat when there is no Date

@@ -123,7 +123,9 @@ impl Store {
         let app_id: i32 = store.conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if app_id != APPLICATION_ID {
-            return Err(VaultError::corrupt("the file is an SQLite database but not a tokenvault vault"));
+            return Err(VaultError::corrupt(
+                "the file is an SQLite database but not a tokenvault vault",
+            ));
         }
         if version > SCHEMA_VERSION {
             return Err(VaultError::SchemaTooNew {
@@ -175,7 +177,9 @@ impl Store {
             params![now_ms],
         )?;
         Self::write_wrapped_key(&tx, wrapped)?;
-        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"))?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
         tx.commit()?;
         Ok(())
     }
@@ -185,7 +189,9 @@ impl Store {
         let mut version = from;
         while version < SCHEMA_VERSION {
             let idx = usize::try_from(version).map_err(|_| VaultError::corrupt("bad schema version"))?;
-            let step = MIGRATIONS.get(idx).ok_or_else(|| VaultError::internal("missing migration step"))?;
+            let step = MIGRATIONS
+                .get(idx)
+                .ok_or_else(|| VaultError::internal("missing migration step"))?;
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if current == version {
@@ -268,7 +274,12 @@ impl Store {
             .prepare_cached("SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1")?;
         let row = stmt
             .query_row(params![account_hash], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
             })
             .optional()?;
         match row {
@@ -285,9 +296,9 @@ impl Store {
 
     /// Every session row.
     pub(crate) fn all_rows(&self) -> Result<Vec<SessionRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT account_hash, generation, format, nonce, ciphertext FROM sessions ORDER BY account_hash")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT account_hash, generation, format, nonce, ciphertext FROM sessions ORDER BY account_hash",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
@@ -326,7 +337,11 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(expected) = expected {
             let current: Option<i64> = tx
-                .query_row("SELECT generation FROM sessions WHERE account_hash = ?1", params![account_hash], |r| r.get(0))
+                .query_row(
+                    "SELECT generation FROM sessions WHERE account_hash = ?1",
+                    params![account_hash],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if current.map(to_u64).transpose()? != Some(expected) {
                 return Ok(None);
@@ -358,7 +373,10 @@ impl Store {
     pub(crate) fn remove_session(&mut self, account_hash: &[u8]) -> Result<bool> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute("DELETE FROM sessions WHERE account_hash = ?1", params![account_hash])?;
-        tx.execute("DELETE FROM refresh_lease WHERE account_hash = ?1", params![account_hash])?;
+        tx.execute(
+            "DELETE FROM refresh_lease WHERE account_hash = ?1",
+            params![account_hash],
+        )?;
         Self::bump_generation(&tx)?;
         tx.commit()?;
         Ok(n > 0)

@@ -110,7 +110,10 @@ impl fmt::Debug for HttpResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpResponse")
             .field("status", &self.status)
-            .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            )
             .field("body", &format_args!("<redacted, {} bytes>", self.body.len()))
             .finish()
     }
@@ -151,7 +154,10 @@ impl TransportError {
 
     /// True if the request may have reached the server (its outcome is unknown).
     pub fn may_have_been_delivered(&self) -> bool {
-        matches!(self.kind, TransportErrorKind::Io | TransportErrorKind::Timeout | TransportErrorKind::TooLarge)
+        matches!(
+            self.kind,
+            TransportErrorKind::Io | TransportErrorKind::Timeout | TransportErrorKind::TooLarge
+        )
     }
 }
 
@@ -207,7 +213,9 @@ fn classify_ureq(err: &ureq::Error) -> TransportError {
         E::ConnectionFailed => (TransportErrorKind::Connect, "connection failed".into()),
         E::Io(e) => (
             match e.kind() {
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable => TransportErrorKind::Connect,
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable => {
+                    TransportErrorKind::Connect
+                }
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => TransportErrorKind::Timeout,
                 _ => TransportErrorKind::Io,
             },

@@ -210,7 +210,9 @@ impl Vault {
     /// Register (or replace) a profile under its name.
     pub fn register_profile(&self, profile: Profile) -> Result<()> {
         self.check_open()?;
-        self.profiles.write().insert(profile.name().to_owned(), Arc::new(profile));
+        self.profiles
+            .write()
+            .insert(profile.name().to_owned(), Arc::new(profile));
         Ok(())
     }
 
@@ -241,7 +243,16 @@ impl Vault {
         session.validate()?;
         let profile = self.profile(&session.profile)?;
         let device_now = self.clock.wall_ms();
-        let times = anchor_times(session.access_token.expose(), session.expires_in.map(|d| crate::session::ExpiryValue::RelativeSecs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))), None, device_now, 0, profile.default_lifetime());
+        let times = anchor_times(
+            session.access_token.expose(),
+            session
+                .expires_in
+                .map(|d| crate::session::ExpiryValue::RelativeSecs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+            None,
+            device_now,
+            0,
+            profile.default_lifetime(),
+        );
         let refresh_expires_at_ms = if session.offline {
             None
         } else {
@@ -268,7 +279,9 @@ impl Vault {
             needs_reauth: None,
         };
         let hash = self.cipher.account_hash(&session.account);
-        let generation = self.write_record(&hash, None, &record, true)?.ok_or_else(|| VaultError::internal("unconditional write refused"))?;
+        let generation = self
+            .write_record(&hash, None, &record, true)?
+            .ok_or_else(|| VaultError::internal("unconditional write refused"))?;
         let entry = self.install(&session.account, record, generation);
         {
             let mut r = self.refresh.lock();
@@ -308,7 +321,12 @@ impl Vault {
     /// Refresh now, whatever the token's age (joins a forced refresh already in flight).
     pub fn force_refresh(&self, account: &str) -> Result<AccessToken> {
         let current = self.entry(account)?.token.clone();
-        self.obtain(account, Mode::Forced { rejected: Some(current) })
+        self.obtain(
+            account,
+            Mode::Forced {
+                rejected: Some(current),
+            },
+        )
     }
 
     /// The app's API rejected `token` (HTTP 401). If a newer generation exists (another thread
@@ -321,7 +339,12 @@ impl Vault {
             return Ok(entry.token.clone());
         }
         let rejected = entry.token.clone();
-        self.obtain(account, Mode::Forced { rejected: Some(rejected) })
+        self.obtain(
+            account,
+            Mode::Forced {
+                rejected: Some(rejected),
+            },
+        )
     }
 
     /// Session facts without secrets.
@@ -471,29 +494,44 @@ impl Vault {
     }
 
     fn profile(&self, name: &str) -> Result<Arc<Profile>> {
-        self.profiles
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| VaultError::invalid(format!("the profile {:?} is not registered", name.chars().take(64).collect::<String>())))
+        self.profiles.read().get(name).cloned().ok_or_else(|| {
+            VaultError::invalid(format!(
+                "the profile {:?} is not registered",
+                name.chars().take(64).collect::<String>()
+            ))
+        })
     }
 
     fn transport(&self) -> Result<Arc<dyn Transport>> {
-        self.transport
-            .read()
-            .clone()
-            .ok_or_else(|| VaultError::invalid("no transport is configured; set one or use begin_refresh/finish_refresh"))
+        self.transport.read().clone().ok_or_else(|| {
+            VaultError::invalid("no transport is configured; set one or use begin_refresh/finish_refresh")
+        })
     }
 
     fn decrypt_row(&self, row: &SessionRow) -> Result<SessionRecord> {
-        let plain = self.cipher.open(&row.account_hash, row.format, row.generation, &row.nonce, &row.ciphertext)?;
-        serde_json::from_slice::<SessionRecord>(&plain).map_err(|_| VaultError::corrupt("a session record does not parse"))
+        let plain = self.cipher.open(
+            &row.account_hash,
+            row.format,
+            row.generation,
+            &row.nonce,
+            &row.ciphertext,
+        )?;
+        serde_json::from_slice::<SessionRecord>(&plain)
+            .map_err(|_| VaultError::corrupt("a session record does not parse"))
     }
 
     /// Encrypt and write a record (compare-and-swap on `expected`), clearing the account's
     /// lease when `clear_lease`. `Ok(None)`: the guard failed, nothing was written.
-    fn write_record(&self, hash: &[u8], expected: Option<u64>, record: &SessionRecord, clear_lease: bool) -> Result<Option<u64>> {
-        let plain = Zeroizing::new(serde_json::to_vec(record).map_err(|_| VaultError::internal("record serialisation failed"))?);
+    fn write_record(
+        &self,
+        hash: &[u8],
+        expected: Option<u64>,
+        record: &SessionRecord,
+        clear_lease: bool,
+    ) -> Result<Option<u64>> {
+        let plain = Zeroizing::new(
+            serde_json::to_vec(record).map_err(|_| VaultError::internal("record serialisation failed"))?,
+        );
         let cipher = &self.cipher;
         self.with_store(|s| {
             let r = s.write_session(hash, expected, |generation| {
@@ -501,14 +539,20 @@ impl Vault {
                 Ok((RECORD_FORMAT, nonce, ct))
             })?;
             if clear_lease && r.is_some() {
-                s.conn_mut().execute("DELETE FROM refresh_lease WHERE account_hash = ?1", params![hash])?;
+                s.conn_mut()
+                    .execute("DELETE FROM refresh_lease WHERE account_hash = ?1", params![hash])?;
             }
             Ok(r)
         })
     }
 
     fn install(&self, account: &str, record: SessionRecord, generation: u64) -> Arc<CachedSession> {
-        let entry = Arc::new(CachedSession::build(record, generation, self.clock.as_ref(), &self.policy));
+        let entry = Arc::new(CachedSession::build(
+            record,
+            generation,
+            self.clock.as_ref(),
+            &self.policy,
+        ));
         let mut cache = self.cache.write();
         match cache.get(account) {
             // Never replace a newer generation with an older one.
@@ -552,7 +596,12 @@ impl Vault {
                     return Err(VaultError::corrupt("a session record belongs to another account"));
                 }
                 log::debug!("adopted generation {} written by a peer", row.generation);
-                let fresh = Arc::new(CachedSession::build(record, row.generation, self.clock.as_ref(), &self.policy));
+                let fresh = Arc::new(CachedSession::build(
+                    record,
+                    row.generation,
+                    self.clock.as_ref(),
+                    &self.policy,
+                ));
                 self.cache.write().insert(account.to_owned(), Arc::clone(&fresh));
                 Ok(fresh)
             }
@@ -562,7 +611,10 @@ impl Vault {
     fn ready(entry: &CachedSession, mode: &Mode, now: u64) -> Option<AccessToken> {
         match mode {
             Mode::Due { min_ttl_ns } => entry.fresh_for(now, *min_ttl_ns).then(|| entry.token.clone()),
-            Mode::Forced { rejected: Some(r) } => (entry.generation != r.generation() && entry.token.expose() != r.expose() && now < entry.usable_until).then(|| entry.token.clone()),
+            Mode::Forced { rejected: Some(r) } => {
+                (entry.generation != r.generation() && entry.token.expose() != r.expose() && now < entry.usable_until)
+                    .then(|| entry.token.clone())
+            }
             Mode::Forced { rejected: None } => None,
         }
     }
@@ -572,7 +624,8 @@ impl Vault {
             match self.start(account, &mode)? {
                 Start::Ready(t) => return Ok(t),
                 Start::Join(flight) => {
-                    let wait = Duration::from_nanos(flight.deadline.saturating_sub(self.clock.mono_ns())).max(Duration::from_millis(50));
+                    let wait = Duration::from_nanos(flight.deadline.saturating_sub(self.clock.mono_ns()))
+                        .max(Duration::from_millis(50));
                     match flight.wait(wait) {
                         None => continue,
                         Some(Ok(t)) => {
@@ -580,7 +633,9 @@ impl Vault {
                                 if t.expose() == r.expose() {
                                     // That attempt did not produce a new token.
                                     if flight.forced {
-                                        return Err(self.last_failure(account).unwrap_or_else(|| VaultError::transient("the refresh did not produce a new token")));
+                                        return Err(self.last_failure(account).unwrap_or_else(|| {
+                                            VaultError::transient("the refresh did not produce a new token")
+                                        }));
                                     }
                                     continue;
                                 }
@@ -654,7 +709,9 @@ impl Vault {
                     return Ok(Start::Join(Arc::clone(f)));
                 }
                 if !f.is_done() {
-                    f.complete(Err(VaultError::transient("the refresh in flight was abandoned: no answer before its deadline")));
+                    f.complete(Err(VaultError::transient(
+                        "the refresh in flight was abandoned: no answer before its deadline",
+                    )));
                 }
                 st.flight = None;
             }
@@ -714,7 +771,9 @@ impl Vault {
                     return Ok(Start::Ready(t));
                 }
                 LeaseOutcome::HeldByPeer => {
-                    if self.clock.mono_ns().saturating_sub(started) > ns(Duration::from_millis(u64::try_from(lease_ms).unwrap_or(20_000))) {
+                    if self.clock.mono_ns().saturating_sub(started)
+                        > ns(Duration::from_millis(u64::try_from(lease_ms).unwrap_or(20_000)))
+                    {
                         // The peer's lease outlived its own deadline; try_lease will take it
                         // over once it has expired.
                         log::warn!("a peer's refresh lease is taking long");
@@ -724,9 +783,10 @@ impl Vault {
             }
         }
         let base = &lead.base.record;
-        let request = lead
-            .profile
-            .build_request(base.access_token.expose(), base.refresh_credential.as_ref().map(|c| c.expose()));
+        let request = lead.profile.build_request(
+            base.access_token.expose(),
+            base.refresh_credential.as_ref().map(|c| c.expose()),
+        );
         match request {
             Ok(r) => Ok(Start::Lead(lead, r)),
             Err(e) => {
@@ -829,17 +889,28 @@ impl Vault {
         result
     }
 
-    fn finish_inner(&self, lead: &Lead, response: std::result::Result<HttpResponse, TransportError>) -> Result<AccessToken> {
+    fn finish_inner(
+        &self,
+        lead: &Lead,
+        response: std::result::Result<HttpResponse, TransportError>,
+    ) -> Result<AccessToken> {
         if self.is_closed() {
             return Err(VaultError::Closed);
         }
         let now_wall = self.clock.wall_ms();
         let (outcome, maybe_delivered) = match &response {
             Ok(r) => (lead.profile.parse_response(r, now_wall), false),
-            Err(te) if te.kind == crate::transport::TransportErrorKind::TooLarge => {
-                (Err(VaultError::protocol(format!("the response was too large ({})", te.message))), true)
-            }
-            Err(te) => (Err(VaultError::transient(format!("network: {te}"))), te.may_have_been_delivered()),
+            Err(te) if te.kind == crate::transport::TransportErrorKind::TooLarge => (
+                Err(VaultError::protocol(format!(
+                    "the response was too large ({})",
+                    te.message
+                ))),
+                true,
+            ),
+            Err(te) => (
+                Err(VaultError::transient(format!("network: {te}"))),
+                te.may_have_been_delivered(),
+            ),
         };
         drop(response);
         let base = &lead.base;
@@ -848,7 +919,12 @@ impl Vault {
                 let record = record_after_refresh(&base.record, received, &lead.profile, now_wall);
                 match self.write_record(&lead.account_hash, Some(lead.base_generation), &record, true)? {
                     Some(generation) => {
-                        let entry = Arc::new(CachedSession::build(record, generation, self.clock.as_ref(), &self.policy));
+                        let entry = Arc::new(CachedSession::build(
+                            record,
+                            generation,
+                            self.clock.as_ref(),
+                            &self.policy,
+                        ));
                         self.cache.write().insert(lead.account.clone(), Arc::clone(&entry));
                         if let Some(st) = self.refresh.lock().get_mut(&lead.account) {
                             st.record_success();
@@ -891,7 +967,9 @@ impl Vault {
                 };
                 let mut record = base.record.clone();
                 record.needs_reauth = Some(err.to_string());
-                if let Some(generation) = self.write_record(&lead.account_hash, Some(lead.base_generation), &record, false)? {
+                if let Some(generation) =
+                    self.write_record(&lead.account_hash, Some(lead.base_generation), &record, false)?
+                {
                     self.install(&lead.account, record, generation);
                 }
                 if let Some(st) = self.refresh.lock().get_mut(&lead.account) {
@@ -925,7 +1003,11 @@ impl Vault {
     fn info(&self, e: &CachedSession) -> SessionInfo {
         let now = self.clock.mono_ns();
         let ms = |t: u64| ((i128::from(t) - i128::from(now)) / 1_000_000) as i64;
-        let last_refresh_failure = self.refresh.lock().get(&e.record.account).and_then(|st| st.failure_view(now));
+        let last_refresh_failure = self
+            .refresh
+            .lock()
+            .get(&e.record.account)
+            .and_then(|st| st.failure_view(now));
         SessionInfo {
             account: e.record.account.clone(),
             profile: e.record.profile.clone(),
@@ -936,7 +1018,11 @@ impl Vault {
             issued_at_ms: e.record.issued_at_ms,
             access_expires_at_ms: e.record.access_expires_at_ms,
             access_remaining_ms: ms(e.expires_at),
-            session_expires_at_ms: if e.record.offline { None } else { e.record.refresh_expires_at_ms },
+            session_expires_at_ms: if e.record.offline {
+                None
+            } else {
+                e.record.refresh_expires_at_ms
+            },
             session_remaining_ms: e.session_ends_at.map(ms),
             offline: e.record.offline,
             clock_offset_ms: e.record.clock_offset_ms,
@@ -962,15 +1048,30 @@ enum LeaseOutcome {
 
 /// The record after a successful refresh: new tokens and times, the old refresh credential
 /// kept when the response has none.
-fn record_after_refresh(base: &SessionRecord, rx: crate::session::ReceivedTokens, profile: &Profile, device_now_ms: i64) -> SessionRecord {
-    let t = anchor_times(rx.access_token.expose(), rx.expires, rx.server_date_ms, device_now_ms, base.clock_offset_ms, profile.default_lifetime());
+fn record_after_refresh(
+    base: &SessionRecord,
+    rx: crate::session::ReceivedTokens,
+    profile: &Profile,
+    device_now_ms: i64,
+) -> SessionRecord {
+    let t = anchor_times(
+        rx.access_token.expose(),
+        rx.expires,
+        rx.server_date_ms,
+        device_now_ms,
+        base.clock_offset_ms,
+        profile.default_lifetime(),
+    );
     let rotated = rx.refresh_credential.is_some();
     let (refresh_expires_at_ms, offline) = match rx.refresh_expiry {
         RefreshExpiry::Offline => (None, true),
         RefreshExpiry::InSecs(s) => (Some(t.server_now_ms.saturating_add(s.saturating_mul(1000))), false),
         RefreshExpiry::AtMs(ms) => (Some(ms), false),
         RefreshExpiry::Unknown if rotated => (
-            profile.refresh_lifetime().map(|d| t.server_now_ms.saturating_add(ms_i64(d))).or(base.refresh_expires_at_ms),
+            profile
+                .refresh_lifetime()
+                .map(|d| t.server_now_ms.saturating_add(ms_i64(d)))
+                .or(base.refresh_expires_at_ms),
             base.offline,
         ),
         RefreshExpiry::Unknown => (base.refresh_expires_at_ms, base.offline),

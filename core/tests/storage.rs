@@ -11,7 +11,13 @@ use tokenvault::{ErrorCode, KeySource, NewSession, Preset, Profile, SessionState
 const KEY: [u8; 32] = [0x42; 32];
 
 fn profile() -> Profile {
-    Profile::preset(Preset::OAuth2, "backend", "https://auth.example.test/token", serde_json::json!({"client_id": "game"})).unwrap()
+    Profile::preset(
+        Preset::OAuth2,
+        "backend",
+        "https://auth.example.test/token",
+        serde_json::json!({"client_id": "game"}),
+    )
+    .unwrap()
 }
 
 fn open(path: &Path, key: &[u8]) -> Result<Vault, VaultError> {
@@ -54,7 +60,10 @@ fn store_read_close_reopen() {
     let t = v.access_token("alice").unwrap();
     assert_eq!(t.expose(), "tok-A1");
     let info = v.session_info("alice").unwrap();
-    assert_eq!(info.hints.get("display_name").map(String::as_str), Some("Alice the Brave"));
+    assert_eq!(
+        info.hints.get("display_name").map(String::as_str),
+        Some("Alice the Brave")
+    );
     assert_eq!(info.scope.as_deref(), Some("openid offline_access"));
     assert!(info.access_remaining_ms > 3_500_000 && info.access_remaining_ms <= 3_600_000);
     assert_eq!(v.access_token("nobody").unwrap_err(), VaultError::NotFound);
@@ -77,7 +86,10 @@ fn wrong_key_is_detected_before_anything_is_written() {
     assert_eq!(err, VaultError::WrongKey);
     assert_eq!(file_bytes(&path), before, "the file is byte-for-byte unchanged");
     // And it still opens with the right key afterwards.
-    assert_eq!(open(&path, &KEY).unwrap().access_token("alice").unwrap().expose(), "tok-A1");
+    assert_eq!(
+        open(&path, &KEY).unwrap().access_token("alice").unwrap().expose(),
+        "tok-A1"
+    );
 }
 
 #[test]
@@ -85,7 +97,12 @@ fn passphrase_vault_and_rekey() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
     {
-        let v = Vault::open(&path, KeySource::passphrase("correct horse battery staple").unwrap(), VaultOptions::default()).unwrap();
+        let v = Vault::open(
+            &path,
+            KeySource::passphrase("correct horse battery staple").unwrap(),
+            VaultOptions::default(),
+        )
+        .unwrap();
         v.register_profile(profile()).unwrap();
         v.store(session("alice", "tok-A1")).unwrap();
         // Rekey to a raw key: one row rewrapped, sessions untouched.
@@ -93,7 +110,12 @@ fn passphrase_vault_and_rekey() {
         assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
     }
     assert_eq!(
-        Vault::open(&path, KeySource::passphrase("correct horse battery staple").unwrap(), VaultOptions::default()).unwrap_err(),
+        Vault::open(
+            &path,
+            KeySource::passphrase("correct horse battery staple").unwrap(),
+            VaultOptions::default()
+        )
+        .unwrap_err(),
         VaultError::WrongKey
     );
     let v = open(&path, &KEY).unwrap();
@@ -101,7 +123,12 @@ fn passphrase_vault_and_rekey() {
     v.rekey(KeySource::passphrase("new passphrase").unwrap()).unwrap();
     drop(v);
     assert_eq!(open(&path, &KEY).unwrap_err(), VaultError::WrongKey);
-    let v = Vault::open(&path, KeySource::passphrase("new passphrase").unwrap(), VaultOptions::default()).unwrap();
+    let v = Vault::open(
+        &path,
+        KeySource::passphrase("new passphrase").unwrap(),
+        VaultOptions::default(),
+    )
+    .unwrap();
     assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
 }
 
@@ -119,20 +146,36 @@ fn a_flipped_byte_is_a_typed_corrupt_error_never_an_altered_token() {
         v.store(session("alice", "tok-A1")).unwrap();
         v.store(session("bob", "tok-B1")).unwrap();
     }
-    let rows: Vec<(Vec<u8>, Vec<u8>)> =
-        with_db(&path, |c| c.prepare("SELECT account_hash, ciphertext FROM sessions").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect());
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = with_db(&path, |c| {
+        c.prepare("SELECT account_hash, ciphertext FROM sessions")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    });
     assert_eq!(rows.len(), 2);
     // The account id is nowhere in the file.
     let all = file_bytes(&path);
     for needle in [&b"alice"[..], b"tok-A1", b"refresh-of", b"Alice the Brave", b"backend"] {
-        assert!(!all.windows(needle.len()).any(|w| w == needle), "{:?} found in clear", String::from_utf8_lossy(needle));
+        assert!(
+            !all.windows(needle.len()).any(|w| w == needle),
+            "{:?} found in clear",
+            String::from_utf8_lossy(needle)
+        );
     }
     // Flip one byte of every position of the first row's ciphertext, one at a time.
     let (hash, ct) = rows[0].clone();
     for i in 0..ct.len() {
         let mut bad = ct.clone();
         bad[i] ^= 0x01;
-        with_db(&path, |c| c.execute("UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2", rusqlite::params![bad, hash]).unwrap());
+        with_db(&path, |c| {
+            c.execute(
+                "UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2",
+                rusqlite::params![bad, hash],
+            )
+            .unwrap()
+        });
         let v = open(&path, &KEY).unwrap();
         let a = v.access_token("alice");
         let b = v.access_token("bob");
@@ -143,7 +186,13 @@ fn a_flipped_byte_is_a_typed_corrupt_error_never_an_altered_token() {
         assert_eq!(v.list_accounts().unwrap().len(), 1);
     }
     // Restore: everything readable again, nothing was deleted.
-    with_db(&path, |c| c.execute("UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2", rusqlite::params![ct, hash]).unwrap());
+    with_db(&path, |c| {
+        c.execute(
+            "UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2",
+            rusqlite::params![ct, hash],
+        )
+        .unwrap()
+    });
     let v = open(&path, &KEY).unwrap();
     assert_eq!(v.list_accounts().unwrap(), ["alice", "bob"]);
 }
@@ -157,7 +206,14 @@ fn a_row_moved_to_another_account_fails_to_decrypt() {
         v.store(session("alice", "tok-A1")).unwrap();
         v.store(session("bob", "tok-B1")).unwrap();
         drop(v);
-        let hashes: Vec<Vec<u8>> = with_db(&path, |c| c.prepare("SELECT account_hash FROM sessions").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect());
+        let hashes: Vec<Vec<u8>> = with_db(&path, |c| {
+            c.prepare("SELECT account_hash FROM sessions")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        });
         (hashes[0].clone(), hashes[1].clone())
     };
     // Copy row B's whole content (generation, nonce, ciphertext) over row A.
@@ -170,13 +226,25 @@ fn a_row_moved_to_another_account_fails_to_decrypt() {
     });
     let v = open(&path, &KEY).unwrap();
     let results = [v.access_token("alice"), v.access_token("bob")];
-    assert_eq!(results.iter().filter(|r| r.as_ref().is_err_and(|e| e.code() == ErrorCode::Corrupt)).count(), 1);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(|e| e.code() == ErrorCode::Corrupt))
+            .count(),
+        1
+    );
     // Neither account ever reads the other's token.
     if let Ok(t) = v.access_token("alice") {
         assert_eq!(t.expose(), "tok-A1");
     }
     // A generation rolled back in the clear column is detected too.
-    with_db(&path, |c| c.execute("UPDATE sessions SET generation = generation + 100 WHERE account_hash = ?1", rusqlite::params![hb]).unwrap());
+    with_db(&path, |c| {
+        c.execute(
+            "UPDATE sessions SET generation = generation + 100 WHERE account_hash = ?1",
+            rusqlite::params![hb],
+        )
+        .unwrap()
+    });
     let v = open(&path, &KEY).unwrap();
     assert_eq!(v.access_token("bob").unwrap_err().code(), ErrorCode::Corrupt);
 }
@@ -189,7 +257,13 @@ fn a_newer_schema_is_refused_and_untouched() {
     with_db(&path, |c| c.execute_batch("PRAGMA user_version = 99;").unwrap());
     let before = file_bytes(&path);
     let err = open(&path, &KEY).unwrap_err();
-    assert_eq!(err, VaultError::SchemaTooNew { found: 99, supported: tokenvault::SCHEMA_VERSION });
+    assert_eq!(
+        err,
+        VaultError::SchemaTooNew {
+            found: 99,
+            supported: tokenvault::SCHEMA_VERSION
+        }
+    );
     assert_eq!(err.code(), ErrorCode::SchemaTooNew);
     assert_eq!(file_bytes(&path), before);
 }
@@ -203,19 +277,29 @@ fn foreign_and_garbage_files_are_refused_and_untouched() {
     assert_eq!(file_bytes(&garbage), vec![0xA5u8; 8192]);
 
     let foreign = dir.path().join("foreign.db");
-    with_db(&foreign, |c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap());
+    with_db(&foreign, |c| {
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap()
+    });
     let before = file_bytes(&foreign);
     assert_eq!(open(&foreign, &KEY).unwrap_err().code(), ErrorCode::Corrupt);
     assert_eq!(file_bytes(&foreign), before);
 
     let missing_dir = dir.path().join("no/such/dir/v.db");
-    assert_eq!(open(&missing_dir, &KEY).unwrap_err().code(), ErrorCode::StorageUnavailable);
+    assert_eq!(
+        open(&missing_dir, &KEY).unwrap_err().code(),
+        ErrorCode::StorageUnavailable
+    );
 }
 
 #[test]
 fn golden_v1_file_opens_with_every_later_version() {
     let golden = golden_path();
-    assert!(golden.exists(), "the committed schema-v1 file is missing: {}", golden.display());
+    assert!(
+        golden.exists(),
+        "the committed schema-v1 file is missing: {}",
+        golden.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.db");
     std::fs::copy(&golden, &path).unwrap();
@@ -249,7 +333,12 @@ fn write_golden_file() {
             .hint("display_name", "Golden Alice"),
     )
     .unwrap();
-    v.store(NewSession::new("golden-bob", "backend", "golden-access-bob").refresh_credential("golden-refresh-bob").expires_in(Duration::from_secs(1))).unwrap();
+    v.store(
+        NewSession::new("golden-bob", "backend", "golden-access-bob")
+            .refresh_credential("golden-refresh-bob")
+            .expires_in(Duration::from_secs(1)),
+    )
+    .unwrap();
     v.close().unwrap();
 }
 
@@ -279,7 +368,11 @@ fn writes_are_visible_to_another_connection_when_the_call_returns() {
     a.store(session("alice", "t1")).unwrap();
     assert_eq!(b.access_token("alice").unwrap().expose(), "t1");
     // synchronous=FULL in WAL mode, checked on the live connection's file.
-    let sync: i64 = with_db(&path, |c| c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).map(|m| (m == "wal") as i64).unwrap());
+    let sync: i64 = with_db(&path, |c| {
+        c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .map(|m| (m == "wal") as i64)
+            .unwrap()
+    });
     assert_eq!(sync, 1);
 }
 
@@ -339,7 +432,10 @@ fn the_vault_is_shared_across_threads() {
             let v = Arc::clone(&v);
             std::thread::spawn(move || {
                 for _ in 0..10_000 {
-                    assert_eq!(v.access_token(&format!("acct-{i}")).unwrap().expose(), format!("tok-{i}"));
+                    assert_eq!(
+                        v.access_token(&format!("acct-{i}")).unwrap().expose(),
+                        format!("tok-{i}")
+                    );
                 }
             })
         })

@@ -1,1 +1,15 @@
+//! # tokenvault-ffi
+//!
+//! The one native library of tokenvault (`libtokenvault.so` / `libtokenvault.a`). It holds every
+//! foreign surface of the vault, so an app links one copy of Rust std and SQLite:
+//!
+//! * [`c_api`] — the hand-written `extern "C"` API. Its header,
+//!   `bindings/c/include/tokenvault.h`, is generated from this crate by a pinned cbindgen
+//!   (`ffi/cbindgen.toml`) and committed; `bindings/c/check-header.sh` fails on any difference.
+//! * `uniffi` (to come) — proc-macro exports for Kotlin and Swift, in its own module.
+//!
+//! This crate converts types and catches panics; every decision lives in the `tokenvault` core
+//! (STYLE.md rule 1). The conventions of the C ABI are in ADR 0006 and in the header's preamble.
 
+mod boundary;
+pub mod c_api;

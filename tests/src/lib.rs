@@ -44,7 +44,12 @@ pub fn open_vault(path: &Path, clock: Arc<dyn Clock>) -> Result<Vault, VaultErro
 }
 
 /// Sign `user` in at the reference server and store the session under `account`.
-pub fn login_and_store(vault: &Vault, server: &ReferenceServer, account: &str, profile: &str) -> Result<(), VaultError> {
+pub fn login_and_store(
+    vault: &Vault,
+    server: &ReferenceServer,
+    account: &str,
+    profile: &str,
+) -> Result<(), VaultError> {
     let t = server.login(account);
     vault.store(NewSession::new(account, profile, t.access_token).refresh_credential(t.refresh_credential))?;
     Ok(())

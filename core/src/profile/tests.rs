@@ -62,7 +62,13 @@ fn seed001() -> Profile {
 }
 
 fn seed002() -> Profile {
-    Profile::preset(Preset::RotatingBearerVersioned, "sevg", "https://api.example.test/User/RefreshToken", serde_json::json!({})).unwrap()
+    Profile::preset(
+        Preset::RotatingBearerVersioned,
+        "sevg",
+        "https://api.example.test/User/RefreshToken",
+        serde_json::json!({}),
+    )
+    .unwrap()
 }
 
 fn seed003() -> Profile {
@@ -109,10 +115,29 @@ fn seed000_http_200_with_failing_envelope_is_a_failure() {
     let e = p.parse_response(&resp(200, "application/json", body), NOW).unwrap_err();
     assert_eq!(e.code(), ErrorCode::ReauthenticationRequired);
     let body = r#"{"status":"error","code":503,"message":"maintenance","errors":[],"data":null}"#;
-    assert_eq!(p.parse_response(&resp(200, "application/json", body), NOW).unwrap_err().code(), ErrorCode::Transient);
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", body), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Transient
+    );
     let body = r#"{"status":"error","code":400,"message":"bad","errors":[],"data":null}"#;
-    assert_eq!(p.parse_response(&resp(200, "application/json", body), NOW).unwrap_err().code(), ErrorCode::Protocol);
-    let e = p.parse_response(&resp(401, "application/json", r#"{"status":"error","code":401,"message":"x","errors":[],"data":null}"#), NOW).unwrap_err();
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", body), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
+    let e = p
+        .parse_response(
+            &resp(
+                401,
+                "application/json",
+                r#"{"status":"error","code":401,"message":"x","errors":[],"data":null}"#,
+            ),
+            NOW,
+        )
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::ReauthenticationRequired);
 }
 
@@ -120,7 +145,9 @@ fn seed000_http_200_with_failing_envelope_is_a_failure() {
 
 #[test]
 fn seed001_request_matches_document() {
-    let req = seed001().build_request("your_access_token_here", Some("your_refresh_token_here")).unwrap();
+    let req = seed001()
+        .build_request("your_access_token_here", Some("your_refresh_token_here"))
+        .unwrap();
     assert_eq!(req.method, "POST");
     assert!(req.url.ends_with("/v2/Auth/RefreshToken"));
     assert_eq!(req.header("Content-Type"), Some("application/json"));
@@ -144,7 +171,10 @@ fn seed001_document_bodies() {
 }"#;
     let r = p.parse_response(&resp(200, "application/json", ok), NOW).unwrap();
     assert_eq!(r.access_token.expose(), "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...");
-    assert_eq!(r.refresh_credential.as_ref().map(|s| s.expose()), Some("new_refresh_token_here"));
+    assert_eq!(
+        r.refresh_credential.as_ref().map(|s| s.expose()),
+        Some("new_refresh_token_here")
+    );
     let fail = r#"{
 "success": false,
 "error": {
@@ -155,7 +185,12 @@ fn seed001_document_bodies() {
     let e = p.parse_response(&resp(401, "application/json", fail), NOW).unwrap_err();
     assert_eq!(e, VaultError::reauth("AUTHENTICATION"));
     // The same body with HTTP 200 is still a failure (the success flag says so).
-    assert_eq!(p.parse_response(&resp(200, "application/json", fail), NOW).unwrap_err().code(), ErrorCode::ReauthenticationRequired);
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", fail), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::ReauthenticationRequired
+    );
     assert_eq!(p.refresh_lifetime(), Some(Duration::from_secs(12 * 3600)));
 }
 
@@ -163,7 +198,9 @@ fn seed001_document_bodies() {
 
 #[test]
 fn seed002_request_matches_document() {
-    let req = seed002().build_request("current.access.jwt", Some("refreshToken")).unwrap();
+    let req = seed002()
+        .build_request("current.access.jwt", Some("refreshToken"))
+        .unwrap();
     assert_eq!(req.method, "POST");
     assert!(req.url.ends_with("/User/RefreshToken"));
     assert_eq!(req.header("Authorization"), Some("Bearer current.access.jwt"));
@@ -178,12 +215,29 @@ fn seed002_document_response() {
   "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJodHRwOi8vc2NoZW1hcy54bWxzb2FwLm9yZy93cy8yMDA1LzA1L2lkZW50aXR5L2NsYWltcy9uYW1laWRlbnRpZmllciI6InRlc3R1c2VyIiwiVXNlcklEIjoiMTIzIiwiSW5zdGFuY2VJRCI6IjEiLCJSb2xlcyI6Ilt7XCJSSURcIjoxLFwiQklEXCI6MTAwLFwiUElEXCI6NX1dIiwiZXhwIjoxNzQwMDAwMDAwLCJpc3MiOiJodHRwczovLzdnLmNvbS5hdSIsImF1ZCI6IlB1YmxpYyJ9.signature",
   "refreshToken": "A8c7B9d2E1f4G6h5I3j8K0l9M7n4O2p1Q5r8S3t6U4v7W1x9Y2z5"
 }"#;
-    let r = seed002().parse_response(&resp(200, "application/json; charset=utf-8", body), NOW).unwrap();
-    assert_eq!(crate::jwt::decode_times(r.access_token.expose()).unwrap().exp, Some(1_740_000_000));
-    assert_eq!(r.refresh_credential.unwrap().expose(), "A8c7B9d2E1f4G6h5I3j8K0l9M7n4O2p1Q5r8S3t6U4v7W1x9Y2z5");
-    assert_eq!(seed002().parse_response(&resp(401, "", ""), NOW).unwrap_err().code(), ErrorCode::ReauthenticationRequired);
+    let r = seed002()
+        .parse_response(&resp(200, "application/json; charset=utf-8", body), NOW)
+        .unwrap();
+    assert_eq!(
+        crate::jwt::decode_times(r.access_token.expose()).unwrap().exp,
+        Some(1_740_000_000)
+    );
+    assert_eq!(
+        r.refresh_credential.unwrap().expose(),
+        "A8c7B9d2E1f4G6h5I3j8K0l9M7n4O2p1Q5r8S3t6U4v7W1x9Y2z5"
+    );
+    assert_eq!(
+        seed002().parse_response(&resp(401, "", ""), NOW).unwrap_err().code(),
+        ErrorCode::ReauthenticationRequired
+    );
     // Missing tokens in a 200 are a protocol error, not a silent success.
-    assert_eq!(seed002().parse_response(&resp(200, "application/json", "{}"), NOW).unwrap_err().code(), ErrorCode::Protocol);
+    assert_eq!(
+        seed002()
+            .parse_response(&resp(200, "application/json", "{}"), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
 }
 
 // ----- seed 003 -----------------------------------------------------------------------------
@@ -211,15 +265,28 @@ fn seed003_document_response_relative_and_absolute_expiry() {
     assert_eq!(r.scope.as_deref(), Some("TOKEN_VALIDITY_SCOPES"));
     // JAVA_TIMESTAMP: an absolute epoch time, in milliseconds or seconds.
     let abs_ms = rel.replace("\"expires_in\":1800", "\"expires_in\":1740001800000");
-    assert_eq!(p.parse_response(&resp(200, "application/json", &abs_ms), NOW).unwrap().expires, Some(ExpiryValue::AbsoluteMs(1_740_001_800_000)));
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", &abs_ms), NOW)
+            .unwrap()
+            .expires,
+        Some(ExpiryValue::AbsoluteMs(1_740_001_800_000))
+    );
     let abs_s = rel.replace("\"expires_in\":1800", "\"expires_in\":1740001800");
-    assert_eq!(p.parse_response(&resp(200, "application/json", &abs_s), NOW).unwrap().expires, Some(ExpiryValue::AbsoluteMs(1_740_001_800_000)));
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", &abs_s), NOW)
+            .unwrap()
+            .expires,
+        Some(ExpiryValue::AbsoluteMs(1_740_001_800_000))
+    );
 }
 
 #[test]
 fn seed003_refresh_expires_in_zero_is_offline() {
-    let body = r#"{"access_token":"A","expires_in":1800,"refresh_expires_in":0,"refresh_token":"R","token_type":"bearer"}"#;
-    let r = seed003().parse_response(&resp(200, "application/json", body), NOW).unwrap();
+    let body =
+        r#"{"access_token":"A","expires_in":1800,"refresh_expires_in":0,"refresh_token":"R","token_type":"bearer"}"#;
+    let r = seed003()
+        .parse_response(&resp(200, "application/json", body), NOW)
+        .unwrap();
     assert_eq!(r.refresh_expiry, RefreshExpiry::Offline);
 }
 
@@ -233,13 +300,34 @@ fn oauth2_errors_and_basic_auth() {
     )
     .unwrap();
     let req = p.build_request("a", Some("r t")).unwrap();
-    assert_eq!(std::str::from_utf8(&req.body).unwrap(), "grant_type=refresh_token&refresh_token=r+t");
+    assert_eq!(
+        std::str::from_utf8(&req.body).unwrap(),
+        "grant_type=refresh_token&refresh_token=r+t"
+    );
     // RFC 6749 §2.3.1: id and secret form-encoded, then Base64.
-    assert_eq!(req.header("Authorization"), Some(format!("Basic {}", STANDARD.encode("cli+ent:s3cr%3Aet")).as_str()));
-    let e = p.parse_response(&resp(400, "application/json", r#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#), NOW).unwrap_err();
+    assert_eq!(
+        req.header("Authorization"),
+        Some(format!("Basic {}", STANDARD.encode("cli+ent:s3cr%3Aet")).as_str())
+    );
+    let e = p
+        .parse_response(
+            &resp(
+                400,
+                "application/json",
+                r#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#,
+            ),
+            NOW,
+        )
+        .unwrap_err();
     assert_eq!(e, VaultError::reauth("invalid_grant"));
-    let e = p.parse_response(&resp(401, "application/json", r#"{"error":"invalid_client"}"#), NOW).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::Protocol, "a client misconfiguration is not the user's fault");
+    let e = p
+        .parse_response(&resp(401, "application/json", r#"{"error":"invalid_client"}"#), NOW)
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        ErrorCode::Protocol,
+        "a client misconfiguration is not the user's fault"
+    );
     assert!(!format!("{p:?}").contains("s3cr"));
 }
 
@@ -249,29 +337,87 @@ fn oauth2_errors_and_basic_auth() {
 fn transient_throttled_and_malformed_responses() {
     let p = seed001();
     for s in [500, 502, 503, 504, 408] {
-        assert_eq!(p.parse_response(&resp(s, "text/html", "<html>"), NOW).unwrap_err().code(), ErrorCode::Transient, "{s}");
+        assert_eq!(
+            p.parse_response(&resp(s, "text/html", "<html>"), NOW)
+                .unwrap_err()
+                .code(),
+            ErrorCode::Transient,
+            "{s}"
+        );
     }
     for s in [301, 302, 307] {
-        assert_eq!(p.parse_response(&resp(s, "text/html", "<html>"), NOW).unwrap_err().code(), ErrorCode::Transient, "{s}");
+        assert_eq!(
+            p.parse_response(&resp(s, "text/html", "<html>"), NOW)
+                .unwrap_err()
+                .code(),
+            ErrorCode::Transient,
+            "{s}"
+        );
     }
     let mut r = resp(429, "application/json", "{}");
     r.headers.push(("Retry-After".into(), "7".into()));
-    assert_eq!(p.parse_response(&r, NOW).unwrap_err(), VaultError::Throttled { retry_after: Some(Duration::from_secs(7)) });
+    assert_eq!(
+        p.parse_response(&r, NOW).unwrap_err(),
+        VaultError::Throttled {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
     let mut r = resp(429, "", "");
-    r.headers.push(("Retry-After".into(), "Wed, 19 Feb 2025 21:21:00 GMT".into()));
-    assert_eq!(p.parse_response(&r, NOW).unwrap_err(), VaultError::Throttled { retry_after: Some(Duration::from_secs(60)) });
+    r.headers
+        .push(("Retry-After".into(), "Wed, 19 Feb 2025 21:21:00 GMT".into()));
+    assert_eq!(
+        p.parse_response(&r, NOW).unwrap_err(),
+        VaultError::Throttled {
+            retry_after: Some(Duration::from_secs(60))
+        }
+    );
     // A captive portal's HTML 200 is transient; other content types are protocol errors.
-    assert_eq!(p.parse_response(&resp(200, "text/html", "<html>login</html>"), NOW).unwrap_err().code(), ErrorCode::Transient);
-    assert_eq!(p.parse_response(&resp(200, "application/xml", "<x/>"), NOW).unwrap_err().code(), ErrorCode::Protocol);
-    assert_eq!(p.parse_response(&resp(200, "application/json", "{not json"), NOW).unwrap_err().code(), ErrorCode::Protocol);
-    assert_eq!(p.parse_response(&resp(200, "application/json", "[]"), NOW).unwrap_err().code(), ErrorCode::Protocol);
+    assert_eq!(
+        p.parse_response(&resp(200, "text/html", "<html>login</html>"), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Transient
+    );
+    assert_eq!(
+        p.parse_response(&resp(200, "application/xml", "<x/>"), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", "{not json"), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", "[]"), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(DEFAULT_MAX_RESPONSE_BYTES));
-    assert_eq!(p.parse_response(&resp(200, "application/json", &big), NOW).unwrap_err().code(), ErrorCode::Protocol);
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", &big), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
     // A token with a CR/LF or a space in it would become header injection: refused.
     let bad = r#"{"success":true,"data":{"accessToken":"a\r\nX-Evil: 1","refreshToken":"r"}}"#;
-    assert_eq!(p.parse_response(&resp(200, "application/json", bad), NOW).unwrap_err().code(), ErrorCode::Protocol);
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", bad), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
     let num = r#"{"success":true,"data":{"accessToken":42,"refreshToken":"r"}}"#;
-    assert_eq!(p.parse_response(&resp(200, "application/json", num), NOW).unwrap_err().code(), ErrorCode::Protocol);
+    assert_eq!(
+        p.parse_response(&resp(200, "application/json", num), NOW)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Protocol
+    );
 }
 
 #[test]
@@ -302,10 +448,20 @@ fn full_profile_from_json_without_preset() {
     let req = p.build_request("A", Some("R")).unwrap();
     assert_eq!(req.header("X-Client"), Some("game"));
     let r = p
-        .parse_response(&resp(200, "application/json", r#"{"tokens":{"access":"A2","refresh":"R2","ttl":"600"}}"#), NOW)
+        .parse_response(
+            &resp(
+                200,
+                "application/json",
+                r#"{"tokens":{"access":"A2","refresh":"R2","ttl":"600"}}"#,
+            ),
+            NOW,
+        )
         .unwrap();
     assert_eq!(r.expires, Some(ExpiryValue::RelativeSecs(600)));
-    assert_eq!(p.parse_response(&resp(403, "", ""), NOW).unwrap_err().code(), ErrorCode::ReauthenticationRequired);
+    assert_eq!(
+        p.parse_response(&resp(403, "", ""), NOW).unwrap_err().code(),
+        ErrorCode::ReauthenticationRequired
+    );
 }
 
 #[test]
@@ -319,15 +475,24 @@ fn hostile_profiles_are_rejected_at_load() {
     assert!(Profile::from_json(&base.to_string()).is_ok());
     assert!(with("url", "ftp://a.example.test/r".into()).is_err());
     assert!(with("url", "javascript:alert(1)".into()).is_err());
-    assert!(with("url", "http://a.example.test/r".into()).is_err(), "plain http to a remote host");
-    assert!(with("url", "http://127.0.0.1:8080/r".into()).is_ok(), "plain http to loopback is fine");
+    assert!(
+        with("url", "http://a.example.test/r".into()).is_err(),
+        "plain http to a remote host"
+    );
+    assert!(
+        with("url", "http://127.0.0.1:8080/r".into()).is_ok(),
+        "plain http to loopback is fine"
+    );
     assert!(with("url", "https://a.example.test/r\r\nHost: evil".into()).is_err());
     assert!(with("url", "https://user:pw@a.example.test/r".into()).is_err());
     assert!(with("url", format!("https://a.example.test/{}", "a".repeat(5000)).into()).is_err());
     assert!(with("headers", serde_json::json!({"X-A": "v\r\nX-Injected: 1"})).is_err());
     assert!(with("headers", serde_json::json!({"Bad Header": "v"})).is_err());
     assert!(with("headers", serde_json::json!({"Content-Length": "1"})).is_err());
-    assert!(with("body", serde_json::json!({"a": "{password}"})).is_err(), "unknown placeholder");
+    assert!(
+        with("body", serde_json::json!({"a": "{password}"})).is_err(),
+        "unknown placeholder"
+    );
     assert!(with("body", serde_json::json!({"a": "{unclosed"})).is_err());
     assert!(with("body", serde_json::json!({"a": "no credential anywhere"})).is_err());
     assert!(with("max_response_bytes", serde_json::json!(1u64 << 40)).is_err());
@@ -347,12 +512,22 @@ fn hostile_profiles_are_rejected_at_load() {
 #[test]
 fn every_preset_builds_a_request_that_sends_the_credential() {
     for preset in Preset::ALL {
-        let p = Profile::preset(preset, "p", "https://x.example.test/t", serde_json::json!({"client_id": "c", "api_key": "k"})).unwrap();
+        let p = Profile::preset(
+            preset,
+            "p",
+            "https://x.example.test/t",
+            serde_json::json!({"client_id": "c", "api_key": "k"}),
+        )
+        .unwrap();
         let req = p.build_request("ACC", Some("CRED")).unwrap();
         let all = format!(
             "{} {}",
             String::from_utf8_lossy(&req.body),
-            req.headers.iter().map(|h| h.value.expose().to_owned()).collect::<Vec<_>>().join(" ")
+            req.headers
+                .iter()
+                .map(|h| h.value.expose().to_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         assert!(all.contains("CRED"), "{preset:?}");
         assert_eq!(Preset::from_name(preset.name()), Some(preset));

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test suite of tokenvault. This is the README's second command and what CI calls.
+# Every suite runs; a missing toolchain is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "oidc-provider for the OAuth2 tests (npm ci, pinned by tests/oidc/package-lock.json)"
+if [ ! -f tests/oidc/node_modules/oidc-provider/package.json ] \
+  || ! cmp -s tests/oidc/package-lock.json tests/oidc/node_modules/.package-lock.json 2>/dev/null; then
+  npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+fi
+
+step "Rust: every crate's unit, integration and doc tests"
+cargo test --workspace --locked
+
+if [ -x bindings/c/run-tests.sh ]; then
+  step "C and C++: header check, CTest (static and shared), AddressSanitizer, valgrind"
+  bindings/c/run-tests.sh
+fi
