@@ -1,1 +1,333 @@
-fn main(){}
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Benchmarks of the vault core (issue 2), each against a bare peer measured in the same run.
+//! Figures, machine and ratios: `docs/PERFORMANCE.md`.
+//!
+//! * `cached_read`: `Vault::access_token` on a cached ~900-byte token vs a bare
+//!   `parking_lot::RwLock<HashMap<String, String>>` read + `String` clone of the same token; one
+//!   thread, then two threads reading at once (each thread does N reads; the figure is the time per
+//!   read on one thread, so perfect scaling shows the single-thread figure again).
+//! * `store`: `Vault::store` (validate, encrypt, one durable commit) vs one bare durable SQLite
+//!   commit (WAL, `synchronous=FULL`, an upsert into a STRICT table) of a row of the same size, in
+//!   the same directory.
+//! * `open_10k`: opening a vault that holds 10,000 sessions, and opening it and reading every
+//!   session once (first touch: SQLite lookup, decrypt, parse, cache). Prints the resident memory
+//!   per cached session (from `/proc/self/statm`).
+//!
+//! Run: `cargo bench -p tokenvault --bench vault -- --warm-up-time 1 --measurement-time 3`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
+use parking_lot::RwLock;
+use rusqlite::{params, Connection};
+use tokenvault::{KeySource, NewSession, Preset, Profile, Vault, VaultOptions};
+
+const KEY: [u8; 32] = [7u8; 32];
+const PROFILE: &str = "bench";
+const TOKEN_LEN: usize = 900;
+const SESSIONS: usize = 10_000;
+
+// ----- fixtures ------------------------------------------------------------------------------
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A JWT-shaped access token of exactly `len` bytes (header.claims.signature, base64url), with
+/// real `iat`/`exp` claims so the vault's claim decoding runs as it would in production.
+fn jwt_token(sub: &str, len: usize) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let signature = URL_SAFE_NO_PAD.encode([0x5Au8; 32]);
+    let iat = now_secs();
+    let mut best = String::new();
+    for pad in 0..len {
+        let claims = format!(
+            r#"{{"sub":"{sub}","iat":{iat},"exp":{},"scope":"game profile","pad":"{}"}}"#,
+            iat + 3600,
+            "x".repeat(pad)
+        );
+        let token = format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(claims));
+        if token.len() >= len {
+            best = token;
+            break;
+        }
+    }
+    assert!((len..len + 2).contains(&best.len()), "token length {}", best.len());
+    best
+}
+
+/// A 32-byte refresh token in base64url (43 characters), different per `n`.
+fn refresh_token(n: u64) -> String {
+    let mut bytes = [0xA5u8; 32];
+    bytes[..8].copy_from_slice(&n.to_le_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn open_vault(path: &Path) -> Vault {
+    let vault = Vault::open(path, KeySource::raw(&KEY).unwrap(), VaultOptions::default()).unwrap();
+    vault
+        .register_profile(
+            Profile::preset(
+                Preset::OAuth2,
+                PROFILE,
+                "https://auth.example.com/oauth/token",
+                serde_json::json!({"client_id": "bench"}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    vault
+}
+
+fn session(account: &str, token: &str, n: u64) -> NewSession {
+    NewSession::new(account, PROFILE, token)
+        .refresh_credential(refresh_token(n))
+        .expires_in(Duration::from_secs(3600))
+}
+
+/// Bytes of the stored session rows, read from the vault file through a separate connection:
+/// (smallest, largest) of `length(account_hash) + length(nonce) + length(ciphertext)`.
+fn vault_row_len(path: &Path) -> (usize, usize) {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT min(length(account_hash) + length(nonce) + length(ciphertext)),
+                max(length(account_hash) + length(nonce) + length(ciphertext)) FROM sessions",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
+    )
+    .unwrap()
+}
+
+/// The bare durable-commit peer: one SQLite file, WAL, `synchronous=FULL`, a STRICT table shaped
+/// like the vault's (blob key, integer, blob payload), one upsert per commit (autocommit).
+struct BareStore {
+    conn: Connection,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    n: i64,
+}
+
+impl BareStore {
+    /// `row_len` is the whole row as the vault stores it (key + nonce + ciphertext).
+    fn open(path: &Path, row_len: usize) -> BareStore {
+        let conn = Connection::open(path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS sessions (
+                 account_hash BLOB PRIMARY KEY NOT NULL,
+                 generation   INTEGER NOT NULL,
+                 payload      BLOB NOT NULL
+             ) STRICT, WITHOUT ROWID;",
+        )
+        .unwrap();
+        let key = vec![0x11u8; 32];
+        let payload = vec![0x42u8; row_len - key.len()];
+        BareStore {
+            conn,
+            key,
+            payload,
+            n: 0,
+        }
+    }
+
+    /// One durable commit of one row (new bytes each time, as a fresh nonce gives the vault).
+    fn commit(&mut self) {
+        self.n += 1;
+        self.payload[..8].copy_from_slice(&self.n.to_le_bytes());
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO sessions (account_hash, generation, payload) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account_hash) DO UPDATE SET generation = excluded.generation, payload = excluded.payload",
+            )
+            .unwrap();
+        let changed = stmt.execute(params![self.key, self.n, self.payload]).unwrap();
+        assert_eq!(changed, 1);
+    }
+}
+
+/// Resident set size of this process, in bytes (Linux; 0 elsewhere).
+#[cfg(not(target_os = "linux"))]
+fn rss_bytes() -> u64 {
+    0
+}
+
+/// Resident set size of this process, in bytes (Linux; 0 elsewhere).
+#[cfg(target_os = "linux")]
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap()
+}
+
+/// Run `op` `iters` times on each of two threads started together; returns the slower thread's
+/// elapsed time, so criterion reports the time per operation as seen by one thread.
+fn on_two_threads(iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        op();
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+    })
+}
+
+// ----- 1. cached access-token read -----------------------------------------------------------
+
+fn cached_read(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(&dir.path().join("read.db"));
+    let token = jwt_token("player-1", TOKEN_LEN);
+    vault.store(session("player-1", &token, 1)).unwrap();
+    assert_eq!(vault.access_token("player-1").unwrap().expose(), token);
+
+    let bare: RwLock<HashMap<String, String>> = RwLock::new(HashMap::new());
+    bare.write().insert("player-1".to_owned(), token.clone());
+    assert_eq!(bare.read().get("player-1").cloned().unwrap(), token);
+
+    let vault_read = || {
+        black_box(vault.access_token(black_box("player-1")).unwrap());
+    };
+    let bare_read = || {
+        black_box(bare.read().get(black_box("player-1")).cloned().unwrap());
+    };
+
+    let mut g = c.benchmark_group("cached_read");
+    g.bench_function("vault_access_token/1_thread", |b| b.iter(vault_read));
+    g.bench_function("bare_rwlock_hashmap_clone/1_thread", |b| b.iter(bare_read));
+    g.bench_function("vault_access_token/2_threads", |b| {
+        b.iter_custom(|iters| on_two_threads(iters, &vault_read))
+    });
+    g.bench_function("bare_rwlock_hashmap_clone/2_threads", |b| {
+        b.iter_custom(|iters| on_two_threads(iters, &bare_read))
+    });
+    g.finish();
+}
+
+// ----- 2. storing a session vs one bare durable commit ---------------------------------------
+
+fn store(c: &mut Criterion) {
+    // One temporary directory (same file system) for both files.
+    let dir = tempfile::tempdir().unwrap();
+    let vault_path = dir.path().join("store.db");
+    let vault = open_vault(&vault_path);
+    let token = jwt_token("player-1", TOKEN_LEN);
+    let new_session = session("player-1", &token, 1);
+    vault.store(new_session.clone()).unwrap();
+    let (row_len, _) = vault_row_len(&vault_path);
+    println!("store: a stored session row is {row_len} bytes (key + nonce + ciphertext); the bare row is the same size");
+    let mut bare = BareStore::open(&dir.path().join("bare.db"), row_len);
+    bare.commit();
+
+    let mut g = c.benchmark_group("store");
+    g.sample_size(50);
+    g.bench_function("vault_store", |b| {
+        b.iter_batched(
+            || new_session.clone(),
+            |s| vault.store(s).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("bare_sqlite_durable_commit", |b| b.iter(|| bare.commit()));
+    g.finish();
+}
+
+// ----- 3. a vault holding 10,000 sessions ------------------------------------------------------
+
+struct Populated {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    accounts: Vec<String>,
+}
+
+/// Created once (outside any timing) and reused by every sample.
+fn populated() -> &'static Populated {
+    static FIXTURE: OnceLock<Populated> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("10k.db");
+        let accounts: Vec<String> = (0..SESSIONS).map(|i| format!("player-{i:05}")).collect();
+        let started = Instant::now();
+        {
+            let vault = open_vault(&path);
+            for (i, a) in accounts.iter().enumerate() {
+                vault.store(session(a, &jwt_token(a, TOKEN_LEN), i as u64)).unwrap();
+            }
+            assert_eq!(vault.session_count().unwrap(), SESSIONS);
+            vault.close().unwrap();
+        }
+        let file = std::fs::metadata(&path).unwrap().len();
+        println!(
+            "open_10k: created {SESSIONS} sessions in {:.1} s; file {:.1} MiB",
+            started.elapsed().as_secs_f64(),
+            file as f64 / 1_048_576.0
+        );
+
+        // Memory per session: RSS before and after every session is loaded into the cache.
+        let vault = open_vault(&path);
+        let before = rss_bytes();
+        for a in &accounts {
+            black_box(vault.access_token(a).unwrap());
+        }
+        let after = rss_bytes();
+        println!(
+            "open_10k: RSS {:.1} MiB -> {:.1} MiB after loading {SESSIONS} sessions: {:.0} bytes per session \
+             (includes SQLite's page cache, at most ~2 MiB)",
+            before as f64 / 1_048_576.0,
+            after as f64 / 1_048_576.0,
+            after.saturating_sub(before) as f64 / SESSIONS as f64
+        );
+        drop(vault);
+        Populated {
+            _dir: dir,
+            path,
+            accounts,
+        }
+    })
+}
+
+fn open_10k(c: &mut Criterion) {
+    let mut g = c.benchmark_group("open_10k");
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("open", |b| {
+        let p = populated();
+        b.iter_with_large_drop(|| open_vault(&p.path))
+    });
+    g.bench_function("open_and_read_all", |b| {
+        let p = populated();
+        b.iter_with_large_drop(|| {
+            let vault = open_vault(&p.path);
+            for a in &p.accounts {
+                black_box(vault.access_token(a).unwrap());
+            }
+            vault
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, cached_read, store, open_10k);
+criterion_main!(benches);

@@ -33,6 +33,10 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// How long a cross-process refresh lease lasts beyond the request timeout.
 const LEASE_GRACE: Duration = Duration::from_secs(5);
 
+/// How far beyond a full lease a peer's lease expiry may lie before it is taken for a clock
+/// that jumped back (and ignored).
+const LEASE_CLOCK_SLACK_MS: i64 = 60_000;
+
 /// Options for [`Vault::open`].
 #[derive(Clone)]
 pub struct VaultOptions {
@@ -797,8 +801,8 @@ impl Vault {
     }
 
     fn try_lease(&self, lead: &Lead, lease_ms: i64) -> Result<LeaseOutcome> {
-        let now_wall = self.clock.wall_ms();
         let hash = &lead.account_hash;
+        let clock = &self.clock;
         self.with_store(|s| {
             let conn = s.conn_mut();
             // The lease only needs to survive a crash of this process, not a power cut:
@@ -806,6 +810,9 @@ impl Vault {
             conn.execute_batch("PRAGMA synchronous=NORMAL")?;
             let result = (|| -> Result<LeaseOutcome> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // Read the clock only once the write lock is ours: waiting for it may take a
+                // while, and a stale "now" would make a peer's fresh lease look implausible.
+                let now_wall = clock.wall_ms();
                 let generation: Option<i64> = tx
                     .query_row("SELECT generation FROM sessions WHERE account_hash = ?1", params![hash], |r| r.get(0))
                     .optional()?;
@@ -821,9 +828,10 @@ impl Vault {
                     .optional()?;
                 let mut possibly_consumed = false;
                 if let Some((holder, expires, cred, sent)) = lease {
-                    // A lease further in the future than any lease we would take means the
+                    // A lease much further in the future than any lease we would take means the
                     // clock jumped back: treat it as expired.
-                    if holder != lead.lease_holder && expires > now_wall && expires <= now_wall.saturating_add(lease_ms) {
+                    let plausible = expires <= now_wall.saturating_add(lease_ms).saturating_add(LEASE_CLOCK_SLACK_MS);
+                    if holder != lead.lease_holder && expires > now_wall && plausible {
                         return Ok(LeaseOutcome::HeldByPeer);
                     }
                     // An expired lease (or a lost-answer marker) for this very credential: a
@@ -1031,6 +1039,22 @@ impl Vault {
             has_refresh_credential: e.record.refresh_credential.is_some(),
             hints: e.record.hints.clone(),
         }
+    }
+}
+
+#[cfg(feature = "test-support")]
+impl Vault {
+    /// Test support: the (access token, refresh credential) pair stored *in the file* for an
+    /// account, bypassing the cache. Exists only with the `test-support` feature.
+    #[doc(hidden)]
+    pub fn stored_pair_for_tests(&self, account: &str) -> Result<(String, Option<String>)> {
+        let hash = self.cipher.account_hash(account);
+        let row = self.with_store(|s| s.session_row(&hash))?.ok_or(VaultError::NotFound)?;
+        let record = self.decrypt_row(&row)?;
+        Ok((
+            record.access_token.expose().to_owned(),
+            record.refresh_credential.as_ref().map(|c| c.expose().to_owned()),
+        ))
     }
 }
 

@@ -102,8 +102,6 @@ pub(crate) fn run_infallible<T>(function: &'static str, fallback: T, body: impl 
 /// Pointers listed in brackets are required: NULL returns `TV_INVALID_INPUT` before the body
 /// runs. The body is a block evaluating to `Result<(), VaultError>`; it writes its outputs
 /// itself, last, so they are written only on success.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! boundary {
     (infallible $name:literal, $fallback:expr, $body:block) => {
         $crate::boundary::run_infallible($name, $fallback, || $body)

@@ -11,5 +11,6 @@
 //! This crate converts types and catches panics; every decision lives in the `tokenvault` core
 //! (STYLE.md rule 1). The conventions of the C ABI are in ADR 0006 and in the header's preamble.
 
+#[macro_use]
 mod boundary;
 pub mod c_api;

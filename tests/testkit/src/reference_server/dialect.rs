@@ -294,7 +294,7 @@ fn refresh_entity_token(
     }
     let access_token = env
         .store
-        .issue_access(family, env.now_ms, env.lifetimes.access);
+        .issue_access_keep_refresh(family, env.now_ms, env.lifetimes.access);
     Ok(IssuedTokens {
         access_token,
         refresh_credential: entity_token.to_owned(),

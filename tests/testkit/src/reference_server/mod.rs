@@ -286,6 +286,12 @@ impl ReferenceServer {
         self.shared.revoke_family_of(token)
     }
 
+    /// Every (access, refresh credential) pair issued to the family of `token` — a login and each
+    /// refresh — oldest first. Crash tests check that a vault holds the last or the one before.
+    pub fn issued_pairs(&self, token: &str) -> Vec<IssuedTokens> {
+        self.shared.store.lock().issued_pairs(token)
+    }
+
     /// Moves this server's clock forward: token issue and expiry times, expiry checks and the `Date`
     /// header all shift, so tests expire tokens without sleeping.
     pub fn advance_clock(&self, by: Duration) {

@@ -137,6 +137,9 @@ struct Family {
     user: String,
     revoked: bool,
     current_access: String,
+    current_refresh: String,
+    /// Every pair issued to this family, oldest first.
+    issued: Vec<IssuedTokens>,
 }
 
 #[derive(Debug)]
@@ -192,14 +195,45 @@ impl TokenStore {
                 user: user.to_owned(),
                 revoked: false,
                 current_access: String::new(),
+                current_refresh: String::new(),
+                issued: Vec::new(),
             },
         );
-        let access_token = self.issue_access(family, now_ms, lifetimes.access);
-        let refresh_credential = self.issue_refresh(family, now_ms, lifetimes.refresh);
-        IssuedTokens {
-            access_token,
-            refresh_credential,
-        }
+        self.issue_access(family, now_ms, lifetimes.access);
+        self.issue_refresh(family, now_ms, lifetimes.refresh);
+        self.record_issued(family)
+    }
+
+    /// Append the family's current pair to its history and return it.
+    fn record_issued(&mut self, family: FamilyId) -> IssuedTokens {
+        let Some(f) = self.families.get_mut(&family) else {
+            return IssuedTokens {
+                access_token: String::new(),
+                refresh_credential: String::new(),
+            };
+        };
+        let pair = IssuedTokens {
+            access_token: f.current_access.clone(),
+            refresh_credential: f.current_refresh.clone(),
+        };
+        f.issued.push(pair.clone());
+        pair
+    }
+
+    /// A new access token for a non-rotating family (the entity token stays): recorded as a pair.
+    pub fn issue_access_keep_refresh(&mut self, family: FamilyId, now_ms: u64, ttl: Duration) -> String {
+        let token = self.issue_access(family, now_ms, ttl);
+        self.record_issued(family);
+        token
+    }
+
+    /// Every pair issued to the family of `token` (any access or refresh credential of it),
+    /// oldest first.
+    pub fn issued_pairs(&self, token: &str) -> Vec<IssuedTokens> {
+        self.family_of(token)
+            .and_then(|f| self.families.get(&f))
+            .map(|f| f.issued.clone())
+            .unwrap_or_default()
     }
 
     /// A new access token for `family`, which becomes its current one. Earlier ones stay valid.
@@ -244,6 +278,9 @@ impl TokenStore {
                 rotated_out: false,
             },
         );
+        if let Some(f) = self.families.get_mut(&family) {
+            f.current_refresh.clone_from(&token);
+        }
         token
     }
 
@@ -302,12 +339,9 @@ impl TokenStore {
                 record.revoked = true;
             }
         }
-        let access_token = self.issue_access(family, now_ms, lifetimes.access);
-        let refresh_credential = self.issue_refresh(family, now_ms, lifetimes.refresh);
-        IssuedTokens {
-            access_token,
-            refresh_credential,
-        }
+        self.issue_access(family, now_ms, lifetimes.access);
+        self.issue_refresh(family, now_ms, lifetimes.refresh);
+        self.record_issued(family)
     }
 
     /// Revokes every token of `family`. Returns whether it was alive until now.

@@ -1,0 +1,709 @@
+//! The vault handle: open, close, profiles, sessions, tokens, accounts, rekey.
+
+use std::ffi::{c_char, CString};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokenvault::{
+    AccessToken, KeySource, NewSession, SessionInfo, SessionState, TokenOptions, Vault, VaultError, VaultOptions,
+};
+
+use super::{copy_out, tv_buf, tv_status};
+use crate::boundary::{bytes_arg, invalid, optional_utf8_arg, utf8_arg};
+
+/// An open vault (opaque). Create it with `tv_vault_open_with_key` or
+/// `tv_vault_open_with_passphrase`; every other `tv_vault_*` function may be called on it from
+/// any thread at the same time. `tv_vault_close` ends its use (later calls return
+/// `TV_CLOSED`); `tv_vault_free` releases it.
+#[derive(Debug)]
+pub struct tv_vault {
+    pub(crate) inner: Arc<Vault>,
+}
+
+/// The vault behind a handle checked non-NULL by the boundary.
+///
+/// # Safety
+/// `ptr` is non-NULL and was returned by `tv_vault_open_*` and not yet freed.
+#[inline(always)]
+pub(crate) unsafe fn vault_ref<'a>(ptr: *const tv_vault) -> &'a Vault {
+    // SAFETY: per the caller's contract.
+    unsafe { &(*ptr).inner }
+}
+
+fn open(path: &str, key: KeySource, out_vault: *mut *mut tv_vault) -> Result<(), VaultError> {
+    if path.is_empty() {
+        return Err(invalid("`path` is empty"));
+    }
+    let vault = Vault::open(path, key, VaultOptions::default())?;
+    let handle = Box::into_raw(Box::new(tv_vault { inner: Arc::new(vault) }));
+    // SAFETY: `out_vault` was checked non-NULL and is writable (header contract).
+    unsafe { out_vault.write(handle) };
+    Ok(())
+}
+
+/// Open (or create) the vault file at `path` with a raw key of exactly 32 bytes (from the
+/// Keychain, Keystore, DPAPI or a console's secure storage). The built-in HTTPS transport is
+/// used until `tv_vault_set_transport` installs another.
+///
+/// An existing file is checked before anything is written to it: a wrong key gives
+/// `TV_WRONG_KEY`, a newer file `TV_SCHEMA_TOO_NEW`, a damaged or foreign file `TV_CORRUPT`;
+/// in every case the file is left exactly as it was.
+///
+/// Ownership: `path` and `key` are borrowed for the call (the key bytes are copied and the copy
+/// is zeroed when the vault is freed). On success `*out_vault` receives a new handle owned by
+/// the caller: release it with `tv_vault_free`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_open_with_key(
+    path: *const c_char,
+    key: *const u8,
+    key_len: usize,
+    out_vault: *mut *mut tv_vault,
+) -> tv_status {
+    boundary!("tv_vault_open_with_key", [path, key, out_vault], {
+        // SAFETY: non-NULL NUL-terminated string / `key_len` readable bytes (header contract).
+        let path = unsafe { utf8_arg(path, "path") }?;
+        let key = KeySource::raw(unsafe { bytes_arg(key, key_len, "key") }?)?;
+        open(path, key, out_vault)
+    })
+}
+
+/// Open (or create) the vault file at `path` with a passphrase (UTF-8, non-empty), stretched
+/// with Argon2id (19 MiB, 2 passes: expect tens of milliseconds). Errors as
+/// `tv_vault_open_with_key`.
+///
+/// Ownership: `path` and `passphrase` are borrowed for the call. On success `*out_vault`
+/// receives a new handle owned by the caller: release it with `tv_vault_free`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_open_with_passphrase(
+    path: *const c_char,
+    passphrase: *const c_char,
+    out_vault: *mut *mut tv_vault,
+) -> tv_status {
+    boundary!("tv_vault_open_with_passphrase", [path, passphrase, out_vault], {
+        // SAFETY: non-NULL NUL-terminated strings (header contract).
+        let path = unsafe { utf8_arg(path, "path") }?;
+        let key = KeySource::passphrase(unsafe { utf8_arg(passphrase, "passphrase") }?)?;
+        open(path, key, out_vault)
+    })
+}
+
+/// Close the vault: waiting refreshes are released, queued events are delivered (unless this is
+/// called from the event callback itself), the file is closed, and every later call on the
+/// handle returns `TV_CLOSED`. Closing twice is harmless. The handle stays valid until
+/// `tv_vault_free`.
+///
+/// Ownership: borrows `vault`. Thread-safe; may be called from the vault's own callbacks.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_close(vault: *const tv_vault) -> tv_status {
+    boundary!("tv_vault_close", [vault], {
+        // SAFETY: a live handle (header contract).
+        unsafe { vault_ref(vault) }.close()
+    })
+}
+
+/// Release a handle (closing the vault first if needed). The destroy functions given to
+/// `tv_vault_set_transport` and `tv_vault_set_event_callback` run here at the latest. `vault`
+/// may be NULL.
+///
+/// Ownership: takes `vault`; the pointer is invalid afterwards. NOT thread-safe with other
+/// calls on the same handle: call it last, when no other call on this vault is running (not
+/// from inside its callbacks).
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_free(vault: *mut tv_vault) {
+    boundary!(infallible "tv_vault_free", (), {
+        if !vault.is_null() {
+            // SAFETY: the pointer came from `Box::into_raw` in `open` and is freed once
+            // (header contract).
+            drop(unsafe { Box::from_raw(vault) });
+        }
+    })
+}
+
+/// Register (or replace) a refresh profile from its JSON (see the profile documentation;
+/// `{"preset": "keycloak", "name": ..., "url": ..., "client_id": ...}` starts from a preset).
+/// Sessions name the profile they refresh with.
+///
+/// Ownership: `json` is borrowed for the call. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_load_profile_json(vault: *const tv_vault, json: *const c_char) -> tv_status {
+    boundary!("tv_vault_load_profile_json", [vault, json], {
+        // SAFETY: a live handle and a NUL-terminated string (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let json = unsafe { utf8_arg(json, "json") }?;
+        vault.load_profile_json(json).map(drop)
+    })
+}
+
+/// A session to store, as the host's own sign-in produced it. Set `struct_size` to
+/// `sizeof(tv_session_params)`; zero-initialise the struct, then fill what you have.
+#[repr(C)]
+#[derive(Debug)]
+pub struct tv_session_params {
+    /// `sizeof(tv_session_params)`: lets later versions append fields.
+    pub struct_size: u32,
+    /// `1` if the refresh credential never expires by time (an OAuth2 offline token), else `0`.
+    pub offline: u8,
+    /// The host's account id (required, UTF-8, at most 1024 bytes).
+    pub account: *const c_char,
+    /// The name of a registered profile (required).
+    pub profile: *const c_char,
+    /// The access token (required).
+    pub access_token: *const c_char,
+    /// The refresh token (or entity token); NULL if none.
+    pub refresh_credential: *const c_char,
+    /// The access token's `expires_in` in seconds; `0` or `-1` if unknown (then the JWT `exp`,
+    /// then the profile's default lifetime is used).
+    pub expires_in_secs: i64,
+    /// The refresh credential's `refresh_expires_in` in seconds; `0` or `-1` if unknown (for
+    /// Keycloak's `refresh_expires_in: 0`, an offline token, set `offline` instead).
+    pub refresh_expires_in_secs: i64,
+    /// Token type (e.g. `"Bearer"`); NULL if none.
+    pub token_type: *const c_char,
+    /// Granted scope; NULL if none.
+    pub scope: *const c_char,
+    /// Non-secret hints to keep with the session, as a JSON object of strings (e.g.
+    /// `{"display_name":"Ada"}`); NULL if none.
+    pub hints_json: *const c_char,
+}
+
+/// Read a caller struct whose first field is a `u32` size that must equal `size_of::<T>()`.
+///
+/// # Safety
+/// `ptr` is non-NULL and points to at least a `u32`, and to a whole `T` if that `u32` says so.
+unsafe fn read_sized<T>(ptr: *const T, what: &str) -> Result<*const T, VaultError> {
+    // SAFETY: the first field is a u32 (repr(C) structs of this module), readable per contract.
+    let size = unsafe { ptr.cast::<u32>().read_unaligned() };
+    if usize::try_from(size).ok() != Some(std::mem::size_of::<T>()) {
+        return Err(invalid(format!(
+            "{what}.struct_size is {size}, this library expects {}",
+            std::mem::size_of::<T>()
+        )));
+    }
+    Ok(ptr)
+}
+
+/// A positive count of seconds; `0` and `-1` mean "unknown".
+fn secs(value: i64) -> Option<Duration> {
+    u64::try_from(value).ok().filter(|&s| s > 0).map(Duration::from_secs)
+}
+
+/// Build a core `NewSession` from the caller's parameters.
+///
+/// # Safety
+/// The string pointers of `p` are NULL or NUL-terminated (header contract).
+unsafe fn new_session(p: &tv_session_params) -> Result<NewSession, VaultError> {
+    // SAFETY (every block below): NULL or NUL-terminated strings per the caller's contract.
+    let account = unsafe { utf8_arg(p.account, "params.account") }?;
+    let profile = unsafe { utf8_arg(p.profile, "params.profile") }?;
+    let access = unsafe { utf8_arg(p.access_token, "params.access_token") }?;
+    let mut s = NewSession::new(account, profile, access);
+    if let Some(c) = unsafe { optional_utf8_arg(p.refresh_credential, "params.refresh_credential") }? {
+        s = s.refresh_credential(c);
+    }
+    if p.expires_in_secs < -1 || p.refresh_expires_in_secs < -1 {
+        return Err(invalid(
+            "params.expires_in_secs and refresh_expires_in_secs must be >= -1",
+        ));
+    }
+    if let Some(d) = secs(p.expires_in_secs) {
+        s = s.expires_in(d);
+    }
+    if let Some(d) = secs(p.refresh_expires_in_secs) {
+        s = s.refresh_expires_in(d);
+    }
+    s = s.offline(p.offline != 0);
+    if let Some(t) = unsafe { optional_utf8_arg(p.token_type, "params.token_type") }? {
+        s = s.token_type(t);
+    }
+    if let Some(t) = unsafe { optional_utf8_arg(p.scope, "params.scope") }? {
+        s = s.scope(t);
+    }
+    if let Some(h) = unsafe { optional_utf8_arg(p.hints_json, "params.hints_json") }? {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(h).map_err(|_| invalid("params.hints_json is not a JSON object"))?;
+        for (k, v) in map {
+            let serde_json::Value::String(v) = v else {
+                return Err(invalid("params.hints_json values must be strings"));
+            };
+            s = s.hint(k, v);
+        }
+    }
+    Ok(s)
+}
+
+/// Store a session after the host's own sign-in, replacing any session of that account. It is
+/// durable (committed to disk) when this returns. If `out_info` is not NULL (its `struct_size`
+/// set by the caller), it receives the stored session's facts.
+///
+/// Ownership: `params` and its strings are borrowed for the call (secrets are copied into
+/// zeroed-on-drop memory). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_store(
+    vault: *const tv_vault,
+    params: *const tv_session_params,
+    out_info: *mut tv_session_info,
+) -> tv_status {
+    boundary!("tv_vault_store", [vault, params], {
+        // SAFETY: a live handle; `params` and `out_info` point to structs with their
+        // `struct_size` set (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let params = unsafe { &*read_sized(params, "params")? };
+        if !out_info.is_null() {
+            unsafe { read_sized(out_info, "out_info") }?;
+        }
+        let session = unsafe { new_session(params) }?;
+        let info = vault.store(session)?;
+        if !out_info.is_null() {
+            unsafe { out_info.write(session_info_struct(&info)) };
+        }
+        Ok(())
+    })
+}
+
+#[inline(always)]
+fn token(vault: &Vault, account: &str, min_ttl_ms: u64) -> Result<AccessToken, VaultError> {
+    if min_ttl_ms == 0 {
+        vault.access_token(account)
+    } else {
+        vault.access_token_with(
+            account,
+            TokenOptions {
+                min_ttl: Duration::from_millis(min_ttl_ms),
+            },
+        )
+    }
+}
+
+/// Write a token to the caller's `tv_buf` and optional generation.
+///
+/// # Safety
+/// `out_token` is valid for writes; `out_generation` is NULL or valid for writes.
+pub(crate) unsafe fn write_token(token: &AccessToken, out_token: *mut tv_buf, out_generation: *mut u64) {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        out_token.write(tv_buf::from_bytes(token.expose().as_bytes()));
+        if !out_generation.is_null() {
+            out_generation.write(token.generation());
+        }
+    }
+}
+
+/// A valid access token for `account`, copied into the caller's buffer: the cached one when it
+/// is fresh (the hot path: no allocation, no lock beyond a shared read), otherwise one
+/// refreshed through the transport — once, however many threads ask at the same moment.
+/// `min_ttl_ms` > 0 asks for a token that stays valid at least that long (capped at half its
+/// lifetime). While the network is down a still-valid token is served.
+///
+/// On success `buf` holds the token and a NUL, `*out_len` its length without the NUL, and
+/// `*out_generation` (if not NULL) the generation of the stored pair it belongs to (it grows
+/// with every refresh and every store: compare it to skip work when the token did not change).
+/// If `buf_len` is less than the length plus one, nothing is copied, `*out_len` receives the
+/// length and `TV_INVALID_INPUT` is returned (`buf` may be NULL when `buf_len` is 0). A
+/// 4096-byte buffer fits most tokens; tokens are at most 65536 bytes.
+///
+/// Ownership: `buf` is the caller's; wipe it when done. Thread-safe. A refresh runs the
+/// transport callback on this thread.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_access_token_copy(
+    vault: *const tv_vault,
+    account: *const c_char,
+    min_ttl_ms: u64,
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+    out_generation: *mut u64,
+) -> tv_status {
+    boundary!("tv_vault_access_token_copy", [vault, account, out_len], {
+        // SAFETY: a live handle, a NUL-terminated string, `buf_len` writable bytes at `buf`,
+        // valid out-pointers (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let token = token(vault, account, min_ttl_ms)?;
+        unsafe { copy_out(token.expose().as_bytes(), buf, buf_len, out_len) }?;
+        if !out_generation.is_null() {
+            unsafe { out_generation.write(token.generation()) };
+        }
+        Ok(())
+    })
+}
+
+/// Like `tv_vault_access_token_copy`, returning the token in a library-allocated buffer.
+///
+/// Ownership: on success `*out_token` owns a new buffer: free it with `tv_buf_free` (which
+/// zeroes it). `*out_generation` is optional (may be NULL). Thread-safe; a refresh runs the
+/// transport callback on this thread.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_access_token(
+    vault: *const tv_vault,
+    account: *const c_char,
+    min_ttl_ms: u64,
+    out_token: *mut tv_buf,
+    out_generation: *mut u64,
+) -> tv_status {
+    boundary!("tv_vault_access_token", [vault, account, out_token], {
+        // SAFETY: a live handle, a NUL-terminated string, valid out-pointers (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let token = token(vault, account, min_ttl_ms)?;
+        unsafe { write_token(&token, out_token, out_generation) };
+        Ok(())
+    })
+}
+
+/// Refresh now, whatever the token's age (joining a forced refresh already in flight), and
+/// return the new token.
+///
+/// Ownership: on success `*out_token` owns a new buffer: free it with `tv_buf_free`.
+/// `*out_generation` is optional (may be NULL). Thread-safe; runs the transport callback on
+/// this thread.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_force_refresh(
+    vault: *const tv_vault,
+    account: *const c_char,
+    out_token: *mut tv_buf,
+    out_generation: *mut u64,
+) -> tv_status {
+    boundary!("tv_vault_force_refresh", [vault, account, out_token], {
+        // SAFETY: a live handle, a NUL-terminated string, valid out-pointers (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let token = vault.force_refresh(account)?;
+        unsafe { write_token(&token, out_token, out_generation) };
+        Ok(())
+    })
+}
+
+/// The app's API rejected `rejected_token` (HTTP 401). If a newer token exists already
+/// (another thread or process refreshed meanwhile) it is returned without a refresh; otherwise
+/// the token is refreshed, once however many threads report it.
+///
+/// Ownership: `rejected_token` is borrowed; on success `*out_token` owns a new buffer: free it
+/// with `tv_buf_free`. `*out_generation` is optional (may be NULL). Thread-safe; may run the
+/// transport callback on this thread.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_report_rejected(
+    vault: *const tv_vault,
+    account: *const c_char,
+    rejected_token: *const c_char,
+    out_token: *mut tv_buf,
+    out_generation: *mut u64,
+) -> tv_status {
+    boundary!(
+        "tv_vault_report_rejected",
+        [vault, account, rejected_token, out_token],
+        {
+            // SAFETY: a live handle, NUL-terminated strings, valid out-pointers (header contract).
+            let vault = unsafe { vault_ref(vault) };
+            let account = unsafe { utf8_arg(account, "account") }?;
+            let rejected = unsafe { utf8_arg(rejected_token, "rejected_token") }?;
+            let token = vault.report_rejected(account, rejected)?;
+            unsafe { write_token(&token, out_token, out_generation) };
+            Ok(())
+        }
+    )
+}
+
+/// Where a session stands (`tv_session_info.state`).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum tv_session_state {
+    /// The access token is valid and not yet due for refresh.
+    TV_SESSION_FRESH = 0,
+    /// The access token is valid but past its refresh point.
+    TV_SESSION_REFRESH_DUE = 1,
+    /// The access token has expired; the next read refreshes it.
+    TV_SESSION_EXPIRED = 2,
+    /// The server refused the refresh credential: the user must sign in again.
+    TV_SESSION_REAUTHENTICATION_REQUIRED = 3,
+}
+
+/// A session's facts, without secrets or strings (for those, see
+/// `tv_vault_session_info_json`). Times are server time in ms since the Unix epoch; remaining
+/// durations are measured on the monotonic clock. Set `struct_size` to
+/// `sizeof(tv_session_info)` before passing it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tv_session_info {
+    /// `sizeof(tv_session_info)`, set by the caller.
+    pub struct_size: u32,
+    /// Where the session stands.
+    pub state: tv_session_state,
+    /// Generation of the stored pair.
+    pub generation: u64,
+    /// How many refreshes this session went through.
+    pub refresh_count: u64,
+    /// When the access token was issued.
+    pub issued_at_ms: i64,
+    /// When the access token expires.
+    pub access_expires_at_ms: i64,
+    /// Time left on the access token (negative once expired).
+    pub access_remaining_ms: i64,
+    /// When the session itself (the refresh credential) ends; valid if `has_session_expires_at`.
+    pub session_expires_at_ms: i64,
+    /// Forecast of the time left before the user must sign in again; valid if
+    /// `has_session_remaining`.
+    pub session_remaining_ms: i64,
+    /// Server clock minus device clock, as last measured.
+    pub clock_offset_ms: i64,
+    /// How long ago the last failed refresh happened; valid if `last_failure_status` != TV_OK.
+    pub last_failure_ago_ms: u64,
+    /// Status of the last failed refresh since the last success, `TV_OK` (0) if none.
+    pub last_failure_status: i32,
+    /// 1 if `session_expires_at_ms` is known.
+    pub has_session_expires_at: u8,
+    /// 1 if `session_remaining_ms` is known (never for offline tokens).
+    pub has_session_remaining: u8,
+    /// 1 for refresh credentials that never expire by time.
+    pub offline: u8,
+    /// 1 if a refresh credential is stored.
+    pub has_refresh_credential: u8,
+}
+
+fn state_of(s: SessionState) -> tv_session_state {
+    match s {
+        SessionState::Fresh => tv_session_state::TV_SESSION_FRESH,
+        SessionState::RefreshDue => tv_session_state::TV_SESSION_REFRESH_DUE,
+        SessionState::Expired => tv_session_state::TV_SESSION_EXPIRED,
+        SessionState::ReauthenticationRequired => tv_session_state::TV_SESSION_REAUTHENTICATION_REQUIRED,
+    }
+}
+
+fn state_name(s: SessionState) -> &'static str {
+    match s {
+        SessionState::Fresh => "fresh",
+        SessionState::RefreshDue => "refresh_due",
+        SessionState::Expired => "expired",
+        SessionState::ReauthenticationRequired => "reauthentication_required",
+    }
+}
+
+fn session_info_struct(i: &SessionInfo) -> tv_session_info {
+    let failure = i.last_refresh_failure.as_ref();
+    tv_session_info {
+        struct_size: std::mem::size_of::<tv_session_info>() as u32,
+        state: state_of(i.state),
+        generation: i.generation,
+        refresh_count: i.refresh_count,
+        issued_at_ms: i.issued_at_ms,
+        access_expires_at_ms: i.access_expires_at_ms,
+        access_remaining_ms: i.access_remaining_ms,
+        session_expires_at_ms: i.session_expires_at_ms.unwrap_or(0),
+        session_remaining_ms: i.session_remaining_ms.unwrap_or(0),
+        clock_offset_ms: i.clock_offset_ms,
+        last_failure_ago_ms: failure.map_or(0, |f| f.ago_ms),
+        last_failure_status: failure.map_or(0, |f| f.code.as_i32()),
+        has_session_expires_at: u8::from(i.session_expires_at_ms.is_some()),
+        has_session_remaining: u8::from(i.session_remaining_ms.is_some()),
+        offline: u8::from(i.offline),
+        has_refresh_credential: u8::from(i.has_refresh_credential),
+    }
+}
+
+/// A session's facts (no secrets), for status screens and the "sign in again soon" forecast.
+///
+/// Ownership: `*out_info` is the caller's struct, with `struct_size` set. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_session_info(
+    vault: *const tv_vault,
+    account: *const c_char,
+    out_info: *mut tv_session_info,
+) -> tv_status {
+    boundary!("tv_vault_session_info", [vault, account, out_info], {
+        // SAFETY: a live handle, a NUL-terminated string, a struct with `struct_size` set.
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        unsafe { read_sized(out_info, "out_info") }?;
+        let info = vault.session_info(account)?;
+        unsafe { out_info.write(session_info_struct(&info)) };
+        Ok(())
+    })
+}
+
+fn session_info_json(i: &SessionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "account": i.account,
+        "profile": i.profile,
+        "generation": i.generation,
+        "state": state_name(i.state),
+        "token_type": i.token_type,
+        "scope": i.scope,
+        "issued_at_ms": i.issued_at_ms,
+        "access_expires_at_ms": i.access_expires_at_ms,
+        "access_remaining_ms": i.access_remaining_ms,
+        "session_expires_at_ms": i.session_expires_at_ms,
+        "session_remaining_ms": i.session_remaining_ms,
+        "offline": i.offline,
+        "clock_offset_ms": i.clock_offset_ms,
+        "refresh_count": i.refresh_count,
+        "has_refresh_credential": i.has_refresh_credential,
+        "last_refresh_failure": i.last_refresh_failure.as_ref().map(|f| serde_json::json!({
+            "status": f.code.as_i32(),
+            "name": f.code.name(),
+            "message": f.message,
+            "ago_ms": f.ago_ms,
+        })),
+        "hints": i.hints,
+    })
+}
+
+/// A session's facts as one JSON object (no secrets): `account`, `profile`, `generation`,
+/// `state` (`"fresh"`, `"refresh_due"`, `"expired"`, `"reauthentication_required"`),
+/// `token_type`, `scope`, `issued_at_ms`, `access_expires_at_ms`, `access_remaining_ms`,
+/// `session_expires_at_ms`, `session_remaining_ms`, `offline`, `clock_offset_ms`,
+/// `refresh_count`, `has_refresh_credential`, `last_refresh_failure` (`null` or
+/// `{status, name, message, ago_ms}`) and `hints` (an object of strings). Unknown values are
+/// `null`.
+///
+/// Ownership: on success `*out_json` owns a new buffer: free it with `tv_buf_free`.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_session_info_json(
+    vault: *const tv_vault,
+    account: *const c_char,
+    out_json: *mut tv_buf,
+) -> tv_status {
+    boundary!("tv_vault_session_info_json", [vault, account, out_json], {
+        // SAFETY: a live handle, a NUL-terminated string, a valid out-pointer.
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let info = vault.session_info(account)?;
+        let text = session_info_json(&info).to_string();
+        unsafe { out_json.write(tv_buf::from_bytes(text.as_bytes())) };
+        Ok(())
+    })
+}
+
+/// The accounts stored in a vault (opaque), sorted; see `tv_vault_list_accounts`.
+#[derive(Debug)]
+pub struct tv_account_list {
+    accounts: Vec<CString>,
+}
+
+/// The accounts with a stored session, sorted. Records that cannot be read are skipped (reading
+/// them one by one gives their error).
+///
+/// Ownership: on success `*out_list` receives a new list owned by the caller: release it with
+/// `tv_account_list_free`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_list_accounts(
+    vault: *const tv_vault,
+    out_list: *mut *mut tv_account_list,
+) -> tv_status {
+    boundary!("tv_vault_list_accounts", [vault, out_list], {
+        // SAFETY: a live handle and a valid out-pointer (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let accounts = vault
+            .list_accounts()?
+            .into_iter()
+            .map(|a| {
+                CString::new(a).map_err(|_| VaultError::Internal {
+                    reason: "an account id contains NUL".into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let list = Box::into_raw(Box::new(tv_account_list { accounts }));
+        unsafe { out_list.write(list) };
+        Ok(())
+    })
+}
+
+/// The number of accounts in `list`.
+///
+/// Ownership: borrows `list`. Thread-safe (the list is immutable).
+#[no_mangle]
+pub unsafe extern "C" fn tv_account_list_count(list: *const tv_account_list, out_count: *mut usize) -> tv_status {
+    boundary!("tv_account_list_count", [list, out_count], {
+        // SAFETY: a live list and a valid out-pointer (header contract).
+        unsafe { out_count.write((*list).accounts.len()) };
+        Ok(())
+    })
+}
+
+/// The account at `index` (0-based, below the count), as a NUL-terminated UTF-8 string.
+///
+/// Ownership: `*out_account` is borrowed from `list` and valid until `tv_account_list_free`.
+/// Thread-safe (the list is immutable).
+#[no_mangle]
+pub unsafe extern "C" fn tv_account_list_get(
+    list: *const tv_account_list,
+    index: usize,
+    out_account: *mut *const c_char,
+) -> tv_status {
+    boundary!("tv_account_list_get", [list, out_account], {
+        // SAFETY: a live list and a valid out-pointer (header contract).
+        let list = unsafe { &*list };
+        let account = list.accounts.get(index).ok_or_else(|| {
+            invalid(format!(
+                "index {index} is out of range ({} accounts)",
+                list.accounts.len()
+            ))
+        })?;
+        unsafe { out_account.write(account.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// Release an account list. `list` may be NULL.
+///
+/// Ownership: takes `list`; it and the strings it handed out are invalid afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn tv_account_list_free(list: *mut tv_account_list) {
+    boundary!(infallible "tv_account_list_free", (), {
+        if !list.is_null() {
+            // SAFETY: the pointer came from `Box::into_raw` and is freed once (header contract).
+            drop(unsafe { Box::from_raw(list) });
+        }
+    })
+}
+
+/// Remove an account's session (logout). A refresh in flight for it is discarded when it lands.
+/// `*out_existed` (optional, may be NULL) receives 1 if a session existed, else 0.
+///
+/// Ownership: borrows its arguments. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_remove(
+    vault: *const tv_vault,
+    account: *const c_char,
+    out_existed: *mut u8,
+) -> tv_status {
+    boundary!("tv_vault_remove", [vault, account], {
+        // SAFETY: a live handle, a NUL-terminated string, NULL or a valid out-pointer.
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let existed = vault.remove(account)?;
+        if !out_existed.is_null() {
+            unsafe { out_existed.write(u8::from(existed)) };
+        }
+        Ok(())
+    })
+}
+
+/// Re-wrap the vault's data key under a new raw key of 32 bytes, in one transaction. The next
+/// open needs the new key.
+///
+/// Ownership: `key` is borrowed for the call. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_rekey_with_key(vault: *const tv_vault, key: *const u8, key_len: usize) -> tv_status {
+    boundary!("tv_vault_rekey_with_key", [vault, key], {
+        // SAFETY: a live handle and `key_len` readable bytes (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let key = KeySource::raw(unsafe { bytes_arg(key, key_len, "key") }?)?;
+        vault.rekey(key)
+    })
+}
+
+/// Re-wrap the vault's data key under a new passphrase (UTF-8, non-empty), in one transaction.
+///
+/// Ownership: `passphrase` is borrowed for the call. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_rekey_with_passphrase(
+    vault: *const tv_vault,
+    passphrase: *const c_char,
+) -> tv_status {
+    boundary!("tv_vault_rekey_with_passphrase", [vault, passphrase], {
+        // SAFETY: a live handle and a NUL-terminated string (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let key = KeySource::passphrase(unsafe { utf8_arg(passphrase, "passphrase") }?)?;
+        vault.rekey(key)
+    })
+}
