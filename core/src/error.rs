@@ -236,6 +236,12 @@ impl VaultError {
     }
 }
 
+/// The variant name of a rusqlite error, without its payload (which may hold values).
+fn sqlite_error_kind(err: &rusqlite::Error) -> String {
+    let dbg = format!("{err:?}");
+    dbg.split(['(', ' ', '{']).next().unwrap_or("unknown").to_owned()
+}
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = VaultError> = std::result::Result<T, E>;
 
@@ -266,10 +272,16 @@ impl From<rusqlite::Error> for VaultError {
                 },
             },
             rusqlite::Error::QueryReturnedNoRows => VaultError::NotFound,
-            rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..) => {
-                VaultError::corrupt("a column has an unexpected type")
-            }
-            _ => VaultError::internal("unexpected SQLite API error"),
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::InvalidColumnIndex(..)
+            | rusqlite::Error::InvalidColumnName(..) => VaultError::corrupt("a column has an unexpected type or value"),
+            // Our SQL is fixed and tested: a statement that no longer prepares means the schema
+            // stored in the file was damaged.
+            rusqlite::Error::SqlInputError { .. } => VaultError::corrupt("the database schema is damaged"),
+            other => VaultError::internal(format!("unexpected SQLite API error ({})", sqlite_error_kind(other))),
         }
     }
 }

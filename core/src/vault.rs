@@ -831,7 +831,7 @@ impl Vault {
                     // A lease much further in the future than any lease we would take means the
                     // clock jumped back: treat it as expired.
                     let plausible = expires <= now_wall.saturating_add(lease_ms).saturating_add(LEASE_CLOCK_SLACK_MS);
-                    if holder != lead.lease_holder && expires > now_wall && plausible {
+                    if holder != lead.lease_holder && expires > now_wall && plausible && holder_alive(&holder) {
                         return Ok(LeaseOutcome::HeldByPeer);
                     }
                     // An expired lease (or a lost-answer marker) for this very credential: a
@@ -1061,6 +1061,33 @@ impl Vault {
 impl Drop for Vault {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// Whether the process that took a lease (its holder id starts with its pid) still runs on this
+/// machine. A crashed holder's lease need not be waited out. When in doubt (another OS, a sandbox
+/// that forbids the check, a recycled pid), the holder counts as alive and its lease expires by
+/// itself.
+fn holder_alive(holder: &str) -> bool {
+    #[cfg(unix)]
+    {
+        let Some(pid) = holder.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            return true;
+        };
+        if pid <= 0 {
+            return true;
+        }
+        if pid == i32::try_from(std::process::id()).unwrap_or(-1) {
+            return true;
+        }
+        // SAFETY: signal 0 performs only the existence and permission check.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = holder;
+        true
     }
 }
 
