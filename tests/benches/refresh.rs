@@ -1,0 +1,200 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! A full refresh through the vault against a local reference server (issue 3), against the bare
+//! work it cannot avoid, measured in the same run. Figures and ratios: `docs/PERFORMANCE.md`.
+//!
+//! * `vault_force_refresh`: `Vault::force_refresh` with the seed-001 preset
+//!   (`RotatingSuccessEnvelope`): lease, request, response parsing, encrypt, durable rotation.
+//! * `bare_http_plus_commit`: the same request (same method, URL, headers, JSON body, a new
+//!   connection each time because the server answers `Connection: close`) with `ureq`, the
+//!   response parsed for the rotated pair, then one bare durable SQLite commit (WAL,
+//!   `synchronous=FULL`, an upsert into a STRICT table) of a row the size of the vault's row.
+//! * Diagnostics, to split the peer: the bare round trip alone, the bare commit alone.
+//!
+//! Run: `cargo bench -p tokenvault-tests --bench refresh -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rusqlite::{params, Connection};
+use serde_json::Value;
+use tokenvault::{KeySource, NewSession, Preset, Profile, Vault, VaultOptions};
+use tokenvault_testkit::{Dialect, ReferenceServer, ServerConfig};
+
+const PROFILE: &str = "bench";
+
+/// The bare durable-commit peer: WAL, `synchronous=FULL`, an upsert into a STRICT table, one
+/// commit per call (autocommit), new bytes each time.
+struct BareStore {
+    conn: Connection,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    n: i64,
+}
+
+impl BareStore {
+    fn open(path: &Path, row_len: usize) -> BareStore {
+        let conn = Connection::open(path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS sessions (
+                 account_hash BLOB PRIMARY KEY NOT NULL,
+                 generation   INTEGER NOT NULL,
+                 payload      BLOB NOT NULL
+             ) STRICT;",
+        )
+        .unwrap();
+        let key = vec![0x11u8; 32];
+        let payload = vec![0x42u8; row_len.saturating_sub(key.len()).max(8)];
+        BareStore {
+            conn,
+            key,
+            payload,
+            n: 0,
+        }
+    }
+
+    fn commit(&mut self) {
+        self.n += 1;
+        self.payload[..8].copy_from_slice(&self.n.to_le_bytes());
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO sessions (account_hash, generation, payload) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account_hash) DO UPDATE SET generation = excluded.generation, payload = excluded.payload",
+            )
+            .unwrap();
+        assert_eq!(stmt.execute(params![self.key, self.n, self.payload]).unwrap(), 1);
+    }
+}
+
+/// The bare HTTP peer: seed 001's refresh request exactly as the vault's preset sends it
+/// (`POST`, `Content-Type: application/json`, `Accept: application/json`,
+/// `{"accessToken","refreshToken"}`), the rotated pair read back from the envelope.
+struct BareClient {
+    agent: ureq::Agent,
+    url: String,
+    access: String,
+    refresh: String,
+}
+
+impl BareClient {
+    fn new(url: String, access: String, refresh: String) -> BareClient {
+        // Configured like the vault's built-in transport.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .user_agent("tokenvault-bench")
+            .max_idle_connections_per_host(4)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        BareClient {
+            agent,
+            url,
+            access,
+            refresh,
+        }
+    }
+
+    fn round_trip(&mut self) {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "accessToken": self.access,
+            "refreshToken": self.refresh,
+        }))
+        .unwrap();
+        let mut resp = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .send(&body[..])
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let bytes = resp.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["success"], Value::Bool(true));
+        self.access = v["data"]["accessToken"].as_str().unwrap().to_owned();
+        self.refresh = v["data"]["refreshToken"].as_str().unwrap().to_owned();
+    }
+}
+
+fn vault_row_len(path: &Path) -> usize {
+    let conn = Connection::open(path).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT max(length(account_hash) + length(nonce) + length(ciphertext)) FROM sessions",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    n as usize
+}
+
+fn refresh(c: &mut Criterion) {
+    let server = ReferenceServer::start(Dialect::SuccessEnvelope, ServerConfig::default()).unwrap();
+    // One temporary directory (same file system) for the vault and the bare peer's file.
+    let dir = tempfile::tempdir().unwrap();
+    let vault_path = dir.path().join("refresh.db");
+    let vault = Vault::open(&vault_path, KeySource::raw(&[7u8; 32]).unwrap(), VaultOptions::default()).unwrap();
+    vault
+        .register_profile(
+            Profile::preset(
+                Preset::RotatingSuccessEnvelope,
+                PROFILE,
+                &server.refresh_url(),
+                serde_json::json!({}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let t = server.login("vault-player");
+    vault
+        .store(
+            NewSession::new("vault-player", PROFILE, t.access_token)
+                .refresh_credential(t.refresh_credential)
+                .expires_in(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    let first = vault.force_refresh("vault-player").unwrap();
+    assert!(server.check_access(first.expose()));
+    let row_len = vault_row_len(&vault_path);
+
+    let t = server.login("bare-player");
+    let mut client = BareClient::new(server.refresh_url(), t.access_token, t.refresh_credential);
+    let mut bare = BareStore::open(&dir.path().join("bare.db"), row_len);
+    client.round_trip();
+    bare.commit();
+    println!(
+        "refresh: vault row {row_len} bytes (key + nonce + ciphertext), bare row the same; access token {} bytes",
+        first.expose().len()
+    );
+
+    let mut g = c.benchmark_group("refresh");
+    g.sample_size(30);
+    g.bench_function("vault_force_refresh", |b| {
+        b.iter(|| black_box(vault.force_refresh(black_box("vault-player")).unwrap()))
+    });
+    g.bench_function("bare_http_plus_commit", |b| {
+        b.iter(|| {
+            client.round_trip();
+            bare.commit();
+        })
+    });
+    g.bench_function("diagnostic_bare_http_only", |b| b.iter(|| client.round_trip()));
+    g.bench_function("diagnostic_bare_commit_only", |b| b.iter(|| bare.commit()));
+    g.finish();
+
+    // Every refresh rotated cleanly: no rejected request, no reuse detection.
+    let stats = server.stats();
+    assert_eq!(stats.refresh_failures, 0, "{stats:?}");
+    assert_eq!(stats.reuse_detections, 0, "{stats:?}");
+    assert!(server.check_access(vault.access_token("vault-player").unwrap().expose()));
+    println!("refresh: the server answered {} refreshes, none rejected", stats.refresh_successes);
+}
+
+criterion_group!(benches, refresh);
+criterion_main!(benches);
