@@ -12,8 +12,14 @@ if [ ! -f tests/oidc/node_modules/oidc-provider/package.json ] \
   npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 fi
 
-step "Rust: every crate's unit, integration and doc tests"
+step "Rust: every crate's unit, integration and doc tests (full counts: 1,000 kills, every byte flipped)"
+export TOKENVAULT_CRASH_KILLS="${TOKENVAULT_CRASH_KILLS:-1000}"
+export TOKENVAULT_TAMPER_STRIDE="${TOKENVAULT_TAMPER_STRIDE:-1}"
+export TOKENVAULT_PROCESS_CYCLES="${TOKENVAULT_PROCESS_CYCLES:-200}"
 cargo test --workspace --locked
+
+step "Fuzz targets (libFuzzer), ${TOKENVAULT_FUZZ_SECONDS:-20} s each"
+fuzz/run.sh "${TOKENVAULT_FUZZ_SECONDS:-20}"
 
 if [ -x bindings/c/run-tests.sh ]; then
   step "C and C++: header check, CTest (static and shared), AddressSanitizer, valgrind"
