@@ -326,12 +326,14 @@ impl Store {
     ///
     /// `expected` is the compare-and-swap guard: `Some(g)` requires the row to exist with
     /// generation `g`; `None` writes unconditionally (a host storing a new login).
-    /// `seal(generation)` encrypts the record for that generation. Returns `Ok(None)` when the
+    /// `seal(generation)` encrypts the record for that generation; with `clear_lease` the
+    /// account's refresh lease is cleared in the same transaction. Returns `Ok(None)` when the
     /// guard failed (nothing written).
     pub(crate) fn write_session(
         &mut self,
         account_hash: &[u8],
         expected: Option<u64>,
+        clear_lease: bool,
         seal: impl FnOnce(u64) -> Result<(i64, Vec<u8>, Vec<u8>)>,
     ) -> Result<Option<u64>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -355,6 +357,13 @@ impl Store {
                nonce = excluded.nonce, ciphertext = excluded.ciphertext",
             params![account_hash, to_i64(generation)?, format, nonce, ciphertext],
         )?;
+        if clear_lease {
+            // The refresh that held the lease is complete: in the same transaction as the pair.
+            tx.execute(
+                "DELETE FROM refresh_lease WHERE account_hash = ?1",
+                params![account_hash],
+            )?;
+        }
         tx.commit()?;
         Ok(Some(generation))
     }

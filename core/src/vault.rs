@@ -538,15 +538,10 @@ impl Vault {
         );
         let cipher = &self.cipher;
         self.with_store(|s| {
-            let r = s.write_session(hash, expected, |generation| {
+            s.write_session(hash, expected, clear_lease, |generation| {
                 let (nonce, ct) = cipher.seal(hash, generation, &plain)?;
                 Ok((RECORD_FORMAT, nonce, ct))
-            })?;
-            if clear_lease && r.is_some() {
-                s.conn_mut()
-                    .execute("DELETE FROM refresh_lease WHERE account_hash = ?1", params![hash])?;
-            }
-            Ok(r)
+            })
         })
     }
 
