@@ -6,7 +6,8 @@
 #   bindings/c/check-header.sh          # check (CI)
 #   bindings/c/check-header.sh --write  # regenerate the committed header
 #
-# cbindgen: $CBINDGEN, else .tools/bin/cbindgen, else cbindgen on PATH. Install the pinned one:
+# cbindgen: $CBINDGEN, else .tools/bin/cbindgen, else cbindgen on PATH; if none is the pinned
+# version, it is installed into .tools (set TV_NO_TOOL_INSTALL=1 to fail instead):
 #   cargo install cbindgen --version 0.29.4 --locked --root .tools
 set -euo pipefail
 
@@ -19,6 +20,12 @@ if [[ -z "$cbindgen" ]]; then
   if [[ -x "$root/.tools/bin/cbindgen" ]]; then cbindgen="$root/.tools/bin/cbindgen"; else cbindgen="cbindgen"; fi
 fi
 version="$("$cbindgen" --version 2>/dev/null | awk '{print $2}')" || true
+if [[ "$version" != "$PINNED" && -z "${CBINDGEN:-}" && -z "${TV_NO_TOOL_INSTALL:-}" ]]; then
+  echo "check-header: installing cbindgen $PINNED into $root/.tools (about a minute, once)" >&2
+  cargo install --quiet cbindgen --version "$PINNED" --locked --root "$root/.tools" >&2
+  cbindgen="$root/.tools/bin/cbindgen"
+  version="$("$cbindgen" --version 2>/dev/null | awk '{print $2}')" || true
+fi
 if [[ "$version" != "$PINNED" ]]; then
   echo "check-header: need cbindgen $PINNED, found '${version:-none}' ($cbindgen)" >&2
   echo "  cargo install cbindgen --version $PINNED --locked --root $root/.tools" >&2

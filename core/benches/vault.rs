@@ -8,7 +8,10 @@
 //!   read on one thread, so perfect scaling shows the single-thread figure again).
 //! * `store`: `Vault::store` (validate, encrypt, one durable commit) vs one bare durable SQLite
 //!   commit (WAL, `synchronous=FULL`, an upsert into a STRICT table) of a row of the same size, in
-//!   the same directory.
+//!   the same directory; plus, as a diagnostic, the same bare commit into a `WITHOUT ROWID` table
+//!   (the vault's layout). Before the criterion runs, 500 interleaved pairs (store, bare commit)
+//!   print both medians and the median of the pair ratios: the machine's speed drifts between
+//!   two benchmarks run one after the other, never within a pair.
 //! * `open_10k`: opening a vault that holds 10,000 sessions, and opening it and reading every
 //!   session once (first touch: SQLite lookup, decrypt, parse, cache). Prints the resident memory
 //!   per cached session (from `/proc/self/statm`).
@@ -48,21 +51,24 @@ fn jwt_token(sub: &str, len: usize) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let signature = URL_SAFE_NO_PAD.encode([0x5Au8; 32]);
     let iat = now_secs();
-    let mut best = String::new();
-    for pad in 0..len {
-        let claims = format!(
+    let claims = |pad: usize| {
+        format!(
             r#"{{"sub":"{sub}","iat":{iat},"exp":{},"scope":"game profile","pad":"{}"}}"#,
             iat + 3600,
             "x".repeat(pad)
-        );
-        let token = format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(claims));
+        )
+    };
+    // Base64 turns n bytes into ceil(4n/3) characters: start just below the target.
+    let target = len - header.len() - signature.len() - 2;
+    let mut pad = (target * 3 / 4).saturating_sub(claims(0).len() + 2);
+    loop {
+        let token = format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(claims(pad)));
         if token.len() >= len {
-            best = token;
-            break;
+            assert!(token.len() <= len + 1, "token length {}", token.len());
+            return token;
         }
+        pad += 1;
     }
-    assert!((len..len + 2).contains(&best.len()), "token length {}", best.len());
-    best
 }
 
 /// A 32-byte refresh token in base64url (43 characters), different per `n`.
@@ -107,8 +113,8 @@ fn vault_row_len(path: &Path) -> (usize, usize) {
     .unwrap()
 }
 
-/// The bare durable-commit peer: one SQLite file, WAL, `synchronous=FULL`, a STRICT table shaped
-/// like the vault's (blob key, integer, blob payload), one upsert per commit (autocommit).
+/// The bare durable-commit peer: one SQLite file, WAL, `synchronous=FULL`, a STRICT table
+/// (blob key, integer, blob payload), one upsert per commit (autocommit).
 struct BareStore {
     conn: Connection,
     key: Vec<u8>,
@@ -118,18 +124,25 @@ struct BareStore {
 
 impl BareStore {
     /// `row_len` is the whole row as the vault stores it (key + nonce + ciphertext).
-    fn open(path: &Path, row_len: usize) -> BareStore {
+    /// `without_rowid` gives the table the vault's own layout (`STRICT, WITHOUT ROWID`);
+    /// otherwise it is a plain rowid table, SQLite's default.
+    fn open(path: &Path, row_len: usize, without_rowid: bool) -> BareStore {
         let conn = Connection::open(path).unwrap();
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
-        conn.execute_batch(
+        let options = if without_rowid {
+            "STRICT, WITHOUT ROWID"
+        } else {
+            "STRICT"
+        };
+        conn.execute_batch(&format!(
             "PRAGMA synchronous=FULL;
              CREATE TABLE IF NOT EXISTS sessions (
                  account_hash BLOB PRIMARY KEY NOT NULL,
                  generation   INTEGER NOT NULL,
                  payload      BLOB NOT NULL
-             ) STRICT, WITHOUT ROWID;",
-        )
+             ) {options};"
+        ))
         .unwrap();
         let key = vec![0x11u8; 32];
         let payload = vec![0x42u8; row_len - key.len()];
@@ -155,6 +168,32 @@ impl BareStore {
         let changed = stmt.execute(params![self.key, self.n, self.payload]).unwrap();
         assert_eq!(changed, 1);
     }
+}
+
+/// Hand freed heap pages back to the kernel (glibc), so RSS deltas are not hidden by memory the
+/// allocator kept from earlier work in this process.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
+/// Bytes of heap in use (glibc `mallinfo2`: allocated chunks plus mmapped blocks); 0 elsewhere.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 has no preconditions.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use() -> u64 {
+    0
 }
 
 /// Resident set size of this process, in bytes (Linux; 0 elsewhere).
@@ -194,6 +233,54 @@ fn on_two_threads(iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
     })
 }
 
+/// Paired, interleaved timing of two measurements (A B, B A, A B, ...), so a drift of the
+/// machine's speed between two criterion benchmarks run one after the other (other builds share
+/// the cores and the disk) cannot masquerade as a ratio. Each closure runs `ops` operations and
+/// returns the time they took. Prints both medians per operation and the median of the per-pair
+/// ratios A/B.
+fn paired(label: &str, pairs: usize, ops: u64, mut a: impl FnMut() -> Duration, mut b: impl FnMut() -> Duration) {
+    fn median(v: &mut [f64]) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    fn show(secs: f64) -> String {
+        if secs < 1e-6 {
+            format!("{:.1} ns", secs * 1e9)
+        } else {
+            format!("{:.1} µs", secs * 1e6)
+        }
+    }
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (x, y) = if i % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        let (x, y) = (x.as_secs_f64() / ops as f64, y.as_secs_f64() / ops as f64);
+        ta.push(x);
+        tb.push(y);
+        ratios.push(x / y);
+    }
+    println!(
+        "{label}: {pairs} interleaved pairs: A median {}, B median {} per op; median of pair ratios A/B {:.2}",
+        show(median(&mut ta)),
+        show(median(&mut tb)),
+        median(&mut ratios)
+    );
+}
+
+/// Time `ops` calls of `op` on this thread.
+fn timed(ops: u64, op: &dyn Fn()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..ops {
+        op();
+    }
+    start.elapsed()
+}
+
 // ----- 1. cached access-token read -----------------------------------------------------------
 
 fn cached_read(c: &mut Criterion) {
@@ -214,14 +301,68 @@ fn cached_read(c: &mut Criterion) {
         black_box(bare.read().get(black_box("player-1")).cloned().unwrap());
     };
 
+    // Control: the same String clone with nothing shared between the threads (each clones its
+    // own copy). Its 2-thread figure shows what "scaling" looks like on this machine at this
+    // moment (two cores shared with other work).
+    let private_clone = || {
+        thread_local! {
+            static TOKEN: String = jwt_token("player-1", TOKEN_LEN);
+        }
+        TOKEN.with(|t| black_box(black_box(t).clone()));
+    };
+
+    // Interleaved batches: robust ratios on a machine whose load changes from one second to the
+    // next. 1-thread batches of 20,000 reads; 2-thread batches of 200,000 reads per thread.
+    const ONE: u64 = 20_000;
+    const TWO: u64 = 200_000;
+    paired(
+        "cached_read: paired 1 thread (A = vault, B = bare)",
+        300,
+        ONE,
+        || timed(ONE, &vault_read),
+        || timed(ONE, &bare_read),
+    );
+    paired(
+        "cached_read: paired 2 threads (A = vault, B = bare)",
+        40,
+        TWO,
+        || on_two_threads(TWO, &vault_read),
+        || on_two_threads(TWO, &bare_read),
+    );
+    paired(
+        "cached_read: scaling of the vault (A = 2 threads, B = 1 thread)",
+        40,
+        TWO,
+        || on_two_threads(TWO, &vault_read),
+        || timed(TWO, &vault_read),
+    );
+    paired(
+        "cached_read: scaling of the bare peer (A = 2 threads, B = 1 thread)",
+        40,
+        TWO,
+        || on_two_threads(TWO, &bare_read),
+        || timed(TWO, &bare_read),
+    );
+    paired(
+        "cached_read: scaling of the unshared control (A = 2 threads, B = 1 thread)",
+        40,
+        TWO,
+        || on_two_threads(TWO, &private_clone),
+        || timed(TWO, &private_clone),
+    );
+
     let mut g = c.benchmark_group("cached_read");
     g.bench_function("vault_access_token/1_thread", |b| b.iter(vault_read));
     g.bench_function("bare_rwlock_hashmap_clone/1_thread", |b| b.iter(bare_read));
+    g.bench_function("control_unshared_string_clone/1_thread", |b| b.iter(private_clone));
     g.bench_function("vault_access_token/2_threads", |b| {
         b.iter_custom(|iters| on_two_threads(iters, &vault_read))
     });
     g.bench_function("bare_rwlock_hashmap_clone/2_threads", |b| {
         b.iter_custom(|iters| on_two_threads(iters, &bare_read))
+    });
+    g.bench_function("control_unshared_string_clone/2_threads", |b| {
+        b.iter_custom(|iters| on_two_threads(iters, &private_clone))
     });
     g.finish();
 }
@@ -237,9 +378,30 @@ fn store(c: &mut Criterion) {
     let new_session = session("player-1", &token, 1);
     vault.store(new_session.clone()).unwrap();
     let (row_len, _) = vault_row_len(&vault_path);
-    println!("store: a stored session row is {row_len} bytes (key + nonce + ciphertext); the bare row is the same size");
-    let mut bare = BareStore::open(&dir.path().join("bare.db"), row_len);
+    println!(
+        "store: a stored session row is {row_len} bytes (key + nonce + ciphertext); the bare row is the same size"
+    );
+    let mut bare = BareStore::open(&dir.path().join("bare.db"), row_len, false);
     bare.commit();
+    let mut bare_wr = BareStore::open(&dir.path().join("bare-without-rowid.db"), row_len, true);
+    bare_wr.commit();
+
+    paired(
+        "store: paired (A = vault_store, B = bare_sqlite_durable_commit)",
+        500,
+        1,
+        || {
+            let s = new_session.clone();
+            let start = Instant::now();
+            vault.store(s).unwrap();
+            start.elapsed()
+        },
+        || {
+            let start = Instant::now();
+            bare.commit();
+            start.elapsed()
+        },
+    );
 
     let mut g = c.benchmark_group("store");
     g.sample_size(50);
@@ -251,6 +413,10 @@ fn store(c: &mut Criterion) {
         )
     });
     g.bench_function("bare_sqlite_durable_commit", |b| b.iter(|| bare.commit()));
+    // Diagnostic, not the target's peer: the same bare commit into the vault's table layout.
+    g.bench_function("bare_sqlite_durable_commit_without_rowid", |b| {
+        b.iter(|| bare_wr.commit())
+    });
     g.finish();
 }
 
@@ -285,19 +451,27 @@ fn populated() -> &'static Populated {
             file as f64 / 1_048_576.0
         );
 
-        // Memory per session: RSS before and after every session is loaded into the cache.
+        // Memory per session: RSS (and heap in use) before and after every session is loaded
+        // into the cache. A full scan first fills SQLite's page cache (capped at 2,000 KiB by
+        // default), so the difference is the vault's own in-memory state.
         let vault = open_vault(&path);
-        let before = rss_bytes();
+        assert_eq!(vault.session_count().unwrap(), SESSIONS);
+        trim_heap();
+        let (rss0, heap0) = (rss_bytes(), heap_in_use());
         for a in &accounts {
             black_box(vault.access_token(a).unwrap());
         }
-        let after = rss_bytes();
+        let (rss1, heap1) = (rss_bytes(), heap_in_use());
+        let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / SESSIONS as f64;
         println!(
-            "open_10k: RSS {:.1} MiB -> {:.1} MiB after loading {SESSIONS} sessions: {:.0} bytes per session \
-             (includes SQLite's page cache, at most ~2 MiB)",
-            before as f64 / 1_048_576.0,
-            after as f64 / 1_048_576.0,
-            after.saturating_sub(before) as f64 / SESSIONS as f64
+            "open_10k: loading {SESSIONS} sessions into the cache: RSS {:.2} -> {:.2} MiB = {:.0} bytes per session; \
+             heap in use {:.2} -> {:.2} MiB = {:.0} bytes per session",
+            rss0 as f64 / 1_048_576.0,
+            rss1 as f64 / 1_048_576.0,
+            per(rss0, rss1),
+            heap0 as f64 / 1_048_576.0,
+            heap1 as f64 / 1_048_576.0,
+            per(heap0, heap1),
         );
         drop(vault);
         Populated {

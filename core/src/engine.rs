@@ -188,6 +188,8 @@ impl CachedSession {
 pub(crate) struct Flight {
     pub id: u64,
     pub forced: bool,
+    /// The generation this attempt refreshes.
+    pub base_generation: u64,
     /// Give up waiting after this (monotonic ns); a later caller may then start a new attempt.
     pub deadline: u64,
     result: Mutex<Option<Result<AccessToken>>>,
@@ -195,10 +197,11 @@ pub(crate) struct Flight {
 }
 
 impl Flight {
-    pub(crate) fn new(forced: bool, deadline: u64) -> Arc<Flight> {
+    pub(crate) fn new(forced: bool, base_generation: u64, deadline: u64) -> Arc<Flight> {
         Arc::new(Flight {
             id: random_u64() >> 1,
             forced,
+            base_generation,
             deadline,
             result: Mutex::new(None),
             cv: Condvar::new(),

@@ -630,8 +630,11 @@ impl Vault {
                         Some(Ok(t)) => {
                             if let Mode::Forced { rejected: Some(r) } = &mode {
                                 if t.expose() == r.expose() {
-                                    // That attempt did not produce a new token.
-                                    if flight.forced {
+                                    // That attempt did not produce a new token. If it was a
+                                    // forced refresh of the very pair we reject, it failed:
+                                    // report that. Otherwise (an older, non-forced attempt, or
+                                    // one that refreshed an older generation) try our own.
+                                    if flight.forced && flight.base_generation == r.generation() {
                                         return Err(self.last_failure(account).unwrap_or_else(|| {
                                             VaultError::transient("the refresh did not produce a new token")
                                         }));
@@ -728,7 +731,7 @@ impl Vault {
                 });
             }
             let deadline = now.saturating_add(ns(profile.timeout() + LEASE_GRACE));
-            let f = Flight::new(forced, deadline);
+            let f = Flight::new(forced, entry.generation, deadline);
             st.flight = Some(Arc::clone(&f));
             f
         };
@@ -887,8 +890,14 @@ impl Vault {
     }
 
     fn finish(&self, lead: Lead, response: std::result::Result<HttpResponse, TransportError>) -> Result<AccessToken> {
-        let result = self.finish_inner(&lead, response);
+        let mut event = None;
+        let result = self.finish_inner(&lead, response, &mut event);
+        // Waiters are released before observers hear of it: an observer reacting to the event
+        // (say, with a forced refresh) never finds this attempt still in flight.
         self.end_flight(&lead.account, &lead.flight, result.clone());
+        if let Some(e) = event {
+            self.events.emit(e);
+        }
         result
     }
 
@@ -896,6 +905,7 @@ impl Vault {
         &self,
         lead: &Lead,
         response: std::result::Result<HttpResponse, TransportError>,
+        event: &mut Option<VaultEvent>,
     ) -> Result<AccessToken> {
         if self.is_closed() {
             return Err(VaultError::Closed);
@@ -933,7 +943,7 @@ impl Vault {
                             st.record_success();
                         }
                         let info = self.info(&entry);
-                        self.events.emit(VaultEvent::TokenRefreshed {
+                        *event = Some(VaultEvent::TokenRefreshed {
                             account: lead.account.clone(),
                             generation,
                             access_remaining_ms: info.access_remaining_ms,
@@ -978,7 +988,7 @@ impl Vault {
                 if let Some(st) = self.refresh.lock().get_mut(&lead.account) {
                     st.record_failure(&err, self.clock.mono_ns(), &self.policy);
                 }
-                self.events.emit(VaultEvent::SessionExpired {
+                *event = Some(VaultEvent::SessionExpired {
                     account: lead.account.clone(),
                     reason: err.to_string(),
                 });

@@ -14,3 +14,6 @@
 #[macro_use]
 mod boundary;
 pub mod c_api;
+mod uniffi_api;
+
+uniffi::setup_scaffolding!();

@@ -9,12 +9,15 @@
 //!   response parsed for the rotated pair, then one bare durable SQLite commit (WAL,
 //!   `synchronous=FULL`, an upsert into a STRICT table) of a row the size of the vault's row.
 //! * Diagnostics, to split the peer: the bare round trip alone, the bare commit alone.
+//! * Before the criterion runs, 300 interleaved pairs (vault, peer) print both medians and the
+//!   median of the pair ratios: the machine's speed drifts between two benchmarks run one after
+//!   the other, never within a pair.
 //!
 //! Run: `cargo bench -p tokenvault-tests --bench refresh -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rusqlite::{params, Connection};
@@ -122,6 +125,45 @@ impl BareClient {
     }
 }
 
+/// Paired, interleaved timing of two measurements (A B, B A, A B, ...), so a drift of the
+/// machine's speed between two criterion benchmarks run one after the other (other builds share
+/// the cores and the disk) cannot masquerade as a ratio. Each closure runs `ops` operations and
+/// returns the time they took. Prints both medians per operation and the median of the per-pair
+/// ratios A/B.
+fn paired(label: &str, pairs: usize, ops: u64, mut a: impl FnMut() -> Duration, mut b: impl FnMut() -> Duration) {
+    fn median(v: &mut [f64]) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    fn show(secs: f64) -> String {
+        if secs < 1e-6 {
+            format!("{:.1} ns", secs * 1e9)
+        } else {
+            format!("{:.1} µs", secs * 1e6)
+        }
+    }
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (x, y) = if i % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        let (x, y) = (x.as_secs_f64() / ops as f64, y.as_secs_f64() / ops as f64);
+        ta.push(x);
+        tb.push(y);
+        ratios.push(x / y);
+    }
+    println!(
+        "{label}: {pairs} interleaved pairs: A median {}, B median {} per op; median of pair ratios A/B {:.2}",
+        show(median(&mut ta)),
+        show(median(&mut tb)),
+        median(&mut ratios)
+    );
+}
+
 fn vault_row_len(path: &Path) -> usize {
     let conn = Connection::open(path).unwrap();
     let n: i64 = conn
@@ -139,7 +181,12 @@ fn refresh(c: &mut Criterion) {
     // One temporary directory (same file system) for the vault and the bare peer's file.
     let dir = tempfile::tempdir().unwrap();
     let vault_path = dir.path().join("refresh.db");
-    let vault = Vault::open(&vault_path, KeySource::raw(&[7u8; 32]).unwrap(), VaultOptions::default()).unwrap();
+    let vault = Vault::open(
+        &vault_path,
+        KeySource::raw(&[7u8; 32]).unwrap(),
+        VaultOptions::default(),
+    )
+    .unwrap();
     vault
         .register_profile(
             Profile::preset(
@@ -173,6 +220,23 @@ fn refresh(c: &mut Criterion) {
         first.expose().len()
     );
 
+    paired(
+        "refresh: paired (A = vault_force_refresh, B = bare_http_plus_commit)",
+        300,
+        1,
+        || {
+            let start = Instant::now();
+            black_box(vault.force_refresh("vault-player").unwrap());
+            start.elapsed()
+        },
+        || {
+            let start = Instant::now();
+            client.round_trip();
+            bare.commit();
+            start.elapsed()
+        },
+    );
+
     let mut g = c.benchmark_group("refresh");
     g.sample_size(30);
     g.bench_function("vault_force_refresh", |b| {
@@ -193,7 +257,10 @@ fn refresh(c: &mut Criterion) {
     assert_eq!(stats.refresh_failures, 0, "{stats:?}");
     assert_eq!(stats.reuse_detections, 0, "{stats:?}");
     assert!(server.check_access(vault.access_token("vault-player").unwrap().expose()));
-    println!("refresh: the server answered {} refreshes, none rejected", stats.refresh_successes);
+    println!(
+        "refresh: the server answered {} refreshes, none rejected",
+        stats.refresh_successes
+    );
 }
 
 criterion_group!(benches, refresh);

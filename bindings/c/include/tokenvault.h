@@ -743,7 +743,8 @@ tv_status tv_account_list_get(const struct tv_account_list *list,
 /**
  * Release an account list. `list` may be NULL.
  *
- * Ownership: takes `list`; it and the strings it handed out are invalid afterwards.
+ * Ownership: takes `list`; it and the strings it handed out are invalid afterwards. Call it
+ * when no other call on the same list is running.
  */
 void tv_account_list_free(struct tv_account_list *list);
 
@@ -845,7 +846,8 @@ tv_status tv_http_request_max_response_bytes(const struct tv_http_request *reque
  * Release a request from `tv_vault_begin_refresh`; its secret bytes are zeroed. `request` may
  * be NULL. Never free the request a transport callback borrows.
  *
- * Ownership: takes `request`; it and every pointer read from it are invalid afterwards.
+ * Ownership: takes `request`; it and every pointer read from it are invalid afterwards. Call it
+ * when no other call on the same request is running.
  */
 void tv_http_request_free(struct tv_http_request *request);
 
@@ -946,7 +948,8 @@ tv_status tv_http_response_append_body(struct tv_http_response *response,
  * Ownership: on success the library keeps `user_data` and calls `destroy(user_data)` (if
  * `destroy` is not NULL) exactly once, when the transport is replaced or the vault is freed,
  * after the last call of `send` returned; `user_data` must be usable from any thread. On
- * failure nothing is kept and `destroy` is not called. Thread-safe.
+ * failure nothing is kept and `destroy` is not called. With `send` = NULL, `user_data` and
+ * `destroy` are ignored. Thread-safe.
  */
 tv_status tv_vault_set_transport(const struct tv_vault *vault,
                                  tv_transport_fn send,

@@ -227,7 +227,8 @@ pub unsafe extern "C" fn tv_http_request_max_response_bytes(
 /// Release a request from `tv_vault_begin_refresh`; its secret bytes are zeroed. `request` may
 /// be NULL. Never free the request a transport callback borrows.
 ///
-/// Ownership: takes `request`; it and every pointer read from it are invalid afterwards.
+/// Ownership: takes `request`; it and every pointer read from it are invalid afterwards. Call it
+/// when no other call on the same request is running.
 #[no_mangle]
 pub unsafe extern "C" fn tv_http_request_free(request: *mut tv_http_request) {
     boundary!(infallible "tv_http_request_free", (), {
@@ -615,7 +616,8 @@ impl Transport for CallbackTransport {
 /// Ownership: on success the library keeps `user_data` and calls `destroy(user_data)` (if
 /// `destroy` is not NULL) exactly once, when the transport is replaced or the vault is freed,
 /// after the last call of `send` returned; `user_data` must be usable from any thread. On
-/// failure nothing is kept and `destroy` is not called. Thread-safe.
+/// failure nothing is kept and `destroy` is not called. With `send` = NULL, `user_data` and
+/// `destroy` are ignored. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tv_vault_set_transport(
     vault: *const tv_vault,

@@ -645,7 +645,8 @@ pub unsafe extern "C" fn tv_account_list_get(
 
 /// Release an account list. `list` may be NULL.
 ///
-/// Ownership: takes `list`; it and the strings it handed out are invalid afterwards.
+/// Ownership: takes `list`; it and the strings it handed out are invalid afterwards. Call it
+/// when no other call on the same list is running.
 #[no_mangle]
 pub unsafe extern "C" fn tv_account_list_free(list: *mut tv_account_list) {
     boundary!(infallible "tv_account_list_free", (), {
@@ -706,4 +707,90 @@ pub unsafe extern "C" fn tv_vault_rekey_with_passphrase(
         let key = KeySource::passphrase(unsafe { utf8_arg(passphrase, "passphrase") }?)?;
         vault.rekey(key)
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::ffi::{CStr, CString};
+    use std::ptr::{null, null_mut};
+
+    use super::*;
+
+    fn temp_db(name: &str) -> (std::path::PathBuf, CString) {
+        let dir = std::env::temp_dir().join(format!("tokenvault-ffi-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = CString::new(dir.join("v.db").to_str().unwrap()).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn store_read_copy_and_close_through_the_c_functions() {
+        let (dir, path) = temp_db("cycle");
+        let key = [3u8; 32];
+        let mut v: *mut tv_vault = null_mut();
+        unsafe {
+            assert_eq!(
+                tv_vault_open_with_key(path.as_ptr(), key.as_ptr(), 32, &mut v),
+                tv_status::TV_OK
+            );
+            let profile = c"{\"preset\":\"oauth2\",\"name\":\"p\",\"url\":\"https://a.example/token\"}";
+            assert_eq!(tv_vault_load_profile_json(v, profile.as_ptr()), tv_status::TV_OK);
+
+            let mut params: tv_session_params = std::mem::zeroed();
+            params.struct_size = std::mem::size_of::<tv_session_params>() as u32;
+            params.account = c"ada".as_ptr();
+            params.profile = c"p".as_ptr();
+            params.access_token = c"access-1".as_ptr();
+            params.refresh_credential = c"refresh-1".as_ptr();
+            params.expires_in_secs = 3600;
+            let mut info: tv_session_info = std::mem::zeroed();
+            info.struct_size = std::mem::size_of::<tv_session_info>() as u32;
+            assert_eq!(tv_vault_store(v, &params, &mut info), tv_status::TV_OK);
+            assert_eq!(info.state, tv_session_state::TV_SESSION_FRESH);
+            assert_eq!(info.has_refresh_credential, 1);
+
+            let mut buf = [0 as c_char; 64];
+            let (mut len, mut generation) = (0usize, 0u64);
+            let st = tv_vault_access_token_copy(v, c"ada".as_ptr(), 0, buf.as_mut_ptr(), 64, &mut len, &mut generation);
+            assert_eq!(st, tv_status::TV_OK);
+            assert_eq!(CStr::from_ptr(buf.as_ptr()).to_bytes(), b"access-1");
+            assert_eq!((len, generation), (8, info.generation));
+            // Too small: the needed length, nothing written.
+            let mut small = [0x55 as c_char; 8];
+            let st = tv_vault_access_token_copy(v, c"ada".as_ptr(), 0, small.as_mut_ptr(), 8, &mut len, null_mut());
+            assert_eq!((st, len), (tv_status::TV_INVALID_INPUT, 8));
+            assert_eq!(small, [0x55 as c_char; 8]);
+            // NULL and invalid UTF-8.
+            let bad = [0xffu8 as c_char, 0];
+            let st = tv_vault_access_token_copy(v, bad.as_ptr(), 0, buf.as_mut_ptr(), 64, &mut len, null_mut());
+            assert_eq!(st, tv_status::TV_INVALID_INPUT);
+            let st = tv_vault_access_token_copy(v, null(), 0, buf.as_mut_ptr(), 64, &mut len, null_mut());
+            assert_eq!(st, tv_status::TV_INVALID_INPUT);
+
+            let mut token = tv_buf {
+                data: null_mut(),
+                len: 0,
+            };
+            assert_eq!(
+                tv_vault_access_token(v, c"ada".as_ptr(), 0, &mut token, null_mut()),
+                tv_status::TV_OK
+            );
+            assert_eq!(CStr::from_ptr(token.data).to_bytes(), b"access-1");
+            crate::c_api::tv_buf_free(&mut token);
+
+            assert_eq!(tv_vault_close(v), tv_status::TV_OK);
+            let st = tv_vault_access_token_copy(v, c"ada".as_ptr(), 0, buf.as_mut_ptr(), 64, &mut len, null_mut());
+            assert_eq!(st, tv_status::TV_CLOSED);
+            tv_vault_free(v);
+
+            let wrong = [4u8; 32];
+            let mut w: *mut tv_vault = null_mut();
+            let st = tv_vault_open_with_key(path.as_ptr(), wrong.as_ptr(), 32, &mut w);
+            assert_eq!(st, tv_status::TV_WRONG_KEY);
+            assert!(w.is_null());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Fail if the shipped library grew past its budget: builds the release cdylib (unless
+# --no-build), strips a copy and compares. The budget catches, among others, bindgen code
+# (uniffi's `cli` feature) leaking into the library: that made a 67 MB debug .so (DESIGN.md §6).
+#
+#   bindings/c/size-check.sh [--no-build]
+#
+# Measured (Rust 1.95, x86_64 Linux, release profile lto = "thin"): stripped libtokenvault.so
+# 5.2-5.5 MB (the core still grows), of which SQLite ~1.26 MB, rustls + ring + webpki ~0.6 MB.
+set -euo pipefail
+
+BUDGET_BYTES=$((6 * 1024 * 1024)) # 6 MiB
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
+if [[ "${1:-}" != "--no-build" ]]; then
+  (cd "$root" && cargo build --quiet -p tokenvault-ffi --release)
+fi
+lib="$target/release/libtokenvault.so"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+strip -o "$tmp/libtokenvault.so" "$lib"
+cp "$target/release/libtokenvault.a" "$tmp/libtokenvault.a"
+strip --strip-debug "$tmp/libtokenvault.a"
+
+so=$(stat -c %s "$tmp/libtokenvault.so")
+a=$(stat -c %s "$tmp/libtokenvault.a")
+awk -v so="$so" -v a="$a" -v b="$BUDGET_BYTES" 'BEGIN {
+  printf "size-check: libtokenvault.so stripped %d bytes (%.2f MiB, budget %.2f MiB); libtokenvault.a without debug info %d bytes (%.2f MiB)\n", so, so / 1048576, b / 1048576, a, a / 1048576 }'
+if (( so > BUDGET_BYTES )); then
+  echo "size-check: FAILED: the stripped shared library is over its budget of $BUDGET_BYTES bytes" >&2
+  exit 1
+fi

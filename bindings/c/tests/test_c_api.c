@@ -1,0 +1,615 @@
+/*
+ * The C ABI from C: the whole cycle against tests/testkit's reference server (seed 001 dialect)
+ * through a C transport callback on POSIX sockets, through the two-step refresh and through
+ * the built-in transport; events and re-entrancy from callbacks; and the error paths (NULL,
+ * invalid UTF-8, wrong key, buffer too small, use after close, the panic export).
+ *
+ *   TV_REFERENCE_SERVER=target/debug/reference-server ./test_c_api
+ *
+ * Also run under AddressSanitizer and valgrind by bindings/c/run-tests.sh.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tokenvault.h"
+#include "support/tvt_support.h"
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    checks++;                                                                              \
+    if (!(cond)) {                                                                         \
+      failures++;                                                                          \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+              tvt_last_error());                                                           \
+    }                                                                                      \
+  } while (0)
+
+#define CHECK_STATUS(expr, expected)                                                         \
+  do {                                                                                       \
+    checks++;                                                                                \
+    tv_status st_ = (expr);                                                                  \
+    if (st_ != (expected)) {                                                                 \
+      failures++;                                                                            \
+      fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", __FILE__,     \
+              __LINE__, #expr, tv_status_name(st_), tv_status_name(expected), tvt_last_error()); \
+    }                                                                                        \
+  } while (0)
+
+static const uint8_t KEY[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+/* "spieler-ä😀": the account id round-trips as UTF-8. */
+static const char *ACCOUNT2 = "spieler-\xc3\xa4\xf0\x9f\x98\x80";
+
+/* ---- callbacks ----------------------------------------------------------------------- */
+
+static int destroyed_transport = 0;
+static int destroyed_events = 0;
+static void destroy_transport(void *p) { (void)p; destroyed_transport++; }
+static void destroy_events(void *p) { (void)p; destroyed_events++; }
+
+typedef struct events {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int refreshed, expired, removed;
+  char last_reason[256];
+  const tv_vault *vault;
+  char account[64];
+  /* Re-entrancy from the event thread. */
+  int reentrant_reads_ok;
+  int reentrant_refresh_done;
+  int first_refresh_returned;
+  tv_status reentrant_refresh_status;
+} events;
+
+static void on_event(void *user_data, const tv_event *ev) {
+  events *e = (events *)user_data;
+  /* Re-enter the vault from its event thread, outside our own lock: a read, facts, and once,
+   * a blocking refresh (whose own event is queued behind this one). None may deadlock. */
+  int reads_ok = 0, do_refresh = 0;
+  if (ev->kind == TV_EVENT_TOKEN_REFRESHED) {
+    char token[4096];
+    size_t len = 0;
+    tv_session_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    reads_ok = tv_vault_access_token_copy(e->vault, ev->account, 0, token, sizeof token, &len, NULL) == TV_OK &&
+               tv_vault_session_info(e->vault, ev->account, &info) == TV_OK && info.generation >= ev->generation;
+    pthread_mutex_lock(&e->mu);
+    do_refresh = !e->reentrant_refresh_done;
+    e->reentrant_refresh_done = 1;
+    pthread_mutex_unlock(&e->mu);
+  }
+  tv_status refresh_status = TV_OK;
+  if (do_refresh) {
+    /* Wait until the refresh that emitted this event has returned to its caller: the core emits
+     * the event just before it ends the refresh's flight, and a forced refresh that joins the
+     * ending flight is refused as "did not produce a new token" (reported to the core). */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    pthread_mutex_lock(&e->mu);
+    while (!e->first_refresh_returned && pthread_cond_timedwait(&e->cv, &e->mu, &deadline) == 0) {
+    }
+    pthread_mutex_unlock(&e->mu);
+    tv_buf t = {0};
+    refresh_status = tv_vault_force_refresh(e->vault, ev->account, &t, NULL);
+    if (refresh_status != TV_OK) fprintf(stderr, "refresh from the event thread: %s\n", tvt_last_error());
+    tv_buf_free(&t);
+  }
+  pthread_mutex_lock(&e->mu);
+  if (ev->kind == TV_EVENT_TOKEN_REFRESHED) {
+    e->refreshed++;
+    e->reentrant_reads_ok += reads_ok;
+    if (do_refresh) e->reentrant_refresh_status = refresh_status;
+  } else if (ev->kind == TV_EVENT_SESSION_EXPIRED) {
+    e->expired++;
+    snprintf(e->last_reason, sizeof e->last_reason, "%s", ev->reason ? ev->reason : "(null)");
+  } else if (ev->kind == TV_EVENT_SESSION_REMOVED) {
+    e->removed++;
+  }
+  snprintf(e->account, sizeof e->account, "%s", ev->account);
+  pthread_cond_broadcast(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* Wait until *counter >= n (5 s at most); returns whether it got there. */
+static int wait_events(events *e, int *counter, int n) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 5;
+  pthread_mutex_lock(&e->mu);
+  while (*counter < n) {
+    if (pthread_cond_timedwait(&e->cv, &e->mu, &deadline) != 0) break;
+  }
+  int ok = *counter >= n;
+  pthread_mutex_unlock(&e->mu);
+  return ok;
+}
+
+typedef struct reenter_ctx {
+  const tv_vault *vault;
+  const char *account;
+  int ok;
+} reenter_ctx;
+
+/* Runs inside the transport callback, on the refreshing thread: non-blocking calls into the
+ * same vault for the same account must work (no vault lock is held while the transport runs). */
+static void reenter_from_transport(void *ctx, const tv_http_request *request) {
+  (void)request;
+  reenter_ctx *r = (reenter_ctx *)ctx;
+  tv_session_info info;
+  memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  tv_account_list *list = NULL;
+  int ok = tv_vault_session_info(r->vault, r->account, &info) == TV_OK &&
+           tv_vault_list_accounts(r->vault, &list) == TV_OK;
+  tv_account_list_free(list);
+  __atomic_store_n(&r->ok, ok, __ATOMIC_SEQ_CST);
+}
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static char *copy_token(const tv_vault *v, const char *account) {
+  char buf[4096];
+  size_t len = 0;
+  if (tv_vault_access_token_copy(v, account, 0, buf, sizeof buf, &len, NULL) != TV_OK) return NULL;
+  return strdup(buf);
+}
+
+static tv_status store(const tv_vault *v, const char *account, const char *access, const char *refresh,
+                       tv_session_info *out) {
+  tv_session_params p;
+  memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.account = account;
+  p.profile = "game";
+  p.access_token = access;
+  p.refresh_credential = refresh;
+  p.expires_in_secs = -1;
+  p.refresh_expires_in_secs = -1;
+  p.token_type = "Bearer";
+  p.hints_json = "{\"display_name\":\"Ada\"}";
+  if (out) {
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+  }
+  return tv_vault_store(v, &p, out);
+}
+
+static char *db_path(const char *dir) {
+  char *p = (char *)malloc(strlen(dir) + 16);
+  sprintf(p, "%s/vault.db", dir);
+  return p;
+}
+
+/* ---- tests --------------------------------------------------------------------------- */
+
+static void test_static_functions_and_null_checks(void) {
+  CHECK(strlen(tv_version()) > 0);
+  CHECK(strcmp(tv_status_name(TV_OK), "ok") == 0);
+  CHECK(strcmp(tv_status_name(TV_WRONG_KEY), "wrong_key") == 0);
+  CHECK(strcmp(tv_status_name(TV_CLOSED), "closed") == 0);
+  CHECK(strcmp(tv_status_name(999), "unknown") == 0);
+  CHECK(TV_OK == 0 && TV_INTERNAL == 10 && TV_CLOSED == 13);
+
+  tv_vault *v = (tv_vault *)0x1; /* must stay untouched on failure */
+  CHECK_STATUS(tv_vault_open_with_key(NULL, KEY, 32, &v), TV_INVALID_INPUT);
+  CHECK(strstr(tvt_last_error(), "path") != NULL);
+  CHECK_STATUS(tv_vault_open_with_key("/tmp/x.db", NULL, 32, &v), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_open_with_key("/tmp/x.db", KEY, 32, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_open_with_key("/tmp/x.db", KEY, 31, &v), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_open_with_key("/tmp/\xff\xfe.db", KEY, 32, &v), TV_INVALID_INPUT);
+  CHECK(strstr(tvt_last_error(), "UTF-8") != NULL);
+  CHECK_STATUS(tv_vault_open_with_passphrase("/tmp/x.db", "", &v), TV_INVALID_INPUT);
+  CHECK(v == (tv_vault *)0x1);
+
+  char buf[16];
+  size_t len = 0;
+  tv_buf b = {0};
+  CHECK_STATUS(tv_vault_access_token_copy(NULL, "a", 0, buf, sizeof buf, &len, NULL), TV_INVALID_INPUT);
+  CHECK(strstr(tvt_last_error(), "vault") != NULL);
+  CHECK_STATUS(tv_vault_access_token(NULL, "a", 0, &b, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_close(NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_set_transport(NULL, tvt_transport, NULL, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_http_request_url(NULL, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_account_list_count(NULL, &len), TV_INVALID_INPUT);
+
+  /* Every _free accepts NULL. */
+  tv_vault_free(NULL);
+  tv_buf_free(NULL);
+  tv_buf_free(&b);
+  tv_http_request_free(NULL);
+  tv_account_list_free(NULL);
+
+  /* A panic inside the boundary comes back as TV_INTERNAL, with a message, and the process
+   * goes on. */
+  CHECK_STATUS(tv_test_panic(), TV_INTERNAL);
+  CHECK(strstr(tvt_last_error(), "panic") != NULL);
+  CHECK_STATUS(tv_test_panic(), TV_INTERNAL);
+
+  /* The last error buffer protocol. */
+  size_t need = 0;
+  CHECK_STATUS(tv_last_error_message(NULL, 0, &need), TV_INVALID_INPUT);
+  CHECK(need > 0);
+  char *msg = (char *)malloc(need + 1);
+  size_t got = 0;
+  CHECK_STATUS(tv_last_error_message(msg, need + 1, &got), TV_OK);
+  CHECK(got == need && strlen(msg) == need);
+  free(msg);
+}
+
+static void test_full_cycle(void) {
+  tvt_server srv;
+  if (tvt_server_start(&srv, "001", NULL) != 0) {
+    CHECK(!"reference server started");
+    return;
+  }
+  char *dir = tvt_tempdir();
+  char *path = db_path(dir);
+  char *access = NULL, *refresh = NULL;
+  CHECK(tvt_server_login(&srv, "ada", &access, &refresh) == 0);
+
+  tv_vault *v = NULL;
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+  if (!v) goto out;
+
+  /* Profiles. */
+  char profile[512];
+  snprintf(profile, sizeof profile,
+           "{\"preset\":\"rotating-success-envelope\",\"name\":\"game\",\"url\":\"%s/v2/Auth/RefreshToken\"}",
+           srv.base_url);
+  CHECK_STATUS(tv_vault_load_profile_json(v, profile), TV_OK);
+  CHECK_STATUS(tv_vault_load_profile_json(v, "{\"preset\":\"nope\"}"), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_load_profile_json(v, "not json"), TV_INVALID_INPUT);
+
+  /* Callbacks: the host's HTTP client, and events. */
+  tvt_transport_stats ts;
+  memset(&ts, 0, sizeof ts);
+  reenter_ctx rc = {v, "ada", 0};
+  ts.on_call = reenter_from_transport;
+  ts.on_call_ctx = &rc;
+  CHECK_STATUS(tv_vault_set_transport(v, tvt_transport, &ts, destroy_transport), TV_OK);
+  events ev;
+  memset(&ev, 0, sizeof ev);
+  pthread_mutex_init(&ev.mu, NULL);
+  pthread_cond_init(&ev.cv, NULL);
+  ev.vault = v;
+  CHECK_STATUS(tv_vault_set_event_callback(v, on_event, &ev, destroy_events), TV_OK);
+
+  /* Store. */
+  tv_session_info info;
+  CHECK_STATUS(store(v, "ada", access, refresh, &info), TV_OK);
+  CHECK(info.generation > 0);
+  CHECK(info.state == TV_SESSION_FRESH);
+  CHECK(info.has_refresh_credential == 1);
+  CHECK(info.access_remaining_ms > 50000 && info.access_remaining_ms <= 60000);
+  tv_session_params bad;
+  memset(&bad, 0, sizeof bad);
+  bad.struct_size = 3;
+  CHECK_STATUS(tv_vault_store(v, &bad, NULL), TV_INVALID_INPUT);
+  CHECK(strstr(tvt_last_error(), "struct_size") != NULL);
+  CHECK_STATUS(store(v, "ada", "", refresh, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(store(v, "ada", access, refresh, NULL), TV_OK);
+
+  /* Read: copy, too small, Rust-owned buffer. */
+  char buf[4096];
+  size_t len = 0;
+  uint64_t gen = 0;
+  CHECK_STATUS(tv_vault_access_token_copy(v, "ada", 0, buf, sizeof buf, &len, &gen), TV_OK);
+  CHECK(strcmp(buf, access) == 0 && len == strlen(access) && gen > info.generation);
+  char small[8];
+  memset(small, 'x', sizeof small);
+  size_t need = 0;
+  CHECK_STATUS(tv_vault_access_token_copy(v, "ada", 0, small, sizeof small, &need, NULL), TV_INVALID_INPUT);
+  CHECK(need == strlen(access) && small[0] == 'x');
+  CHECK(strstr(tvt_last_error(), access) == NULL);
+  need = 0;
+  CHECK_STATUS(tv_vault_access_token_copy(v, "ada", 0, NULL, 0, &need, NULL), TV_INVALID_INPUT);
+  CHECK(need == strlen(access));
+  CHECK_STATUS(tv_vault_access_token_copy(v, "ada", 0, buf, need + 1, &len, NULL), TV_OK);
+  tv_buf tok = {0};
+  CHECK_STATUS(tv_vault_access_token(v, "ada", 0, &tok, NULL), TV_OK);
+  CHECK(tok.data && strcmp(tok.data, access) == 0 && tok.len == strlen(access));
+  tv_buf_free(&tok);
+  CHECK(tok.data == NULL && tok.len == 0);
+  CHECK_STATUS(tv_vault_access_token_copy(v, "\xc3\x28", 0, buf, sizeof buf, &len, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_access_token_copy(v, "nobody", 0, buf, sizeof buf, &len, NULL), TV_NOT_FOUND);
+  CHECK_STATUS(tv_vault_access_token_copy(v, "ada", 0, buf, sizeof buf, NULL, NULL), TV_INVALID_INPUT);
+  CHECK(tvt_server_protected(&srv, access) == 200);
+  CHECK(ts.calls == 0);
+
+  /* Forced refresh through the C transport callback. */
+  char *old = strdup(access);
+  CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, &gen), TV_OK);
+  CHECK(tok.data && strcmp(tok.data, old) != 0);
+  CHECK(ts.calls == 1 && rc.ok == 1);
+  tv_buf_free(&tok);
+  pthread_mutex_lock(&ev.mu);
+  ev.first_refresh_returned = 1;
+  pthread_cond_broadcast(&ev.cv);
+  pthread_mutex_unlock(&ev.mu);
+
+  /* Events arrive on the event thread; the callback re-entered the vault (a read, and a blocking
+   * refresh from the event thread, which emits the second event) without deadlock. */
+  CHECK(wait_events(&ev, &ev.refreshed, 2));
+  CHECK(ev.reentrant_reads_ok >= 1);
+  CHECK_STATUS(ev.reentrant_refresh_status, TV_OK);
+  CHECK(strcmp(ev.account, "ada") == 0);
+  CHECK(ts.calls == 2);
+  CHECK(tvt_server_stat(&srv, "refresh_successes") == 2);
+  char *current = copy_token(v, "ada");
+  CHECK(current && tvt_server_protected(&srv, current) == 200);
+
+  /* A 401 reported with an older token returns the current one without a refresh. */
+  CHECK_STATUS(tv_vault_report_rejected(v, "ada", old, &tok, NULL), TV_OK);
+  CHECK(tok.data && current && strcmp(tok.data, current) == 0);
+  CHECK(ts.calls == 2);
+  tv_buf_free(&tok);
+  /* Reported with the current one: refreshed, once. */
+  CHECK_STATUS(tv_vault_report_rejected(v, "ada", current, &tok, NULL), TV_OK);
+  CHECK(tok.data && strcmp(tok.data, current) != 0);
+  CHECK(ts.calls == 3);
+  tv_buf_free(&tok);
+  CHECK(wait_events(&ev, &ev.refreshed, 3));
+
+  /* Session facts. */
+  CHECK_STATUS(tv_vault_session_info(v, "ada", &info), TV_OK);
+  CHECK(info.refresh_count == 3 && info.state == TV_SESSION_FRESH && info.last_failure_status == TV_OK);
+  tv_buf json = {0};
+  CHECK_STATUS(tv_vault_session_info_json(v, "ada", &json), TV_OK);
+  CHECK(json.data && strstr(json.data, "\"refresh_count\":3") && strstr(json.data, "\"display_name\":\"Ada\"") &&
+        strstr(json.data, "\"profile\":\"game\"") && strstr(json.data, "\"token_type\":\"Bearer\""));
+  tv_buf_free(&json);
+  info.struct_size = 0;
+  CHECK_STATUS(tv_vault_session_info(v, "ada", &info), TV_INVALID_INPUT);
+  info.struct_size = sizeof info;
+
+  /* A transient failure (503) keeps the session and its token. */
+  free(current);
+  current = copy_token(v, "ada");
+  CHECK(tvt_server_post(&srv, "/test/fault", "{\"fault\":\"status\",\"status\":503}") == 200);
+  CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_TRANSIENT);
+  CHECK(tok.data == NULL);
+  char *after = copy_token(v, "ada");
+  CHECK(after && current && strcmp(after, current) == 0);
+  free(after);
+  CHECK_STATUS(tv_vault_session_info(v, "ada", &info), TV_OK);
+  CHECK(info.last_failure_status == TV_TRANSIENT);
+
+  /* Two-step refresh: the host sends the request itself. */
+  tv_refresh_step step = TV_REFRESH_IN_FLIGHT;
+  uint64_t attempt = 0;
+  tv_http_request *req = NULL;
+  CHECK_STATUS(tv_vault_begin_refresh(v, "ada", 0, &step, &attempt, &req), TV_OK);
+  CHECK(step == TV_REFRESH_FRESH && req == NULL && attempt == 0);
+  CHECK_STATUS(tv_vault_begin_refresh(v, "ada", 1, &step, &attempt, &req), TV_OK);
+  CHECK(step == TV_REFRESH_SEND && req != NULL && attempt != 0);
+  if (req) {
+    const char *method = NULL, *url = NULL, *name = NULL, *value = NULL;
+    size_t count = 0, max = 0;
+    const uint8_t *body = NULL;
+    size_t body_len = 0;
+    CHECK_STATUS(tv_http_request_method(req, &method), TV_OK);
+    CHECK(method && strcmp(method, "POST") == 0);
+    CHECK_STATUS(tv_http_request_url(req, &url), TV_OK);
+    CHECK(url && strstr(url, "/v2/Auth/RefreshToken") != NULL);
+    CHECK_STATUS(tv_http_request_header_count(req, &count), TV_OK);
+    CHECK(count >= 1);
+    CHECK_STATUS(tv_http_request_header(req, 0, &name, &value), TV_OK);
+    CHECK(name && value);
+    CHECK_STATUS(tv_http_request_header(req, count, &name, &value), TV_INVALID_INPUT);
+    CHECK_STATUS(tv_http_request_body(req, &body, &body_len), TV_OK);
+    CHECK(body_len > 0 && body[body_len] == 0 && strstr((const char *)body, "refreshToken") != NULL);
+    CHECK_STATUS(tv_http_request_max_response_bytes(req, &max), TV_OK);
+    CHECK(max >= 1024);
+    tvt_response resp;
+    CHECK(tvt_perform(req, &resp) == 0);
+    tv_http_request_free(req);
+    tv_http_header *hs = (tv_http_header *)calloc(resp.header_count + 1, sizeof *hs);
+    for (size_t i = 0; i < resp.header_count; i++) {
+      hs[i].name = resp.headers[i].name;
+      hs[i].value = resp.headers[i].value;
+    }
+    CHECK_STATUS(tv_vault_finish_refresh(v, attempt, (uint16_t)resp.status, hs, resp.header_count, resp.body,
+                                         resp.body_len, &tok, &gen),
+                 TV_OK);
+    CHECK(tok.data && strcmp(tok.data, current) != 0);
+    CHECK(tvt_server_protected(&srv, tok.data) == 200);
+    tv_buf_free(&tok);
+    /* The attempt is finished: a second answer is refused. */
+    CHECK_STATUS(tv_vault_finish_refresh(v, attempt, (uint16_t)resp.status, hs, resp.header_count, resp.body,
+                                         resp.body_len, &tok, NULL),
+                 TV_INVALID_INPUT);
+    CHECK_STATUS(tv_vault_finish_refresh(v, attempt, 200, NULL, 1, NULL, 0, &tok, NULL), TV_INVALID_INPUT);
+    free(hs);
+    tvt_response_free(&resp);
+  }
+  CHECK(ts.calls == 4); /* three refreshes and the 503; the host did the two-step one itself */
+
+  /* Two-step, failing on the network: a forced refresh reports TV_TRANSIENT. */
+  CHECK_STATUS(tv_vault_begin_refresh(v, "ada", 1, &step, &attempt, &req), TV_OK);
+  CHECK(step == TV_REFRESH_SEND);
+  tv_http_request_free(req);
+  CHECK_STATUS(tv_vault_fail_refresh(v, attempt, 0, &tok, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_fail_refresh(v, attempt, TV_TRANSPORT_CONNECT, &tok, NULL), TV_TRANSIENT);
+
+  /* The built-in transport (ureq) replaces the callback; the callback's user data is destroyed. */
+  CHECK_STATUS(tv_vault_set_transport(v, NULL, NULL, NULL), TV_OK);
+  CHECK(destroyed_transport == 1);
+  long before = tvt_server_stat(&srv, "refresh_successes");
+  CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_OK);
+  CHECK(tvt_server_stat(&srv, "refresh_successes") == before + 1);
+  CHECK(tok.data && tvt_server_protected(&srv, tok.data) == 200);
+  tv_buf tok2 = {0};
+  CHECK_STATUS(tv_vault_report_rejected(v, "ada", tok.data, &tok2, NULL), TV_OK);
+  CHECK(tvt_server_stat(&srv, "refresh_successes") == before + 2);
+  CHECK(tok2.data && tok.data && strcmp(tok2.data, tok.data) != 0);
+  tv_buf_free(&tok);
+  tv_buf_free(&tok2);
+  CHECK(ts.calls == 4);
+
+  /* Accounts, UTF-8 round trip, remove. */
+  char *access2 = NULL, *refresh2 = NULL;
+  CHECK(tvt_server_login(&srv, "zoe", &access2, &refresh2) == 0);
+  CHECK_STATUS(store(v, ACCOUNT2, access2, refresh2, NULL), TV_OK);
+  tv_account_list *list = NULL;
+  size_t n = 0;
+  const char *a0 = NULL, *a1 = NULL;
+  CHECK_STATUS(tv_vault_list_accounts(v, &list), TV_OK);
+  CHECK_STATUS(tv_account_list_count(list, &n), TV_OK);
+  CHECK(n == 2);
+  CHECK_STATUS(tv_account_list_get(list, 0, &a0), TV_OK);
+  CHECK_STATUS(tv_account_list_get(list, 1, &a1), TV_OK);
+  CHECK(a0 && a1 && strcmp(a0, "ada") == 0 && strcmp(a1, ACCOUNT2) == 0);
+  CHECK_STATUS(tv_account_list_get(list, 2, &a0), TV_INVALID_INPUT);
+  tv_account_list_free(list);
+  uint8_t existed = 9;
+  CHECK_STATUS(tv_vault_remove(v, ACCOUNT2, &existed), TV_OK);
+  CHECK(existed == 1);
+  CHECK(wait_events(&ev, &ev.removed, 1));
+  CHECK(strcmp(ev.account, ACCOUNT2) == 0);
+  CHECK_STATUS(tv_vault_remove(v, ACCOUNT2, &existed), TV_OK);
+  CHECK(existed == 0);
+  CHECK_STATUS(tv_vault_remove(v, ACCOUNT2, NULL), TV_OK);
+  free(access2);
+  free(refresh2);
+
+  /* Server-side logout: the refresh is refused, the session needs a new sign-in. */
+  free(current);
+  current = copy_token(v, "ada");
+  char revoke[4096];
+  snprintf(revoke, sizeof revoke, "{\"token\":\"%s\"}", current ? current : "");
+  CHECK(tvt_server_post(&srv, "/test/revoke", revoke) == 200);
+  CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_REAUTHENTICATION_REQUIRED);
+  CHECK(current && strstr(tvt_last_error(), current) == NULL);
+  CHECK(wait_events(&ev, &ev.expired, 1));
+  CHECK(strlen(ev.last_reason) > 0 && strcmp(ev.last_reason, "(null)") != 0);
+  CHECK_STATUS(tv_vault_session_info(v, "ada", &info), TV_OK);
+  CHECK(info.state == TV_SESSION_REAUTHENTICATION_REQUIRED);
+
+  /* Rekey, then use after close. */
+  CHECK_STATUS(tv_vault_rekey_with_passphrase(v, "correct horse battery staple"), TV_OK);
+  CHECK_STATUS(tv_vault_close(v), TV_OK);
+  CHECK_STATUS(tv_vault_close(v), TV_OK);
+  CHECK_STATUS(tv_vault_access_token_copy(v, "ada", 0, buf, sizeof buf, &len, NULL), TV_CLOSED);
+  CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_CLOSED);
+  CHECK_STATUS(store(v, "ada", access, refresh, NULL), TV_CLOSED);
+  CHECK_STATUS(tv_vault_list_accounts(v, &list), TV_CLOSED);
+  CHECK_STATUS(tv_vault_set_transport(v, tvt_transport, NULL, destroy_transport), TV_CLOSED);
+  CHECK_STATUS(tv_vault_set_event_callback(v, on_event, &ev, destroy_events), TV_CLOSED);
+  CHECK_STATUS(tv_vault_begin_refresh(v, "ada", 1, &step, &attempt, &req), TV_CLOSED);
+  CHECK(destroyed_transport == 1 && destroyed_events == 0);
+  tv_vault_free(v);
+  v = NULL;
+  CHECK(destroyed_transport == 1 && destroyed_events == 1);
+
+  /* Reopen: the old key is refused without touching the file, the passphrase opens it. */
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_WRONG_KEY);
+  CHECK(v == NULL);
+  CHECK_STATUS(tv_vault_open_with_passphrase(path, "wrong passphrase", &v), TV_WRONG_KEY);
+  CHECK_STATUS(tv_vault_open_with_passphrase(path, "correct horse battery staple", &v), TV_OK);
+  if (v) {
+    CHECK_STATUS(tv_vault_list_accounts(v, &list), TV_OK);
+    CHECK_STATUS(tv_account_list_count(list, &n), TV_OK);
+    CHECK(n == 1);
+    tv_account_list_free(list);
+    CHECK_STATUS(tv_vault_rekey_with_key(v, KEY, sizeof KEY), TV_OK);
+    CHECK_STATUS(tv_vault_rekey_with_key(v, KEY, 16), TV_INVALID_INPUT);
+    tv_vault_free(v); /* without tv_vault_close: free closes */
+    v = NULL;
+  }
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+  tv_vault_free(v);
+  v = NULL;
+
+  pthread_mutex_destroy(&ev.mu);
+  pthread_cond_destroy(&ev.cv);
+  free(old);
+  free(current);
+out:
+  tv_vault_free(v);
+  free(access);
+  free(refresh);
+  free(path);
+  tvt_rmdir(dir);
+  tvt_server_stop(&srv);
+}
+
+/* Many threads reading while one refreshes: every read succeeds, refreshes are single-flight. */
+typedef struct reader_arg {
+  const tv_vault *vault;
+  int ok;
+} reader_arg;
+
+static void *reader(void *p) {
+  reader_arg *a = (reader_arg *)p;
+  char buf[4096];
+  size_t len;
+  for (int i = 0; i < 2000; i++)
+    if (tv_vault_access_token_copy(a->vault, "ada", 0, buf, sizeof buf, &len, NULL) == TV_OK) a->ok++;
+  return NULL;
+}
+
+static void test_concurrent_reads(void) {
+  tvt_server srv;
+  const char *args[] = {"--access-ttl-ms", "60000", NULL};
+  if (tvt_server_start(&srv, "002", args) != 0) {
+    CHECK(!"reference server started");
+    return;
+  }
+  char *dir = tvt_tempdir();
+  char *path = db_path(dir);
+  char *access = NULL, *refresh = NULL;
+  CHECK(tvt_server_login(&srv, "ada", &access, &refresh) == 0);
+  tv_vault *v = NULL;
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+  if (v) {
+    char profile[512];
+    snprintf(profile, sizeof profile,
+             "{\"preset\":\"rotating-bearer-versioned\",\"name\":\"game\",\"url\":\"%s/User/RefreshToken\"}",
+             srv.base_url);
+    CHECK_STATUS(tv_vault_load_profile_json(v, profile), TV_OK);
+    tvt_transport_stats ts;
+    memset(&ts, 0, sizeof ts);
+    CHECK_STATUS(tv_vault_set_transport(v, tvt_transport, &ts, NULL), TV_OK);
+    CHECK_STATUS(store(v, "ada", access, refresh, NULL), TV_OK);
+    pthread_t th[4];
+    reader_arg args4[4];
+    for (int i = 0; i < 4; i++) {
+      args4[i].vault = v;
+      args4[i].ok = 0;
+      pthread_create(&th[i], NULL, reader, &args4[i]);
+    }
+    tv_buf tok = {0};
+    CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_OK);
+    tv_buf_free(&tok);
+    for (int i = 0; i < 4; i++) {
+      pthread_join(th[i], NULL);
+      CHECK(args4[i].ok == 2000);
+    }
+    CHECK(ts.calls == 1);
+    CHECK(tvt_server_stat(&srv, "refresh_successes") == 1);
+    tv_vault_free(v);
+  }
+  free(access);
+  free(refresh);
+  free(path);
+  tvt_rmdir(dir);
+  tvt_server_stop(&srv);
+}
+
+int main(void) {
+  test_static_functions_and_null_checks();
+  test_full_cycle();
+  test_concurrent_reads();
+  printf("test_c_api: %d checks, %d failures\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,143 @@
+package tokenvault
+
+import kotlin.test.Test
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
+import kotlin.test.assertNotEquals
+import kotlin.test.assertSame
+import kotlin.test.assertTrue
+import uniffi.tokenvault.AccessToken
+import uniffi.tokenvault.HttpHeader
+import uniffi.tokenvault.NewSession
+import uniffi.tokenvault.Preset
+import uniffi.tokenvault.TokenVault
+import uniffi.tokenvault.TokenVaultException
+import uniffi.tokenvault.tokenvaultVersion
+
+/** Object lifetime, keys, UTF-8, redaction and the cached read. */
+class LifecycleTest {
+
+    private fun openWithSession(path: String, account: String = "player"): TokenVault {
+        val vault = TokenVault.openWithKey(path, TEST_KEY)
+        vault.registerPreset(Preset.OAUTH2, "backend", "http://127.0.0.1:9/token", """{"client_id":"game"}""")
+        vault.store(
+            NewSession(
+                account = account,
+                profile = "backend",
+                accessToken = "a".repeat(900),
+                refreshCredential = "r",
+                expiresInSecs = 3600UL,
+            ),
+        )
+        return vault
+    }
+
+    @Test
+    fun `use after close`() {
+        TempDir().use { dir ->
+            // closeVault(): the object stays, every call fails with Closed; closing twice is fine.
+            val vault = openWithSession(dir.file("a.db"))
+            val watch = vault.watch("player")
+            vault.closeVault()
+            vault.closeVault()
+            assertTrue(vault.isClosed())
+            assertFailsWith<TokenVaultException.Closed> { vault.accessToken("player") }
+            assertFailsWith<TokenVaultException.Closed> { vault.store(NewSession("x", "backend", "t")) }
+            assertFailsWith<TokenVaultException.Closed> { watch.currentGeneration() }
+            vault.close()
+            watch.close()
+
+            // close() (AutoCloseable, `use`): frees the object and closes the vault, even while a
+            // watch on it is alive; the Kotlin object then refuses calls.
+            val second = openWithSession(dir.file("b.db"))
+            val orphan = second.watch("player")
+            second.use { }
+            assertFailsWith<IllegalStateException> { second.accessToken("player") }
+            assertFailsWith<TokenVaultException.Closed> { orphan.token() }
+            orphan.close()
+            assertFailsWith<IllegalStateException> { orphan.token() }
+
+            // The file is closed for real: it opens again.
+            TokenVault.openWithKey(dir.file("b.db"), TEST_KEY).use { assertEquals(listOf("player"), it.listAccounts()) }
+        }
+    }
+
+    @Test
+    fun `passphrase, rekey and reopen`() {
+        TempDir().use { dir ->
+            val path = dir.file("v.db")
+            TokenVault.openWithPassphrase(path, "correct horse battery staple").use { vault ->
+                vault.registerPreset(Preset.OAUTH2, "backend", "http://127.0.0.1:9/token")
+                vault.store(NewSession("player", "backend", "tok"))
+                vault.rekeyWithKey(TEST_KEY)
+            }
+            assertFailsWith<TokenVaultException.WrongKey> { TokenVault.openWithPassphrase(path, "correct horse battery staple") }
+            TokenVault.openWithKey(path, TEST_KEY).use { vault ->
+                assertEquals(listOf("player"), vault.listAccounts())
+                vault.rekeyWithPassphrase("new passphrase")
+            }
+            TokenVault.openWithPassphrase(path, "new passphrase").use { assertEquals(1UL, it.sessionCount()) }
+        }
+    }
+
+    @Test
+    fun `UTF-8 round trip`() {
+        TempDir().use { dir ->
+            TokenVault.openWithKey(dir.file("ü-目录-v.db"), TEST_KEY).use { vault ->
+                vault.registerPreset(Preset.OAUTH2, "backend", "http://127.0.0.1:9/token")
+                val account = "Spieler-Ünïcødé-玩家-🎮"
+                vault.store(
+                    NewSession(
+                        account = account,
+                        profile = "backend",
+                        accessToken = "tok-1",
+                        hints = mapOf("displayName" to "Zoë 🦊", "ñ" to "√"),
+                    ),
+                )
+                assertEquals(listOf(account), vault.listAccounts())
+                val info = vault.sessionInfo(account)
+                assertEquals(account, info.account)
+                assertEquals("Zoë 🦊", info.hints["displayName"])
+                assertEquals("√", info.hints["ñ"])
+                assertEquals("tok-1", vault.accessToken(account).token)
+            }
+        }
+    }
+
+    @Test
+    fun `records print no secrets`() {
+        val token = AccessToken("sekrit-token", 3UL)
+        assertFalse(token.toString().contains("sekrit"), token.toString())
+        assertTrue(token.toString().contains("generation 3"))
+        assertFalse(HttpHeader("Authorization", "Bearer sekrit").toString().contains("sekrit"))
+        val session = NewSession("player-sekrit", "backend", "sekrit", refreshCredential = "sekrit")
+        assertFalse(session.toString().contains("sekrit"), session.toString())
+        assertTrue(tokenvaultVersion().isNotEmpty())
+    }
+
+    @Test
+    fun `the cached read crosses for the string only when the token changed`() {
+        TempDir().use { dir ->
+            openWithSession(dir.file("v.db")).use { vault ->
+                CachedToken(vault, "player").use { cached ->
+                    val first = cached.get()
+                    assertEquals("a".repeat(900), first)
+                    // Same generation: the very same String instance, no new string built.
+                    assertSame(first, cached.get())
+                    val generation = cached.generation
+                    // A new sign-in changes the generation: the new string is fetched once.
+                    vault.store(NewSession("player", "backend", "b".repeat(900), expiresInSecs = 3600UL))
+                    val second = cached.get()
+                    assertEquals("b".repeat(900), second)
+                    assertNotEquals(generation, cached.generation)
+                    assertSame(second, cached.get())
+                    // Logout: the cached string is not served any more.
+                    vault.remove("player")
+                    assertFailsWith<TokenVaultException.NotFound> { cached.get() }
+                }
+                assertFailsWith<TokenVaultException.NotFound> { CachedToken(vault, "nobody") }
+            }
+        }
+    }
+}
