@@ -310,6 +310,29 @@ impl Vault {
         self.obtain(account, Mode::Due { min_ttl_ns: 0 })
     }
 
+    /// For bindings that keep the token as a managed string: `Ok(None)` when the token of
+    /// `known_generation` is still the current, fresh one (nothing crosses the boundary, nothing
+    /// is cloned), otherwise the valid token — refreshed if due — exactly as
+    /// [`access_token_with`](Self::access_token_with) would return it. The vault still makes
+    /// every refresh decision.
+    #[inline]
+    pub fn token_if_changed(
+        &self,
+        account: &str,
+        known_generation: u64,
+        options: TokenOptions,
+    ) -> Result<Option<AccessToken>> {
+        let now = self.clock.mono_ns();
+        let min_ttl_ns = ns(options.min_ttl);
+        if let Some(e) = self.cache.read().get(account) {
+            if e.fresh_for(now, min_ttl_ns) {
+                return Ok((e.generation != known_generation).then(|| e.token.clone()));
+            }
+        }
+        let t = self.obtain(account, Mode::Due { min_ttl_ns })?;
+        Ok((t.generation() != known_generation).then_some(t))
+    }
+
     /// Like [`access_token`](Self::access_token) with per-call options.
     pub fn access_token_with(&self, account: &str, options: TokenOptions) -> Result<AccessToken> {
         let min_ttl_ns = ns(options.min_ttl);

@@ -444,3 +444,18 @@ fn the_vault_is_shared_across_threads() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn token_if_changed_answers_unchanged_without_handing_out_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open(&dir.path().join("v.db"), &KEY).unwrap();
+    v.store(session("alice", "t1")).unwrap();
+    let t = v.access_token("alice").unwrap();
+    let opts = tokenvault::TokenOptions::default();
+    assert_eq!(v.token_if_changed("alice", t.generation(), opts).unwrap(), None);
+    assert_eq!(v.token_if_changed("alice", 0, opts).unwrap(), Some(t.clone()));
+    v.store(session("alice", "t2")).unwrap();
+    let t2 = v.token_if_changed("alice", t.generation(), opts).unwrap().unwrap();
+    assert_eq!(t2.expose(), "t2");
+    assert_eq!(v.token_if_changed("bob", 0, opts).unwrap_err(), VaultError::NotFound);
+}
