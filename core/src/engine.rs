@@ -3,8 +3,8 @@
 //! * [`RefreshPolicy`] decides freshness: refresh at a point of the lifetime (75 % by default)
 //!   with per-session jitter, honour a per-call minimum TTL capped at half the lifetime (so it
 //!   can never cause a refresh loop), back off exponentially with jitter after failures.
-//! * [`CachedSession`] is the decrypted state the hot path reads: deadlines are monotonic.
-//! * [`Flight`] is one refresh attempt in this process; every concurrent caller for the same
+//! * `CachedSession` is the decrypted state the hot path reads: deadlines are monotonic.
+//! * `Flight` is one refresh attempt in this process; every concurrent caller for the same
 //!   account waits on it (single-flight). Its result is handed to its waiters and then
 //!   forgotten: a failure is never cached for later callers.
 //! * Across processes, a lease row (see `vault.rs`) plays the same role.

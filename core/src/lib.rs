@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`store`](crate::store) (the SQLite file), [`crypto`] (record cipher and key
+//! Modules: `store` (the SQLite file), [`crypto`] (record cipher and key
 //! wrapping), [`profile`] (refresh dialects, sans-IO), [`engine`] (refresh policy and
 //! single-flight), [`transport`] (HTTP), [`vault`] (the public object), [`events`].
 

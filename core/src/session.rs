@@ -1,6 +1,6 @@
 //! Sessions: what a host stores after its own login, what the vault keeps, and what it shows.
 //!
-//! Times inside a [`SessionRecord`] are *server time* in milliseconds since the Unix epoch,
+//! Times inside a `SessionRecord` are *server time* in milliseconds since the Unix epoch,
 //! with the measured server−device offset stored beside them (ADR 0005). Public views give
 //! remaining durations measured on the monotonic clock, which no device clock change can move.
 
