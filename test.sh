@@ -25,3 +25,6 @@ if [ -x bindings/c/run-tests.sh ]; then
   step "C and C++: header check, CTest (static and shared), AddressSanitizer, valgrind"
   bindings/c/run-tests.sh
 fi
+
+step "C#: the binding on Mono (Unity package layout, C# 7.2), against the reference server"
+bindings/csharp/run-tests.sh

@@ -16,7 +16,7 @@ import tokenvault as _tv
 # The library the generated module loaded (its private handle: both files are generated or
 # maintained together in this repository).
 _probe_generation = _tv._UniffiLib.tokenvault_probe_generation
-_probe_generation.argtypes = (ctypes.c_uint64,)
+_probe_generation.argtypes = (ctypes.c_uint64, ctypes.c_uint64)
 _probe_generation.restype = ctypes.c_int64
 
 __all__ = ["CachedToken"]
@@ -32,7 +32,8 @@ class CachedToken:
 
     def get(self) -> str:
         """A valid access token; raises ``TokenVaultError`` exactly as ``access_token`` does."""
-        generation = _probe_generation(self._probe_id)
+        held = self._held
+        generation = _probe_generation(self._probe_id, 0 if held is None else held[0])
         if generation < 0:
             watch = self._watch
             if watch is None:
@@ -40,7 +41,6 @@ class CachedToken:
             # The typed error of this failure, recorded on this thread by the probe.
             watch.raise_probe_failure()
             raise _tv.TokenVaultError.Internal(-generation, "the probe failed without an error")
-        held = self._held
         if held is not None and held[0] == generation:
             return held[1]
         fresh = self._watch.token()

@@ -1,8 +1,9 @@
 //! # The uniffi surface (Kotlin, Swift, Python)
 //!
 //! Proc-macro exports over the same [`tokenvault::Vault`] the C ABI wraps, in the same native
-//! library. Bindings are generated from the built library by `bindings/generate.sh` (library
-//! mode, the workspace's own `uniffi-bindgen`); see ADR 0008.
+//! library. Bindings are generated from the built library by
+//! `bindings/uniffi-bindgen/generate.sh` (library mode, the workspace's own `uniffi-bindgen`);
+//! see ADR 0008.
 //!
 //! What this module does, and nothing more (STYLE.md rule 1): it converts types, maps
 //! [`tokenvault::VaultError`] onto [`TokenVaultError`] in one place ([`From`] below), catches
@@ -795,10 +796,9 @@ impl TokenVault {
         guarded(|| {
             let settings = match settings_json {
                 None => serde_json::Value::Object(serde_json::Map::new()),
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|_| tv::VaultError::InvalidInput {
-                        reason: "the preset settings are not valid JSON".to_owned(),
-                    })?,
+                Some(json) => serde_json::from_str(&json).map_err(|_| tv::VaultError::InvalidInput {
+                    reason: "the preset settings are not valid JSON".to_owned(),
+                })?,
             };
             self.vault
                 .register_profile(tv::Profile::preset(preset.into(), &name, &url, settings)?)
@@ -934,11 +934,7 @@ impl TokenVault {
 
     /// Number of stored sessions.
     pub fn session_count(&self) -> Result<u64> {
-        guarded(|| {
-            self.vault
-                .session_count()
-                .map(|n| u64::try_from(n).unwrap_or(u64::MAX))
-        })
+        guarded(|| self.vault.session_count().map(|n| u64::try_from(n).unwrap_or(u64::MAX)))
     }
 
     /// Run SQLite's integrity check on the file.
@@ -997,8 +993,13 @@ struct Probe {
 }
 
 impl Probe {
-    fn generation(&self) -> tv::Result<u64> {
-        self.vault.access_token(&self.account).map(|t| t.generation())
+    /// The generation of the valid token (`known_generation` while that one is still current
+    /// and fresh: then nothing is cloned).
+    fn generation(&self, known_generation: u64) -> tv::Result<u64> {
+        let changed = self
+            .vault
+            .token_if_changed(&self.account, known_generation, tv::TokenOptions::default())?;
+        Ok(changed.map_or(known_generation, |t| t.generation()))
     }
 }
 
@@ -1034,7 +1035,7 @@ impl Drop for TokenWatch {
 impl TokenWatch {
     /// The generation of the account's valid token (refreshed first when due).
     pub fn current_generation(&self) -> Result<u64> {
-        guarded(|| self.probe.generation())
+        guarded(|| self.probe.generation(0))
     }
 
     /// The account's valid token, with its generation.
@@ -1050,8 +1051,12 @@ impl TokenWatch {
     /// `None` while the valid token is still of `known_generation`; otherwise the new token.
     pub fn token_if_changed(&self, known_generation: u64) -> Result<Option<AccessToken>> {
         guarded(|| {
-            let t = self.probe.vault.access_token(&self.probe.account)?;
-            Ok((t.generation() != known_generation).then(|| AccessToken::from(&t)))
+            let changed = self.probe.vault.token_if_changed(
+                &self.probe.account,
+                known_generation,
+                tv::TokenOptions::default(),
+            )?;
+            Ok(changed.map(|t| AccessToken::from(&t)))
         })
     }
 
@@ -1071,8 +1076,9 @@ impl TokenWatch {
 }
 
 /// The generation of the valid token of the watch `probe_id` (see [`TokenWatch::probe_id`]),
-/// refreshing first when the core says so — exactly [`TokenWatch::current_generation`], as a
-/// plain C function with an integer in and out.
+/// refreshing first when the core says so — [`TokenWatch::token_if_changed`] as a plain C
+/// function with integers in and out. Pass the generation of the token the caller holds (0 for
+/// none): while it is still current and fresh, the core answers without cloning anything.
 ///
 /// Returns the generation (≥ 1), or minus the failure's stable code (`-7` for not found, `-13`
 /// once the watch or the vault is closed...): the caller then calls
@@ -1082,7 +1088,7 @@ impl TokenWatch {
 /// (Kotlin's `CachedToken` through JNA direct mapping).
 /// cbindgen:ignore
 #[no_mangle]
-pub extern "C" fn tokenvault_probe_generation(probe_id: u64) -> i64 {
+pub extern "C" fn tokenvault_probe_generation(probe_id: u64, known_generation: u64) -> i64 {
     let result = catch_unwind(|| {
         let probe = PROBES
             .read()
@@ -1090,7 +1096,7 @@ pub extern "C" fn tokenvault_probe_generation(probe_id: u64) -> i64 {
             .get(&probe_id)
             .cloned();
         match probe {
-            Some(p) => p.generation(),
+            Some(p) => p.generation(known_generation),
             None => Err(tv::VaultError::Closed),
         }
     });
@@ -1177,12 +1183,21 @@ mod tests {
             let mapped = TokenVaultError::from(e);
             assert_eq!(mapped.code(), core_code);
             assert_eq!(mapped.to_string(), message);
-            assert_eq!(error_code_name(core_code).as_deref(), Some(ErrorCode::from_i32(core_code).unwrap().name()));
+            assert_eq!(
+                error_code_name(core_code).as_deref(),
+                Some(ErrorCode::from_i32(core_code).unwrap().name())
+            );
         }
         let throttled = TokenVaultError::from(VaultError::Throttled {
             retry_after: Some(Duration::from_millis(2500)),
         });
-        assert!(matches!(throttled, TokenVaultError::Throttled { retry_after_ms: Some(2500), .. }));
+        assert!(matches!(
+            throttled,
+            TokenVaultError::Throttled {
+                retry_after_ms: Some(2500),
+                ..
+            }
+        ));
         assert_eq!(error_code_name(99), None);
     }
 
@@ -1201,7 +1216,9 @@ mod tests {
         fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
             assert_eq!(request.method, "POST");
             if self.0 == 0 {
-                return Err(TransportError::Connect { reason: "refused".into() });
+                return Err(TransportError::Connect {
+                    reason: "refused".into(),
+                });
             }
             Ok(HttpResponse {
                 status: self.0,
@@ -1303,7 +1320,10 @@ mod tests {
         assert_eq!(watch.token_if_changed(t.generation).unwrap(), None);
         assert_eq!(watch.token_if_changed(0).unwrap(), Some(t.clone()));
         assert_eq!(vault.list_accounts().unwrap(), vec!["a".to_owned()]);
-        assert!(matches!(vault.watch("nobody".into()), Err(TokenVaultError::NotFound { code: 7, .. })));
+        assert!(matches!(
+            vault.watch("nobody".into()),
+            Err(TokenVaultError::NotFound { code: 7, .. })
+        ));
         assert!(matches!(
             TokenVault::open_with_key(path.clone(), vec![8; 32], None),
             Err(TokenVaultError::WrongKey { code: 5, .. })
@@ -1312,11 +1332,60 @@ mod tests {
             TokenVault::open_with_key(path.clone(), vec![8; 31], None),
             Err(TokenVaultError::InvalidInput { code: 8, .. })
         ));
+        // The probe answers what current_generation answers, as a plain C function.
+        let held = i64::try_from(t.generation).unwrap();
+        assert_eq!(tokenvault_probe_generation(watch.probe_id(), 0), held);
+        assert_eq!(tokenvault_probe_generation(watch.probe_id(), t.generation), held);
+        assert!(
+            tokenvault_probe_generation(u64::MAX, 0) < 0,
+            "an unknown id finds nothing"
+        );
+        assert!(matches!(
+            watch.raise_probe_failure(),
+            Err(TokenVaultError::Closed { .. })
+        ));
+        assert!(watch.raise_probe_failure().is_ok(), "the failure is taken once");
+        vault.remove("a".into()).unwrap();
+        assert_eq!(tokenvault_probe_generation(watch.probe_id(), t.generation), -7);
+        assert!(matches!(
+            watch.raise_probe_failure(),
+            Err(TokenVaultError::NotFound { .. })
+        ));
+        vault
+            .store(NewSession {
+                account: "a".into(),
+                profile: "backend".into(),
+                access_token: "tok-2".into(),
+                refresh_credential: None,
+                expires_in_secs: Some(3600),
+                refresh_expires_in_secs: None,
+                offline: false,
+                token_type: None,
+                scope: None,
+                hints: HashMap::new(),
+            })
+            .unwrap();
+        let stale_id = {
+            let other = vault.watch("a".into()).unwrap();
+            assert!(tokenvault_probe_generation(other.probe_id(), t.generation) > held);
+            other.probe_id()
+        };
+        assert_eq!(
+            tokenvault_probe_generation(stale_id, 0),
+            -13,
+            "a dropped watch's id is closed"
+        );
         vault.close().unwrap();
         vault.close().unwrap();
         assert!(vault.is_closed());
-        assert!(matches!(vault.access_token("a".into()), Err(TokenVaultError::Closed { code: 13, .. })));
-        assert!(matches!(watch.current_generation(), Err(TokenVaultError::Closed { .. })));
+        assert!(matches!(
+            vault.access_token("a".into()),
+            Err(TokenVaultError::Closed { code: 13, .. })
+        ));
+        assert!(matches!(
+            watch.current_generation(),
+            Err(TokenVaultError::Closed { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -38,6 +38,7 @@ typedef struct ctx {
   tv_vault *vault;
   char buf[4096];
   const char *token;
+  uint64_t generation;
 } ctx;
 
 static int op_copy(void *p) {
@@ -54,6 +55,18 @@ static int op_buf(void *p) {
   int st = tv_vault_access_token(c->vault, "player-1", 0, &b, NULL);
   sink = (unsigned char)b.data[b.len - 1];
   tv_buf_free(&b);
+  return st;
+}
+
+/* The generation check of a caller that keeps its copy: nothing crosses while unchanged. */
+static int op_if_changed(void *p) {
+  ctx *c = (ctx *)p;
+  tv_buf b;
+  uint64_t gen;
+  uint8_t changed;
+  int st = tv_vault_token_if_changed(c->vault, "player-1", 0, c->generation, &b, &gen, &changed);
+  if (changed) tv_buf_free(&b);
+  sink = changed;
   return st;
 }
 
@@ -111,11 +124,16 @@ int main(int argc, char **argv) {
   p.refresh_credential = "refresh-credential-of-player-1";
   p.expires_in_secs = 3600;
   p.refresh_expires_in_secs = -1;
-  if (tv_vault_store(c.vault, &p, NULL) != TV_OK) return 1;
+  tv_session_info info;
+  memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  if (tv_vault_store(c.vault, &p, &info) != TV_OK) return 1;
+  c.generation = info.generation;
 
   printf("tokenvault %s, %d-byte token\n", tv_version(), TOKEN_LEN);
   run("c_abi_cached_read/copy_into_caller_buffer", op_copy, &c, iters, runs);
   run("c_abi_cached_read/rust_owned_buf_then_free", op_buf, &c, iters, runs);
+  run("c_abi_cached_read/token_if_changed_unchanged", op_if_changed, &c, iters, runs);
   run("control/memcpy_900_bytes", op_memcpy, &c, iters, runs);
 
   tv_vault_free(c.vault);

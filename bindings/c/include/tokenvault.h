@@ -660,6 +660,32 @@ tv_status tv_vault_access_token(const struct tv_vault *vault,
                                 uint64_t *out_generation);
 
 /**
+ * For callers that keep the token they were last given (a managed string in C#, a cached
+ * `std::string`): ask whether the token of `known_generation` is still the one to use.
+ *
+ * On success `*out_changed` says which case it is:
+ * - `0`: the token of `known_generation` is the current one and still fresh (including
+ *   `min_ttl_ms`, as in `tv_vault_access_token_copy`): keep using it. Nothing is allocated or
+ *   copied; `*out_token` is set to `{NULL, 0}` and `*out_generation` to `known_generation`.
+ * - `1`: `*out_token` owns the valid token (refreshed through the transport if it was due,
+ *   exactly as `tv_vault_access_token` would return it) and `*out_generation` its generation.
+ *   Pass `known_generation` = 0 (no generation is 0) to always get the token.
+ *
+ * The vault still makes every refresh decision; the caller only skips bytes it already has.
+ *
+ * Ownership: when `*out_changed` is 1, `*out_token` owns a new buffer: free it with
+ * `tv_buf_free` (keeping it as the cached copy until the next change is fine). Thread-safe; a
+ * refresh runs the transport callback on this thread.
+ */
+tv_status tv_vault_token_if_changed(const struct tv_vault *vault,
+                                    const char *account,
+                                    uint64_t min_ttl_ms,
+                                    uint64_t known_generation,
+                                    struct tv_buf *out_token,
+                                    uint64_t *out_generation,
+                                    uint8_t *out_changed);
+
+/**
  * Refresh now, whatever the token's age (joining a forced refresh already in flight), and
  * return the new token.
  *

@@ -326,11 +326,33 @@ static void test_full_cycle(void) {
   CHECK(tvt_server_protected(&srv, access) == 200);
   CHECK(ts.calls == 0);
 
+  /* The generation check: unchanged hands out nothing; an unknown generation gets the token. */
+  uint64_t known = 0;
+  uint8_t changed = 9;
+  CHECK_STATUS(tv_vault_token_if_changed(v, "ada", 0, 0, &tok, &known, &changed), TV_OK);
+  CHECK(changed == 1 && known == gen && tok.data && strcmp(tok.data, access) == 0 && tok.len == strlen(access));
+  tv_buf_free(&tok);
+  uint64_t same = 0;
+  tok.data = (char *)0x1; /* must be reset */
+  CHECK_STATUS(tv_vault_token_if_changed(v, "ada", 1000, known, &tok, &same, &changed), TV_OK);
+  CHECK(changed == 0 && same == known && tok.data == NULL && tok.len == 0);
+  changed = 9;
+  CHECK_STATUS(tv_vault_token_if_changed(v, "ada", 0, known, &tok, NULL, &changed), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_token_if_changed(v, "ada", 0, known, &tok, &same, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_token_if_changed(v, "\xc3\x28", 0, known, &tok, &same, &changed), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_token_if_changed(v, "nobody", 0, known, &tok, &same, &changed), TV_NOT_FOUND);
+  CHECK(changed == 9);
+
   /* Forced refresh through the C transport callback. */
   char *old = strdup(access);
+  tv_buf current_tok = {0};
   CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, &gen), TV_OK);
   CHECK(tok.data && strcmp(tok.data, old) != 0);
   CHECK(ts.calls == 1 && rc.ok == 1);
+  /* After the refresh, the old generation is "changed" and comes with the new token. */
+  CHECK_STATUS(tv_vault_token_if_changed(v, "ada", 0, known, &current_tok, &same, &changed), TV_OK);
+  CHECK(changed == 1 && same == gen && same > known && current_tok.data && tok.data && strcmp(current_tok.data, tok.data) == 0);
+  tv_buf_free(&current_tok);
   tv_buf_free(&tok);
   pthread_mutex_lock(&ev.mu);
   ev.first_refresh_returned = 1;

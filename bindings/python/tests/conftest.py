@@ -153,7 +153,7 @@ class UrllibTransport(tv.HttpTransport):
             if len(body) > request.max_response_bytes:
                 raise tv.TransportError.TooLarge("response too large")
             headers = [tv.HttpHeader(name=k, value=v) for k, v in resp.headers.items()]
-            return tv.HttpResponse(status=resp.status, headers=headers, body=body)
+            return tv.HttpResponse(status=resp.getcode(), headers=headers, body=body)
 
 
 class EventLog(tv.VaultObserver):

@@ -350,6 +350,61 @@ pub unsafe extern "C" fn tv_vault_access_token(
     })
 }
 
+/// For callers that keep the token they were last given (a managed string in C#, a cached
+/// `std::string`): ask whether the token of `known_generation` is still the one to use.
+///
+/// On success `*out_changed` says which case it is:
+/// - `0`: the token of `known_generation` is the current one and still fresh (including
+///   `min_ttl_ms`, as in `tv_vault_access_token_copy`): keep using it. Nothing is allocated or
+///   copied; `*out_token` is set to `{NULL, 0}` and `*out_generation` to `known_generation`.
+/// - `1`: `*out_token` owns the valid token (refreshed through the transport if it was due,
+///   exactly as `tv_vault_access_token` would return it) and `*out_generation` its generation.
+///   Pass `known_generation` = 0 (no generation is 0) to always get the token.
+///
+/// The vault still makes every refresh decision; the caller only skips bytes it already has.
+///
+/// Ownership: when `*out_changed` is 1, `*out_token` owns a new buffer: free it with
+/// `tv_buf_free` (keeping it as the cached copy until the next change is fine). Thread-safe; a
+/// refresh runs the transport callback on this thread.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_token_if_changed(
+    vault: *const tv_vault,
+    account: *const c_char,
+    min_ttl_ms: u64,
+    known_generation: u64,
+    out_token: *mut tv_buf,
+    out_generation: *mut u64,
+    out_changed: *mut u8,
+) -> tv_status {
+    boundary!(
+        "tv_vault_token_if_changed",
+        [vault, account, out_token, out_generation, out_changed],
+        {
+            // SAFETY: a live handle, a NUL-terminated string, valid out-pointers (header contract).
+            let vault = unsafe { vault_ref(vault) };
+            let account = unsafe { utf8_arg(account, "account") }?;
+            let options = TokenOptions {
+                min_ttl: Duration::from_millis(min_ttl_ms),
+            };
+            match vault.token_if_changed(account, known_generation, options)? {
+                None => unsafe {
+                    out_token.write(tv_buf {
+                        data: std::ptr::null_mut(),
+                        len: 0,
+                    });
+                    out_generation.write(known_generation);
+                    out_changed.write(0);
+                },
+                Some(token) => unsafe {
+                    write_token(&token, out_token, out_generation);
+                    out_changed.write(1);
+                },
+            }
+            Ok(())
+        }
+    )
+}
+
 /// Refresh now, whatever the token's age (joining a forced refresh already in flight), and
 /// return the new token.
 ///
@@ -779,6 +834,18 @@ mod tests {
             );
             assert_eq!(CStr::from_ptr(token.data).to_bytes(), b"access-1");
             crate::c_api::tv_buf_free(&mut token);
+
+            // Unchanged: nothing handed out; changed (an unknown generation): the token.
+            let (mut changed, mut g) = (9u8, 0u64);
+            let st = tv_vault_token_if_changed(v, c"ada".as_ptr(), 0, generation, &mut token, &mut g, &mut changed);
+            assert_eq!((st, changed, g), (tv_status::TV_OK, 0, generation));
+            assert!(token.data.is_null());
+            let st = tv_vault_token_if_changed(v, c"ada".as_ptr(), 0, 0, &mut token, &mut g, &mut changed);
+            assert_eq!((st, changed, g), (tv_status::TV_OK, 1, generation));
+            assert_eq!(CStr::from_ptr(token.data).to_bytes(), b"access-1");
+            crate::c_api::tv_buf_free(&mut token);
+            let st = tv_vault_token_if_changed(v, c"ada".as_ptr(), 0, 0, &mut token, null_mut(), &mut changed);
+            assert_eq!(st, tv_status::TV_INVALID_INPUT);
 
             assert_eq!(tv_vault_close(v), tv_status::TV_OK);
             let st = tv_vault_access_token_copy(v, c"ada".as_ptr(), 0, buf.as_mut_ptr(), 64, &mut len, null_mut());

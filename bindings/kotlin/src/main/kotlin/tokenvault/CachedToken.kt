@@ -12,7 +12,7 @@ import uniffi.tokenvault.TokenWatch
  * reflects over uniffi's call-status structure on every call, and a new `String` is built from
  * ~1 KB of native memory. This keeps the last token string on the Kotlin side and, on each
  * [get], asks the native core only for the *generation* of the valid token, through one plain
- * direct-mapped function with a `long` in and out (`tokenvault_probe_generation`). The string
+ * direct-mapped function with `long`s in and out (`tokenvault_probe_generation`). The string
  * crosses again only when the core hands out a different token (after a refresh, a new sign-in,
  * a forced refresh).
  *
@@ -34,13 +34,13 @@ class CachedToken(private val watch: TokenWatch) : AutoCloseable {
     /** A valid access token. */
     @Throws(TokenVaultException::class)
     fun get(): String {
-        val generation = Probe.tokenvault_probe_generation(probeId)
+        val mine = held
+        val generation = Probe.tokenvault_probe_generation(probeId, mine?.generation ?: 0L)
         if (generation < 0) {
             // The typed error of this failure, recorded on this thread by the probe.
             watch.raiseProbeFailure()
             throw TokenVaultException.Internal(-generation.toInt(), "the probe failed without an error")
         }
-        val mine = held
         if (mine != null && mine.generation == generation) {
             return mine.token
         }
@@ -71,7 +71,7 @@ class CachedToken(private val watch: TokenWatch) : AutoCloseable {
             )
         }
 
-        /** The generation (>= 1), or minus the failure's stable code. */
-        external fun tokenvault_probe_generation(probeId: Long): Long
+        /** The generation (>= 1) of the valid token, or minus the failure's stable code. */
+        external fun tokenvault_probe_generation(probeId: Long, knownGeneration: Long): Long
     }
 }

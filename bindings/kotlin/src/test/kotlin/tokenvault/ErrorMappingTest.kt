@@ -7,6 +7,9 @@ import kotlin.test.Test
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertTrue
+import uniffi.tokenvault.HttpRequest
+import uniffi.tokenvault.HttpResponse
+import uniffi.tokenvault.HttpTransport
 import uniffi.tokenvault.NewSession
 import uniffi.tokenvault.SessionState
 import uniffi.tokenvault.TokenVault
@@ -139,6 +142,40 @@ class ErrorMappingTest {
                     log.await { it is VaultEvent.SessionExpired && it.account == "other" }
                     // Never deleted implicitly.
                     assertEquals(listOf("other", "player", "slow"), vault.listAccounts())
+                }
+            }
+        }
+    }
+
+    @Test
+    fun `failures of a Kotlin transport`() {
+        ReferenceServer("001").use { server ->
+            TempDir().use { dir ->
+                TokenVault.openWithKey(dir.file("v.db"), TEST_KEY).use { vault ->
+                    vault.setTransport(JavaHttpTransport())
+                    server.register(vault)
+                    // A port nobody listens on: the connection is refused.
+                    vault.registerPreset(server.preset, "dead", "http://127.0.0.1:9/refresh", """{"api_key":"k"}""")
+                    server.loginAndStore(vault, "player")
+                    server.loginAndStore(vault, "lost", profile = "dead")
+
+                    val refused = assertFailsWith<TokenVaultException.Transient> { vault.forceRefresh("lost") }
+                    assertTrue(refused.reason.contains("Connect"), refused.reason)
+
+                    // A body over the cap: the transport refuses it, the core calls it a protocol error.
+                    server.fault("""{"fault":"oversized","bytes":2000000}""")
+                    check(assertFailsWith<TokenVaultException.Protocol> { vault.forceRefresh("player") }, 9, "protocol")
+
+                    // An unexpected exception thrown by the app's transport is a transient failure,
+                    // not a crash, and its text (which could quote the request) is not passed on.
+                    vault.setTransport(object : HttpTransport {
+                        override fun send(request: HttpRequest): HttpResponse =
+                            throw IllegalStateException("boom ${request.url}")
+                    })
+                    val thrown = assertFailsWith<TokenVaultException.Transient> { vault.forceRefresh("player") }
+                    assertTrue(!thrown.reason.contains("boom"), thrown.reason)
+                    // The session lives on.
+                    assertEquals(200, server.protectedStatus(vault.accessToken("player").token))
                 }
             }
         }

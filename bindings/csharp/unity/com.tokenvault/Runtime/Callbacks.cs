@@ -1,0 +1,272 @@
+// Callbacks from the library into C#: the host's HTTP transport and the event handler.
+//
+// IL2CPP compiles ahead of time and cannot marshal an instance delegate to a function pointer:
+// every callback is a static method marked [AOT.MonoPInvokeCallback], and the C# object it
+// serves travels as user_data, a GCHandle. The library calls the destroy function exactly once
+// when it no longer needs user_data (transport or handler replaced, vault freed), which frees
+// the GCHandle. The delegates themselves live in static fields, so the GC never moves or
+// collects what the library holds a pointer to.
+//
+// No exception may unwind into the library: every callback catches everything. A transport
+// exception becomes a transport failure; an event handler exception is reported through
+// TokenVault.UnhandledCallbackException.
+
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+#if !UNITY_5_3_OR_NEWER
+namespace AOT
+{
+    /// <summary>Marks a static method called from native code, for IL2CPP's ahead-of-time
+    /// compiler (UnityEngine defines the same attribute; IL2CPP matches it by name).</summary>
+    [AttributeUsage(AttributeTargets.Method)]
+    public sealed class MonoPInvokeCallbackAttribute : Attribute
+    {
+        public MonoPInvokeCallbackAttribute(Type type) { }
+    }
+}
+#endif
+
+namespace Tokenvault
+{
+    /// <summary>An HTTP request the vault needs sent for a refresh. Header values and body are
+    /// credentials: never log them.</summary>
+    public sealed class RefreshRequest
+    {
+        public string Method { get; internal set; }
+        public string Url { get; internal set; }
+        /// <summary>Headers to send, in order (Content-Type included; Host and Content-Length are the HTTP client's).</summary>
+        public IList<KeyValuePair<string, string>> Headers { get; internal set; }
+        public byte[] Body { get; internal set; }
+        /// <summary>Give up (and report a timeout) after this long.</summary>
+        public TimeSpan Timeout { get; internal set; }
+        /// <summary>A larger response body is <see cref="TransportFailure.TooLarge"/>.</summary>
+        public long MaxResponseBytes { get; internal set; }
+
+        /// <summary>The first header of that name (case-insensitive), or null.</summary>
+        public string Header(string name)
+        {
+            foreach (var h in Headers)
+                if (string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)) return h.Value;
+            return null;
+        }
+
+        internal static unsafe RefreshRequest Read(IntPtr request)
+        {
+            IntPtr method, url, body, name, value;
+            UIntPtr count, bodyLen, max;
+            ulong timeoutMs;
+            Errors.Check(Native.tv_http_request_method(request, out method));
+            Errors.Check(Native.tv_http_request_url(request, out url));
+            Errors.Check(Native.tv_http_request_header_count(request, out count));
+            var headers = new List<KeyValuePair<string, string>>((int)count.ToUInt64());
+            for (ulong i = 0; i < count.ToUInt64(); i++)
+            {
+                Errors.Check(Native.tv_http_request_header(request, (UIntPtr)i, out name, out value));
+                headers.Add(new KeyValuePair<string, string>(Utf8.FromNative(name), Utf8.FromNative(value)));
+            }
+            Errors.Check(Native.tv_http_request_body(request, out body, out bodyLen));
+            Errors.Check(Native.tv_http_request_timeout_ms(request, out timeoutMs));
+            Errors.Check(Native.tv_http_request_max_response_bytes(request, out max));
+            var bytes = new byte[(int)bodyLen.ToUInt64()];
+            if (bytes.Length > 0) Marshal.Copy(body, bytes, 0, bytes.Length);
+            return new RefreshRequest
+            {
+                Method = Utf8.FromNative(method),
+                Url = Utf8.FromNative(url),
+                Headers = headers.AsReadOnly(),
+                Body = bytes,
+                Timeout = TimeSpan.FromMilliseconds(timeoutMs),
+                MaxResponseBytes = (long)Math.Min(max.ToUInt64(), long.MaxValue),
+            };
+        }
+    }
+
+    /// <summary>The server's answer, whatever its status (a 4xx or 5xx is a response, not a failure).</summary>
+    public sealed class RefreshResponse
+    {
+        public int Status;
+        public IList<KeyValuePair<string, string>> Headers = new List<KeyValuePair<string, string>>();
+        public byte[] Body = new byte[0];
+
+        public RefreshResponse() { }
+        public RefreshResponse(int status, byte[] body) { Status = status; Body = body ?? new byte[0]; }
+    }
+
+    /// <summary>Why no response could be obtained (tv_transport_result).</summary>
+    public enum TransportFailure
+    {
+        /// <summary>No answer in time (the request may have reached the server).</summary>
+        Timeout = 1,
+        /// <summary>Could not connect: DNS, refused, unreachable, TLS handshake.</summary>
+        Connect = 2,
+        /// <summary>The connection broke mid-exchange.</summary>
+        Io = 3,
+        /// <summary>The response was larger than <see cref="RefreshRequest.MaxResponseBytes"/>.</summary>
+        TooLarge = 4,
+        Other = 5,
+    }
+
+    /// <summary>Thrown by an <see cref="IRefreshTransport"/> that got no response. Any other
+    /// exception counts as <see cref="TransportFailure.Other"/>.</summary>
+    public sealed class TransportException : Exception
+    {
+        public TransportFailure Failure { get; private set; }
+        public TransportException(TransportFailure failure, string message, Exception inner = null)
+            : base(message, inner) { Failure = failure; }
+    }
+
+    /// <summary>The game's own HTTP client for blocking refreshes. <see cref="Send"/> runs on the
+    /// thread that asked for the token (never Unity's main thread if you use the Async methods),
+    /// possibly on several threads at once. It must not follow redirects. It must not wait for a
+    /// refresh of the account it is refreshing, nor dispose the vault.</summary>
+    public interface IRefreshTransport
+    {
+        RefreshResponse Send(RefreshRequest request);
+    }
+
+    /// <summary>What happened (tv_event_kind).</summary>
+    public enum VaultEventKind
+    {
+        TokenRefreshed = 1,
+        /// <summary>The user must sign in again (<see cref="VaultEvent.Reason"/> says why).</summary>
+        SessionExpired = 2,
+        SessionRemoved = 3,
+    }
+
+    public sealed class VaultEvent
+    {
+        public VaultEventKind Kind { get; internal set; }
+        public string Account { get; internal set; }
+        /// <summary>TokenRefreshed: the new generation.</summary>
+        public ulong Generation { get; internal set; }
+        /// <summary>TokenRefreshed: time left on the new access token.</summary>
+        public TimeSpan AccessRemaining { get; internal set; }
+        /// <summary>TokenRefreshed: forecast of the time left before the user must sign in again, if known.</summary>
+        public TimeSpan? SessionRemaining { get; internal set; }
+        /// <summary>SessionExpired: why (no secrets).</summary>
+        public string Reason { get; internal set; }
+    }
+
+    internal static unsafe class Callbacks
+    {
+        // Static delegates: the library keeps their function pointers for the vault's lifetime.
+        internal static readonly Native.TransportFn TransportThunk = Transport;
+        internal static readonly Native.EventFn EventThunk = Event;
+        internal static readonly Native.DestroyFn DestroyThunk = Destroy;
+
+        private static long liveStates;
+        /// <summary>GCHandles held by the library right now (tests: freed by the destroy callback).</summary>
+        internal static long LiveStates { get { return Interlocked.Read(ref liveStates); } }
+
+        [ThreadStatic] internal static bool InCallback;
+
+        internal static IntPtr Hold(object state)
+        {
+            Interlocked.Increment(ref liveStates);
+            return GCHandle.ToIntPtr(GCHandle.Alloc(state));
+        }
+
+        /// <summary>Undo <see cref="Hold"/> when the library refused to take the state.</summary>
+        internal static void Release(IntPtr userData)
+        {
+            Destroy(userData);
+        }
+
+        [AOT.MonoPInvokeCallback(typeof(Native.DestroyFn))]
+        private static void Destroy(IntPtr userData)
+        {
+            try
+            {
+                if (userData == IntPtr.Zero) return;
+                GCHandle.FromIntPtr(userData).Free();
+                Interlocked.Decrement(ref liveStates);
+            }
+            catch (Exception e) { TokenVault.ReportCallbackException(e); }
+        }
+
+        [AOT.MonoPInvokeCallback(typeof(Native.TransportFn))]
+        private static int Transport(IntPtr userData, IntPtr request, IntPtr response)
+        {
+            bool outer = InCallback;
+            InCallback = true;
+            RefreshRequest managed = null;
+            try
+            {
+                var transport = (IRefreshTransport)GCHandle.FromIntPtr(userData).Target;
+                managed = RefreshRequest.Read(request);
+                RefreshResponse answer = transport.Send(managed);
+                if (answer == null) return (int)TransportFailure.Other;
+                if (answer.Status < 100 || answer.Status > 999) return (int)TransportFailure.Other;
+                if (Native.tv_http_response_set_status(response, (ushort)answer.Status) != 0) return (int)TransportFailure.Other;
+                if (answer.Headers != null)
+                {
+                    foreach (var h in answer.Headers)
+                    {
+                        // Header text from the network: a lone surrogate cannot be encoded; skip that header.
+                        byte[] n, v;
+                        try { n = Utf8.Encode(h.Key, "header name"); v = Utf8.Encode(h.Value ?? "", "header value"); }
+                        catch (InvalidInputException) { continue; }
+                        if (n == null) continue;
+                        fixed (byte* pn = n)
+                        fixed (byte* pv = v)
+                            Native.tv_http_response_add_header(response, pn, pv);
+                    }
+                }
+                byte[] body = answer.Body ?? new byte[0];
+                if (body.Length > 0)
+                {
+                    fixed (byte* pb = body)
+                        if (Native.tv_http_response_append_body(response, pb, (UIntPtr)body.Length) != 0)
+                            return (int)TransportFailure.TooLarge;
+                }
+                return 0;
+            }
+            catch (TransportException e)
+            {
+                return (int)e.Failure;
+            }
+            catch (Exception e)
+            {
+                TokenVault.ReportCallbackException(e);
+                return (int)TransportFailure.Other;
+            }
+            finally
+            {
+                if (managed != null) Utf8.Wipe(managed.Body);
+                InCallback = outer;
+            }
+        }
+
+        [AOT.MonoPInvokeCallback(typeof(Native.EventFn))]
+        private static void Event(IntPtr userData, NativeEvent* ev)
+        {
+            bool outer = InCallback;
+            InCallback = true;
+            try
+            {
+                var handler = (Action<VaultEvent>)GCHandle.FromIntPtr(userData).Target;
+                var e = new VaultEvent
+                {
+                    Kind = (VaultEventKind)ev->Kind,
+                    Account = Utf8.FromNative(ev->Account),
+                    Generation = ev->Generation,
+                    AccessRemaining = TimeSpan.FromMilliseconds(ev->AccessRemainingMs),
+                    SessionRemaining = ev->HasSessionRemaining != 0 ? TimeSpan.FromMilliseconds(ev->SessionRemainingMs) : (TimeSpan?)null,
+                    Reason = Utf8.FromNative(ev->Reason),
+                };
+                handler(e);
+            }
+            catch (Exception e)
+            {
+                TokenVault.ReportCallbackException(e);
+            }
+            finally
+            {
+                InCallback = outer;
+            }
+        }
+    }
+}
