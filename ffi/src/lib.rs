@@ -6,7 +6,8 @@
 //! * [`c_api`] — the hand-written `extern "C"` API. Its header,
 //!   `bindings/c/include/tokenvault.h`, is generated from this crate by a pinned cbindgen
 //!   (`ffi/cbindgen.toml`) and committed; `bindings/c/check-header.sh` fails on any difference.
-//! * `uniffi` (to come) — proc-macro exports for Kotlin and Swift, in its own module.
+//! * `uniffi_api` — proc-macro exports for Kotlin, Swift and Python (ADR 0008), plus the one
+//!   plain C probe the Kotlin/Python cached readers use on their hot path.
 //!
 //! This crate converts types and catches panics; every decision lives in the `tokenvault` core
 //! (STYLE.md rule 1). The conventions of the C ABI are in ADR 0006 and in the header's preamble.

@@ -223,6 +223,16 @@ def test_utf8_round_trip(tmpdir_path):
     v.close()
 
 
+def test_profile_from_json(vault):
+    name = vault.load_profile_json(
+        '{"preset":"keycloak","name":"sso","url":"https://sso.example.com/token","client_id":"game"}'
+    )
+    assert name == "sso"
+    vault.store(tv.NewSession(account="player", profile="sso", access_token="tok", refresh_credential="r", offline=True))
+    info = vault.session_info("player")
+    assert info.profile == "sso" and info.offline and info.session_remaining_ms is None
+
+
 def test_records_print_no_secrets():
     assert "sekrit" not in repr(tv.AccessToken(token="sekrit", generation=1))
     assert "sekrit" not in repr(tv.HttpHeader(name="Authorization", value="Bearer sekrit"))

@@ -106,6 +106,23 @@ class LifecycleTest {
     }
 
     @Test
+    fun `a profile loaded from JSON`() {
+        TempDir().use { dir ->
+            TokenVault.openWithKey(dir.file("v.db"), TEST_KEY).use { vault ->
+                val name = vault.loadProfileJson(
+                    """{"preset":"keycloak","name":"sso","url":"https://sso.example.com/token","client_id":"game"}""",
+                )
+                assertEquals("sso", name)
+                vault.store(NewSession("player", "sso", "tok", refreshCredential = "r", offline = true))
+                val info = vault.sessionInfo("player")
+                assertEquals("sso", info.profile)
+                assertTrue(info.offline)
+                assertEquals(null, info.sessionRemainingMs)
+            }
+        }
+    }
+
+    @Test
     fun `records print no secrets`() {
         val token = AccessToken("sekrit-token", 3UL)
         assertFalse(token.toString().contains("sekrit"), token.toString())
