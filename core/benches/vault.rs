@@ -17,6 +17,8 @@
 //! * `open_10k`: opening a vault that holds 10,000 sessions, and opening it and reading every
 //!   session once (first touch: SQLite lookup, decrypt, parse, cache). Prints the resident memory
 //!   per cached session (from `/proc/self/statm`).
+//! * `refresh_offline` (diagnostic): the vault's refresh path without the network (two-step
+//!   refresh fed a canned seed-001 response) vs one bare durable commit of a row of the same size.
 //!
 //! Run: `cargo bench -p tokenvault --bench vault -- --warm-up-time 1 --measurement-time 3`
 
@@ -31,7 +33,7 @@ use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
 use parking_lot::RwLock;
 use rusqlite::{params, Connection};
-use tokenvault::{KeySource, NewSession, Preset, Profile, Vault, VaultOptions};
+use tokenvault::{HttpResponse, KeySource, NewSession, Preset, Profile, RefreshStep, Vault, VaultOptions};
 
 const KEY: [u8; 32] = [7u8; 32];
 const PROFILE: &str = "bench";
@@ -513,5 +515,87 @@ fn open_10k(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cached_read, store, open_10k);
+// ----- 4. diagnostic: a refresh without the network ----------------------------------------
+
+/// The vault's whole refresh path except the network: `begin_refresh` (forced) then
+/// `finish_refresh` with a canned seed-001 response, vs one bare durable commit of a row of the
+/// same size. What this costs above the bare commit is what a refresh costs above
+/// (HTTP + commit) in `tests/benches/refresh.rs`, with no server noise.
+fn refresh_offline(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let vault_path = dir.path().join("offline.db");
+    let vault = Vault::open(&vault_path, KeySource::raw(&KEY).unwrap(), VaultOptions::default()).unwrap();
+    vault
+        .register_profile(
+            Profile::preset(
+                Preset::RotatingSuccessEnvelope,
+                PROFILE,
+                "http://127.0.0.1:9/v2/Auth/RefreshToken",
+                serde_json::json!({}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    // A 208-byte JWT, like the reference server's.
+    let token = jwt_token("player-1", 208);
+    vault.store(session("player-1", &token, 0)).unwrap();
+    let response = |n: u64| {
+        let body = format!(
+            r#"{{"success":true,"data":{{"accessToken":"{}","refreshToken":"{}"}}}}"#,
+            jwt_token("player-1", 208),
+            refresh_token(n)
+        );
+        HttpResponse::new(
+            200,
+            vec![("Content-Type".to_owned(), "application/json".to_owned())],
+            body.into_bytes(),
+        )
+    };
+    let refresh = |resp: HttpResponse| {
+        let RefreshStep::Send(pending) = vault.begin_refresh("player-1", true).unwrap() else {
+            unreachable!("a forced refresh must be sent");
+        };
+        vault.finish_refresh(pending.attempt, resp).unwrap()
+    };
+    refresh(response(1));
+    let (row_len, _) = vault_row_len(&vault_path);
+    let mut bare = BareStore::open(&dir.path().join("bare.db"), row_len, false);
+    bare.commit();
+
+    let mut n = 1;
+    paired(
+        "refresh_offline: paired (A = vault two-step refresh with a canned response, B = bare_sqlite_durable_commit)",
+        300,
+        1,
+        || {
+            n += 1;
+            let resp = response(n);
+            let start = Instant::now();
+            black_box(refresh(resp));
+            start.elapsed()
+        },
+        || {
+            let start = Instant::now();
+            bare.commit();
+            start.elapsed()
+        },
+    );
+
+    let mut g = c.benchmark_group("refresh_offline");
+    g.sample_size(30);
+    g.bench_function("vault_two_step_refresh", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                response(n)
+            },
+            refresh,
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("bare_sqlite_durable_commit", |b| b.iter(|| bare.commit()));
+    g.finish();
+}
+
+criterion_group!(benches, cached_read, store, open_10k, refresh_offline);
 criterion_main!(benches);

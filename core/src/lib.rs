@@ -70,7 +70,9 @@ pub mod fuzzing {
 
     /// Decrypt arbitrary bytes as a session record of an arbitrary row, and parse what decrypts.
     pub fn open_record(data: &[u8]) {
-        let Ok(cipher) = RecordCipher::new(&[7u8; 32]) else { return };
+        let Ok(cipher) = RecordCipher::new(&[7u8; 32]) else {
+            return;
+        };
         if data.len() < 34 {
             return;
         }
@@ -94,7 +96,11 @@ pub mod fuzzing {
         if data.len() < 16 {
             return;
         }
-        let kind = if data[0] & 1 == 0 { KeyKind::Raw } else { KeyKind::Argon2id };
+        let kind = if data[0] & 1 == 0 {
+            KeyKind::Raw
+        } else {
+            KeyKind::Argon2id
+        };
         let kdf = (kind == KeyKind::Argon2id).then(|| KdfParams {
             m_kib: 8 + u32::from(data[1] % 64),
             t: u32::from(data[2] % 4),

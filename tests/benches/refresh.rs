@@ -12,18 +12,25 @@
 //! * Before the criterion runs, 300 interleaved pairs (vault, peer) print both medians and the
 //!   median of the pair ratios: the machine's speed drifts between two benchmarks run one after
 //!   the other, never within a pair. Then 200 pairs of a diagnostic: a bare model of the vault's
-//!   SQLite work with the lease deletion folded into the one durable commit, against the peer.
+//!   SQLite writes (lease commit without fsync; session row and lease deletion in one durable
+//!   commit) around the same round trip, against the peer.
+//! * Last, 200 interleaved pairs split the time: the vault's refresh inside and outside its
+//!   transport (the built-in one, wrapped in a timer), the peer's round trip and commit.
 //!
 //! Run: `cargo bench -p tokenvault-tests --bench refresh -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rusqlite::{params, Connection};
 use serde_json::Value;
-use tokenvault::{KeySource, NewSession, Preset, Profile, Vault, VaultOptions};
+use tokenvault::{
+    HttpRequest, HttpResponse, HttpsTransport, KeySource, NewSession, Preset, Profile, Transport, TransportError,
+    Vault, VaultOptions,
+};
 use tokenvault_testkit::{Dialect, ReferenceServer, ServerConfig};
 
 const PROFILE: &str = "bench";
@@ -211,6 +218,55 @@ fn paired(label: &str, pairs: usize, ops: u64, mut a: impl FnMut() -> Duration, 
     );
 }
 
+/// The vault's own built-in transport, timed (diagnostic only).
+#[derive(Debug)]
+struct TimedTransport {
+    inner: HttpsTransport,
+    last: Mutex<Duration>,
+}
+
+impl Transport for TimedTransport {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let start = Instant::now();
+        let response = self.inner.send(request);
+        *self.last.lock().unwrap() = start.elapsed();
+        response
+    }
+}
+
+/// Diagnostic: where the time of a refresh goes, vault and peer side by side (interleaved).
+fn split(pairs: usize, vault: &Vault, timed: &TimedTransport, client: &mut BareClient, bare: &mut BareStore) {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e6
+    }
+    let (mut v_total, mut v_http, mut v_rest, mut b_http, mut b_commit) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..pairs {
+        let start = Instant::now();
+        black_box(vault.force_refresh("vault-player").unwrap());
+        let total = start.elapsed().as_secs_f64();
+        let http = timed.last.lock().unwrap().as_secs_f64();
+        v_total.push(total);
+        v_http.push(http);
+        v_rest.push(total - http);
+        let start = Instant::now();
+        client.round_trip();
+        let mid = Instant::now();
+        bare.commit();
+        b_http.push((mid - start).as_secs_f64());
+        b_commit.push(mid.elapsed().as_secs_f64());
+    }
+    println!(
+        "refresh: diagnostic split over {pairs} interleaved pairs (medians, µs): vault total {:.0} = in its \
+         transport {:.0} + outside it {:.0}; peer HTTP {:.0} + commit {:.0}",
+        median(v_total),
+        median(v_http),
+        median(v_rest),
+        median(b_http),
+        median(b_commit)
+    );
+}
+
 fn vault_row_len(path: &Path) -> usize {
     let conn = Connection::open(path).unwrap();
     let n: i64 = conn
@@ -284,10 +340,9 @@ fn refresh(c: &mut Criterion) {
         },
     );
 
-    // Diagnostic: a bare model of the vault's SQLite work around the same round trip, in a file
-    // of its own, with the lease deletion folded into the session's durable commit (today the
-    // vault commits it separately, a second fsync): a lease commit with synchronous=NORMAL, the
-    // HTTP round trip, then one FULL commit of the session row and the lease deletion.
+    // Diagnostic: a bare model of the vault's SQLite writes around the same round trip, in a file
+    // of its own: a lease commit with synchronous=NORMAL, the HTTP round trip, then one FULL
+    // commit of the session row and the lease deletion.
     let t = server.login("model-player");
     let mut model_client = BareClient::new(server.refresh_url(), t.access_token, t.refresh_credential);
     let mut model = BareStore::open(&dir.path().join("model.db"), row_len);
@@ -325,6 +380,14 @@ fn refresh(c: &mut Criterion) {
     g.bench_function("diagnostic_bare_http_only", |b| b.iter(|| client.round_trip()));
     g.bench_function("diagnostic_bare_commit_only", |b| b.iter(|| bare.commit()));
     g.finish();
+
+    // Last, so every figure above used the vault's default transport: the same transport, timed.
+    let timed = Arc::new(TimedTransport {
+        inner: HttpsTransport::new(),
+        last: Mutex::new(Duration::ZERO),
+    });
+    vault.set_transport(timed.clone());
+    split(200, &vault, &timed, &mut client, &mut bare);
 
     // Every refresh rotated cleanly: no rejected request, no reuse detection.
     let stats = server.stats();

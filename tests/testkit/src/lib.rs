@@ -12,6 +12,4 @@
 pub mod oidc_provider;
 pub mod reference_server;
 
-pub use reference_server::{
-    Dialect, Fault, IssuedTokens, ReferenceServer, ServerConfig, Stats, UnknownDialect,
-};
+pub use reference_server::{Dialect, Fault, IssuedTokens, ReferenceServer, ServerConfig, Stats, UnknownDialect};

@@ -125,8 +125,8 @@ impl OidcStats {
     }
 
     fn from_json(body: &str) -> Result<Self, String> {
-        let v: Value = serde_json::from_str(body)
-            .map_err(|e| format!("oidc-provider: /test/stats is not JSON ({e}): {body}"))?;
+        let v: Value =
+            serde_json::from_str(body).map_err(|e| format!("oidc-provider: /test/stats is not JSON ({e}): {body}"))?;
         let num = |name: &str| -> Result<u64, String> {
             v.get(name)
                 .and_then(Value::as_u64)
@@ -186,24 +186,16 @@ impl fmt::Debug for OidcProvider {
 
 /// `tests/oidc`, next to this crate.
 pub fn oidc_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("oidc")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("oidc")
 }
 
 fn check_installed(dir: &Path) -> Result<(), String> {
     let fix = "run `npm ci --prefix tests/oidc` from the repository root";
     let server = dir.join("server.mjs");
     if !server.is_file() {
-        return Err(format!(
-            "oidc-provider harness: {} is missing",
-            server.display()
-        ));
+        return Err(format!("oidc-provider harness: {} is missing", server.display()));
     }
-    let installed = dir
-        .join("node_modules")
-        .join("oidc-provider")
-        .join("package.json");
+    let installed = dir.join("node_modules").join("oidc-provider").join("package.json");
     let installed = std::fs::read_to_string(&installed).map_err(|_| {
         format!(
             "oidc-provider is not installed ({} not found): {fix}",
@@ -212,11 +204,9 @@ fn check_installed(dir: &Path) -> Result<(), String> {
     })?;
     let manifest = std::fs::read_to_string(dir.join("package.json"))
         .map_err(|e| format!("oidc-provider harness: cannot read tests/oidc/package.json: {e}"))?;
-    let pinned = serde_json::from_str::<Value>(&manifest).ok().and_then(|v| {
-        v["dependencies"]["oidc-provider"]
-            .as_str()
-            .map(str::to_owned)
-    });
+    let pinned = serde_json::from_str::<Value>(&manifest)
+        .ok()
+        .and_then(|v| v["dependencies"]["oidc-provider"].as_str().map(str::to_owned));
     let found = serde_json::from_str::<Value>(&installed)
         .ok()
         .and_then(|v| v["version"].as_str().map(str::to_owned));
@@ -258,9 +248,7 @@ fn watch_stdout(pipe: impl Read, ready: mpsc::Sender<Result<u16, String>>) {
                         .strip_prefix("LISTENING ")
                         .and_then(|p| p.trim().parse::<u16>().ok());
                     // The receiver may have given up already; nothing to do then.
-                    let _ = tx.send(port.ok_or_else(|| {
-                        format!("expected `LISTENING <port>` on stdout, got {line:?}")
-                    }));
+                    let _ = tx.send(port.ok_or_else(|| format!("expected `LISTENING <port>` on stdout, got {line:?}")));
                 }
             }
             Some(Err(e)) => {
@@ -356,12 +344,7 @@ impl OidcProvider {
         let port = match rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(Ok(port)) => port,
             Ok(Err(why)) => return Err(provider.failure(&why)),
-            Err(_) => {
-                return Err(provider.failure(&format!(
-                    "no `LISTENING <port>` within {:?}",
-                    started.elapsed()
-                )))
-            }
+            Err(_) => return Err(provider.failure(&format!("no `LISTENING <port>` within {:?}", started.elapsed()))),
         };
         provider.port = port;
         provider.issuer = format!("http://127.0.0.1:{port}");
@@ -376,20 +359,14 @@ impl OidcProvider {
         if status != 200 {
             return Err(self.failure(&format!("discovery answered {status}: {body}")));
         }
-        let doc: Value = serde_json::from_str(&body)
-            .map_err(|e| self.failure(&format!("discovery is not JSON ({e}): {body}")))?;
+        let doc: Value =
+            serde_json::from_str(&body).map_err(|e| self.failure(&format!("discovery is not JSON ({e}): {body}")))?;
         let field = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_owned);
         if field("issuer").as_deref() != Some(self.issuer.as_str()) {
-            return Err(self.failure(&format!(
-                "discovery issuer {:?} != {}",
-                field("issuer"),
-                self.issuer
-            )));
+            return Err(self.failure(&format!("discovery issuer {:?} != {}", field("issuer"), self.issuer)));
         }
-        let token = field("token_endpoint")
-            .ok_or_else(|| self.failure("discovery has no token_endpoint"))?;
-        let userinfo = field("userinfo_endpoint")
-            .ok_or_else(|| self.failure("discovery has no userinfo_endpoint"))?;
+        let token = field("token_endpoint").ok_or_else(|| self.failure("discovery has no token_endpoint"))?;
+        let userinfo = field("userinfo_endpoint").ok_or_else(|| self.failure("discovery has no userinfo_endpoint"))?;
         let grants_ok = doc
             .get("grant_types_supported")
             .and_then(Value::as_array)
@@ -466,13 +443,11 @@ impl OidcProvider {
         if status != 200 {
             return Err(format!("bootstrap grant answered {status}: {body}"));
         }
-        let v: Value = serde_json::from_str(&body)
-            .map_err(|e| format!("bootstrap response is not JSON ({e})"))?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("bootstrap response is not JSON ({e})"))?;
         let text = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
         Ok(BootstrapTokens {
             access_token: text("access_token").ok_or("bootstrap response has no access_token")?,
-            refresh_token: text("refresh_token")
-                .ok_or("bootstrap response has no refresh_token")?,
+            refresh_token: text("refresh_token").ok_or("bootstrap response has no refresh_token")?,
             expires_in: v
                 .get("expires_in")
                 .and_then(Value::as_u64)
@@ -534,10 +509,7 @@ impl OidcProvider {
         Self::read(url, resp)
     }
 
-    fn read(
-        url: &str,
-        mut resp: ureq::http::Response<ureq::Body>,
-    ) -> Result<(u16, String), String> {
+    fn read(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> Result<(u16, String), String> {
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()

@@ -17,11 +17,7 @@ fn json(body: &str) -> Value {
 fn start(config: OidcConfig) -> OidcProvider {
     let t = Instant::now();
     let p = OidcProvider::start(config).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "oidc-provider started in {:?} at {}",
-        t.elapsed(),
-        p.issuer()
-    );
+    eprintln!("oidc-provider started in {:?} at {}", t.elapsed(), p.issuer());
     p
 }
 
@@ -68,15 +64,9 @@ fn rotation_then_reuse_revokes_the_grant() {
     assert_eq!(json(&body)["error"], "invalid_grant");
 
     let (status, body) = op.refresh_raw(&rt1).unwrap();
-    assert_eq!(
-        status, 400,
-        "the newest refresh token died with the grant: {body}"
-    );
+    assert_eq!(status, 400, "the newest refresh token died with the grant: {body}");
     assert_eq!(json(&body)["error"], "invalid_grant");
-    assert!(
-        !op.access_ok(&at1).unwrap(),
-        "access tokens died with the grant"
-    );
+    assert!(!op.access_ok(&at1).unwrap(), "access tokens died with the grant");
     assert!(!op.access_ok(&boot.access_token).unwrap());
 
     let s = op.stats().unwrap();
@@ -114,10 +104,7 @@ fn grants_are_independent_and_confidential_client_works() {
 
     // The public-client refresh helper cannot use the confidential client's token.
     let (status, body) = op.refresh_raw(&c.refresh_token).unwrap();
-    assert_eq!(
-        (status, json(&body)["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_eq!((status, json(&body)["error"].as_str()), (400, Some("invalid_grant")));
     assert!(
         op.access_ok(&c.access_token).unwrap(),
         "a client mismatch revokes nothing"

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -28,14 +26,7 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> String {
 #[test]
 fn binary_prints_its_port_serves_and_exits_when_stdin_closes() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reference-server"))
-        .args([
-            "--dialect",
-            "001",
-            "--access-ttl-ms",
-            "1500",
-            "--api-key",
-            "k",
-        ])
+        .args(["--dialect", "001", "--access-ttl-ms", "1500", "--api-key", "k"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -44,18 +35,12 @@ fn binary_prints_its_port_serves_and_exits_when_stdin_closes() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let port: u16 = line
-        .strip_prefix("LISTENING ")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let port: u16 = line.strip_prefix("LISTENING ").unwrap().trim().parse().unwrap();
     assert_eq!(line, format!("LISTENING {port}\n"));
 
     let login = http(port, "POST", "/test/login", r#"{"user":"bin"}"#);
     assert!(login.starts_with("HTTP/1.1 200 OK\r\n"), "{login}");
-    let body: serde_json::Value =
-        serde_json::from_str(login.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(login.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     let refresh_body = serde_json::json!({
         "accessToken": body["accessToken"], "refreshToken": body["refreshCredential"],
     })
@@ -82,10 +67,7 @@ fn binary_prints_its_port_serves_and_exits_when_stdin_closes() {
             assert!(status.success());
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit after stdin closed"
-        );
+        assert!(Instant::now() < deadline, "server did not exit after stdin closed");
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());

@@ -65,9 +65,7 @@ fn wait_for_stdin_eof() {
 }
 
 /// `Ok(None)` for `--help`.
-fn parse_args(
-    mut args: impl Iterator<Item = String>,
-) -> Result<Option<(Dialect, ServerConfig)>, String> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<(Dialect, ServerConfig)>, String> {
     let mut dialect = None;
     let mut config = ServerConfig::default();
     while let Some(arg) = args.next() {

@@ -48,11 +48,7 @@ pub enum Dialect {
 
 impl Dialect {
     /// All dialects, in seed order.
-    pub const ALL: [Dialect; 3] = [
-        Dialect::EntityToken,
-        Dialect::SuccessEnvelope,
-        Dialect::VersionedBearer,
-    ];
+    pub const ALL: [Dialect; 3] = [Dialect::EntityToken, Dialect::SuccessEnvelope, Dialect::VersionedBearer];
 
     /// The refresh route of the seed document.
     pub fn refresh_path(self) -> &'static str {
@@ -266,10 +262,7 @@ fn rotating_family(env: &mut RefreshEnv<'_>, refresh_token: &str) -> Result<Fami
     }
 }
 
-fn refresh_entity_token(
-    request: &Request,
-    env: &mut RefreshEnv<'_>,
-) -> Result<IssuedTokens, Rejection> {
+fn refresh_entity_token(request: &Request, env: &mut RefreshEnv<'_>) -> Result<IssuedTokens, Rejection> {
     match request.header("api-key") {
         None => return Err(reject(401, "api-key header is required")),
         Some(key) if key != env.api_key => return Err(reject(403, "invalid api-key")),
@@ -301,29 +294,20 @@ fn refresh_entity_token(
     })
 }
 
-fn refresh_success_envelope(
-    request: &Request,
-    env: &mut RefreshEnv<'_>,
-) -> Result<IssuedTokens, Rejection> {
+fn refresh_success_envelope(request: &Request, env: &mut RefreshEnv<'_>) -> Result<IssuedTokens, Rejection> {
     let body = json_body(request)?;
     let access_token = string_field(&body, "accessToken")?;
     let refresh_token = string_field(&body, "refreshToken")?;
     let family = rotating_family(env, refresh_token)?;
     if !env.store.is_current_access(access_token, family) {
-        return Err(reject(
-            401,
-            "accessToken is not the session's current token",
-        ));
+        return Err(reject(401, "accessToken is not the session's current token"));
     }
     Ok(env
         .store
         .rotate(family, refresh_token, env.now_ms, env.lifetimes, false))
 }
 
-fn refresh_versioned_bearer(
-    request: &Request,
-    env: &mut RefreshEnv<'_>,
-) -> Result<IssuedTokens, Rejection> {
+fn refresh_versioned_bearer(request: &Request, env: &mut RefreshEnv<'_>) -> Result<IssuedTokens, Rejection> {
     match request.header("version") {
         Some("2.0") => {}
         Some(_) => return Err(reject(400, "unsupported API version; send Version: 2.0")),
@@ -336,14 +320,9 @@ fn refresh_versioned_bearer(
     let refresh_token = string_field(&body, "refreshToken")?;
     let family = rotating_family(env, refresh_token)?;
     if !env.store.is_current_access(bearer, family) {
-        return Err(reject(
-            401,
-            "bearer is not the session's current access token",
-        ));
+        return Err(reject(401, "bearer is not the session's current access token"));
     }
-    Ok(env
-        .store
-        .rotate(family, refresh_token, env.now_ms, env.lifetimes, true))
+    Ok(env.store.rotate(family, refresh_token, env.now_ms, env.lifetimes, true))
 }
 
 #[cfg(test)]
@@ -359,10 +338,7 @@ mod tests {
             assert!(dialect.refresh_path().starts_with('/'));
         }
         assert_eq!("entity-token".parse::<Dialect>(), Ok(Dialect::EntityToken));
-        assert_eq!(
-            "versioned_bearer".parse::<Dialect>(),
-            Ok(Dialect::VersionedBearer)
-        );
+        assert_eq!("versioned_bearer".parse::<Dialect>(), Ok(Dialect::VersionedBearer));
         assert!("003".parse::<Dialect>().is_err());
     }
 

@@ -97,15 +97,11 @@ impl Fault {
             ),
             Fault::Delay(delay) => FaultAction::DelayThenProcess(*delay),
             Fault::DropConnection => FaultAction::Hangup,
-            Fault::Garbage => respond(Response::raw(
-                200,
-                Some("application/json"),
-                GARBAGE.to_vec(),
-            )),
+            Fault::Garbage => respond(Response::raw(200, Some("application/json"), GARBAGE.to_vec())),
             Fault::EnvelopeFailure => respond(dialect.envelope_failure_response()),
-            Fault::CaptivePortal => respond(
-                Response::html(302, CAPTIVE_PAGE).with_header("Location", CAPTIVE_PORTAL_LOCATION),
-            ),
+            Fault::CaptivePortal => {
+                respond(Response::html(302, CAPTIVE_PAGE).with_header("Location", CAPTIVE_PORTAL_LOCATION))
+            }
             Fault::HtmlOk => respond(Response::html(200, LOGIN_PAGE)),
             Fault::LoseResponseAfterRotate => FaultAction::ProcessThenHangup,
             Fault::Oversized(len) => respond(Response::oversized_json(*len)),
@@ -123,9 +119,10 @@ impl Fault {
             .and_then(Value::as_str)
             .ok_or("\"fault\" must be a string")?;
         let number = |field: &str| {
-            value.get(field).and_then(Value::as_u64).ok_or(format!(
-                "fault {name:?} needs a non-negative integer {field:?}"
-            ))
+            value
+                .get(field)
+                .and_then(Value::as_u64)
+                .ok_or(format!("fault {name:?} needs a non-negative integer {field:?}"))
         };
         Ok(match name {
             "status" => Fault::Status(
@@ -144,9 +141,7 @@ impl Fault {
             "captive_portal" => Fault::CaptivePortal,
             "html_ok" => Fault::HtmlOk,
             "lose_response" | "lose_response_after_rotate" => Fault::LoseResponseAfterRotate,
-            "oversized" => Fault::Oversized(
-                usize::try_from(number("bytes")?).map_err(|_| "\"bytes\" too large")?,
-            ),
+            "oversized" => Fault::Oversized(usize::try_from(number("bytes")?).map_err(|_| "\"bytes\" too large")?),
             other => return Err(format!("unknown fault {other:?}")),
         })
     }
@@ -160,15 +155,10 @@ mod tests {
     #[test]
     fn parses_every_documented_fault() {
         let cases = [
-            (
-                json!({"fault": "status", "status": 503}),
-                Fault::Status(503),
-            ),
+            (json!({"fault": "status", "status": 503}), Fault::Status(503)),
             (
                 json!({"fault": "throttle", "retry_after_secs": 2}),
-                Fault::Throttle {
-                    retry_after_secs: 2,
-                },
+                Fault::Throttle { retry_after_secs: 2 },
             ),
             (
                 json!({"fault": "delay", "ms": 250}),
@@ -179,14 +169,8 @@ mod tests {
             (json!({"fault": "envelope_failure"}), Fault::EnvelopeFailure),
             (json!({"fault": "captive_portal"}), Fault::CaptivePortal),
             (json!({"fault": "html_ok"}), Fault::HtmlOk),
-            (
-                json!({"fault": "lose_response"}),
-                Fault::LoseResponseAfterRotate,
-            ),
-            (
-                json!({"fault": "oversized", "bytes": 70000}),
-                Fault::Oversized(70000),
-            ),
+            (json!({"fault": "lose_response"}), Fault::LoseResponseAfterRotate),
+            (json!({"fault": "oversized", "bytes": 70000}), Fault::Oversized(70000)),
         ];
         for (value, fault) in cases {
             assert_eq!(Fault::from_json(&value), Ok(fault));

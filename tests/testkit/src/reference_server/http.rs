@@ -96,10 +96,7 @@ impl ReadError {
             ReadError::BodyTooLarge => (413, "request body larger than 64 KiB"),
             ReadError::UnsupportedTransferEncoding => (501, "unsupported transfer encoding"),
         };
-        Some(Response::json(
-            status,
-            &serde_json::json!({ "error": message }),
-        ))
+        Some(Response::json(status, &serde_json::json!({ "error": message })))
     }
 }
 
@@ -110,8 +107,7 @@ pub(crate) fn read_request(stream: &TcpStream) -> Result<Request, ReadError> {
 
     let request_line = read_line(&mut reader, &mut head_budget)?;
     let mut parts = request_line.split_ascii_whitespace();
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ReadError::Malformed);
     };
@@ -163,9 +159,7 @@ pub(crate) fn read_request(stream: &TcpStream) -> Result<Request, ReadError> {
             send_continue(stream)?;
         }
         let mut body = vec![0; length];
-        reader
-            .read_exact(&mut body)
-            .map_err(|_| ReadError::Closed)?;
+        reader.read_exact(&mut body).map_err(|_| ReadError::Closed)?;
         request.body = body;
     }
     Ok(request)
@@ -288,11 +282,7 @@ impl Response {
 
     /// An HTML response.
     pub fn html(status: u16, page: &str) -> Self {
-        Self::raw(
-            status,
-            Some("text/html; charset=utf-8"),
-            page.as_bytes().to_vec(),
-        )
+        Self::raw(status, Some("text/html; charset=utf-8"), page.as_bytes().to_vec())
     }
 
     /// Any bytes under any content type.
@@ -447,9 +437,7 @@ mod tests {
         client.write_all(raw).unwrap();
         client.shutdown(Shutdown::Write).unwrap();
         let (server, _) = listener.accept().unwrap();
-        server
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         read_request(&server)
     }
 
@@ -489,22 +477,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_oversized_input() {
-        assert_eq!(
-            parse(b"\x00\xff\xfe garbage\r\n\r\n"),
-            Err(ReadError::Malformed)
-        );
-        assert_eq!(
-            parse(b"GET / HTTP/1.1 extra\r\n\r\n"),
-            Err(ReadError::Malformed)
-        );
-        assert_eq!(
-            parse(b"GET nopath HTTP/1.1\r\n\r\n"),
-            Err(ReadError::Malformed)
-        );
-        assert_eq!(
-            parse(b"GET / HTTP/1.1\r\nno colon\r\n\r\n"),
-            Err(ReadError::Malformed)
-        );
+        assert_eq!(parse(b"\x00\xff\xfe garbage\r\n\r\n"), Err(ReadError::Malformed));
+        assert_eq!(parse(b"GET / HTTP/1.1 extra\r\n\r\n"), Err(ReadError::Malformed));
+        assert_eq!(parse(b"GET nopath HTTP/1.1\r\n\r\n"), Err(ReadError::Malformed));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nno colon\r\n\r\n"), Err(ReadError::Malformed));
         assert_eq!(
             parse(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
             Err(ReadError::Malformed)

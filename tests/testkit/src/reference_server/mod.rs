@@ -146,9 +146,7 @@ impl Shared {
     fn revoke_family_of(&self, token: &str) -> bool {
         let newly_revoked = {
             let mut store = self.store.lock();
-            store
-                .family_of(token)
-                .is_some_and(|family| store.revoke_family(family))
+            store.family_of(token).is_some_and(|family| store.revoke_family(family))
         };
         if newly_revoked {
             self.stats.lock().families_revoked += 1;
@@ -182,8 +180,7 @@ impl Shared {
                         stats.families_revoked += 1;
                     }
                 }
-                self.dialect
-                    .failure_response(rejection.status, &rejection.detail)
+                self.dialect.failure_response(rejection.status, &rejection.detail)
             }
         }
     }

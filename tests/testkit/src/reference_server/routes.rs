@@ -32,10 +32,7 @@ pub(super) fn serve_connection(shared: &Shared, stream: TcpStream) {
     };
     match reply {
         Reply::Send(response) => {
-            if response
-                .write_to(&stream, &shared.clock.http_date())
-                .is_ok()
-            {
+            if response.write_to(&stream, &shared.clock.http_date()).is_ok() {
                 http::close_gracefully(&stream);
             }
         }
@@ -51,23 +48,13 @@ fn route(shared: &Shared, request: &Request, stream: &TcpStream) -> Reply {
     } else {
         match path {
             "/protected" | "/test/stats" => "GET",
-            "/test/login"
-            | "/test/fault"
-            | "/test/clear-faults"
-            | "/test/revoke"
-            | "/test/advance-clock" => "POST",
-            _ => {
-                return Reply::Send(Response::json(
-                    404,
-                    &json!({ "error": "not found", "path": path }),
-                ))
-            }
+            "/test/login" | "/test/fault" | "/test/clear-faults" | "/test/revoke" | "/test/advance-clock" => "POST",
+            _ => return Reply::Send(Response::json(404, &json!({ "error": "not found", "path": path }))),
         }
     };
     if request.method != expected_method {
         return Reply::Send(
-            Response::json(405, &json!({ "error": "method not allowed" }))
-                .with_header("Allow", expected_method),
+            Response::json(405, &json!({ "error": "method not allowed" })).with_header("Allow", expected_method),
         );
     }
     if path == shared.dialect.refresh_path() {
@@ -134,9 +121,7 @@ fn client_hung_up(stream: &TcpStream) -> bool {
 }
 
 fn protected(shared: &Shared, request: &Request) -> Response {
-    let user = request
-        .bearer()
-        .and_then(|token| shared.check_access(token));
+    let user = request.bearer().and_then(|token| shared.check_access(token));
     let mut stats = shared.stats.lock();
     match user {
         Some(sub) => {
@@ -173,9 +158,7 @@ fn stats(shared: &Shared) -> Response {
 fn test_body(request: &Request, expected: &str) -> Result<Value, Response> {
     match serde_json::from_slice::<Value>(&request.body) {
         Ok(value @ Value::Object(_)) => Ok(value),
-        _ => Err(bad_request(&format!(
-            "expected a JSON body like {expected}"
-        ))),
+        _ => Err(bad_request(&format!("expected a JSON body like {expected}"))),
     }
 }
 

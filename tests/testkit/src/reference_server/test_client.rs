@@ -31,9 +31,7 @@ impl Reply {
 /// Sends `raw` and reads the whole answer; `None` when the server closed without answering.
 pub(crate) fn send_raw(port: u16, raw: &[u8]) -> Option<Reply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     stream.write_all(raw).unwrap();
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes).unwrap();
@@ -45,10 +43,7 @@ pub(crate) fn send_raw(port: u16, raw: &[u8]) -> Option<Reply> {
 }
 
 fn parse_reply(bytes: &[u8]) -> Reply {
-    let split = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no end of head");
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("no end of head");
     let head = std::str::from_utf8(&bytes[..split]).unwrap();
     let body = bytes[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
@@ -62,11 +57,7 @@ fn parse_reply(bytes: &[u8]) -> Reply {
             (name.to_owned(), value.trim().to_owned())
         })
         .collect();
-    let reply = Reply {
-        status,
-        headers,
-        body,
-    };
+    let reply = Reply { status, headers, body };
     if let Some(length) = reply.header("content-length") {
         assert_eq!(length.parse::<usize>().unwrap(), reply.body.len());
     }
@@ -74,23 +65,11 @@ fn parse_reply(bytes: &[u8]) -> Reply {
 }
 
 /// Builds a request with `Host`, `Content-Length` and the given headers, and sends it.
-pub(crate) fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Option<Reply> {
+pub(crate) fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Option<Reply> {
     send_raw(port, &build(port, method, path, headers, body))
 }
 
-pub(crate) fn build(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Vec<u8> {
+pub(crate) fn build(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
     for (name, value) in headers {
         raw.push_str(&format!("{name}: {value}\r\n"));

@@ -74,14 +74,7 @@ fn tokens_002(reply: &Reply) -> IssuedTokens {
 
 fn protected(s: &ReferenceServer, token: &str) -> Reply {
     let auth = format!("Bearer {token}");
-    request(
-        s.port(),
-        "GET",
-        "/protected",
-        &[("Authorization", &auth)],
-        "",
-    )
-    .unwrap()
+    request(s.port(), "GET", "/protected", &[("Authorization", &auth)], "").unwrap()
 }
 
 fn assert_001_auth_failure(reply: &Reply) {
@@ -137,13 +130,7 @@ fn entity_token_accepts_an_expired_access_token() {
     let login = s.login("p");
     s.advance_clock(Duration::from_secs(61));
     assert!(!s.check_access(&login.access_token));
-    let reply = refresh_000(
-        &s,
-        &login.refresh_credential,
-        &login.access_token,
-        &login.access_token,
-    )
-    .unwrap();
+    let reply = refresh_000(&s, &login.refresh_credential, &login.access_token, &login.access_token).unwrap();
     assert_eq!(reply.status, 200);
     assert!(s.check_access(reply.json()["data"].as_str().unwrap()));
 }
@@ -159,13 +146,7 @@ fn entity_token_rejects_missing_or_wrong_credentials() {
     let auth = format!("Bearer {}", login.access_token);
     let path = Dialect::EntityToken.refresh_path();
 
-    let no_key = request(
-        s.port(),
-        "POST",
-        path,
-        &[JSON, ("Authorization", &auth)],
-        &body,
-    );
+    let no_key = request(s.port(), "POST", path, &[JSON, ("Authorization", &auth)], &body);
     let no_key = no_key.unwrap();
     assert_eq!(no_key.status, 401);
     let envelope = no_key.json();
@@ -189,31 +170,16 @@ fn entity_token_rejects_missing_or_wrong_credentials() {
     assert_eq!(no_bearer.unwrap().status, 401);
 
     // Another family's access token, in either place.
-    let mixed = refresh_000(
-        &s,
-        &login.refresh_credential,
-        &other.access_token,
-        &login.access_token,
-    );
+    let mixed = refresh_000(&s, &login.refresh_credential, &other.access_token, &login.access_token);
     assert_eq!(mixed.unwrap().status, 401);
-    let mixed = refresh_000(
-        &s,
-        &login.refresh_credential,
-        &login.access_token,
-        &other.access_token,
-    );
+    let mixed = refresh_000(&s, &login.refresh_credential, &login.access_token, &other.access_token);
     assert_eq!(mixed.unwrap().status, 401);
     let bogus = refresh_000(&s, "bogus", &login.access_token, &login.access_token);
     assert_eq!(bogus.unwrap().status, 401);
 
     // Server-side logout.
     assert!(s.revoke_family_of(&login.refresh_credential));
-    let revoked = refresh_000(
-        &s,
-        &login.refresh_credential,
-        &login.access_token,
-        &login.access_token,
-    );
+    let revoked = refresh_000(&s, &login.refresh_credential, &login.access_token, &login.access_token);
     assert_eq!(revoked.unwrap().status, 401);
     assert!(!s.check_access(&login.access_token));
     assert!(s.check_access(&other.access_token));
@@ -250,8 +216,7 @@ fn success_envelope_reuse_revokes_the_family() {
     let s = server(Dialect::SuccessEnvelope);
     let login = s.login("u");
     let bystander = s.login("v");
-    let next =
-        tokens_001(&refresh_001(&s, &login.access_token, &login.refresh_credential).unwrap());
+    let next = tokens_001(&refresh_001(&s, &login.access_token, &login.refresh_credential).unwrap());
 
     // Replaying the rotated-out refresh token.
     let replay = refresh_001(&s, &login.access_token, &login.refresh_credential).unwrap();
@@ -260,9 +225,7 @@ fn success_envelope_reuse_revokes_the_family() {
     assert_eq!((stats.reuse_detections, stats.families_revoked), (1, 1));
 
     // The whole family is dead, including the legitimately rotated pair.
-    assert_001_auth_failure(
-        &refresh_001(&s, &next.access_token, &next.refresh_credential).unwrap(),
-    );
+    assert_001_auth_failure(&refresh_001(&s, &next.access_token, &next.refresh_credential).unwrap());
     assert!(!s.check_access(&next.access_token));
     assert_eq!(protected(&s, &next.access_token).status, 401);
     // Another family is untouched.
@@ -284,9 +247,7 @@ fn success_envelope_checks_access_token_expiry_and_format() {
     let login = s.login("u");
     let other = s.login("w");
     // accessToken of another family.
-    assert_001_auth_failure(
-        &refresh_001(&s, &other.access_token, &login.refresh_credential).unwrap(),
-    );
+    assert_001_auth_failure(&refresh_001(&s, &other.access_token, &login.refresh_credential).unwrap());
     // Missing field, not JSON, wrong content type.
     let path = Dialect::SuccessEnvelope.refresh_path();
     let missing = request(s.port(), "POST", path, &[JSON], r#"{"refreshToken":"x"}"#).unwrap();
@@ -299,19 +260,15 @@ fn success_envelope_checks_access_token_expiry_and_format() {
         "POST",
         path,
         &[("Content-Type", "application/x-www-form-urlencoded")],
-        &json!({"accessToken": login.access_token, "refreshToken": login.refresh_credential})
-            .to_string(),
+        &json!({"accessToken": login.access_token, "refreshToken": login.refresh_credential}).to_string(),
     )
     .unwrap();
     assert_eq!(form.status, 415);
     // An expired access token is fine; an expired refresh token is not (and is no reuse).
     s.advance_clock(Duration::from_secs(61));
-    let next =
-        tokens_001(&refresh_001(&s, &login.access_token, &login.refresh_credential).unwrap());
+    let next = tokens_001(&refresh_001(&s, &login.access_token, &login.refresh_credential).unwrap());
     s.advance_clock(Duration::from_secs(3600));
-    assert_001_auth_failure(
-        &refresh_001(&s, &next.access_token, &next.refresh_credential).unwrap(),
-    );
+    assert_001_auth_failure(&refresh_001(&s, &next.access_token, &next.refresh_credential).unwrap());
     assert_eq!(s.stats().reuse_detections, 0);
 }
 
@@ -331,20 +288,12 @@ fn versioned_bearer_happy_path_rotation_and_revocation_of_previous_access() {
     // The previous access token is revoked when new tokens are issued.
     assert!(!s.check_access(&login.access_token));
     assert_eq!(protected(&s, &login.access_token).status, 401);
-    assert_eq!(
-        protected(&s, &next.access_token).json(),
-        json!({"sub": "u2"})
-    );
+    assert_eq!(protected(&s, &next.access_token).json(), json!({"sub": "u2"}));
 
     // The revoked previous bearer cannot refresh, even with the current refresh token.
     let stale = refresh_002(&s, &login.access_token, &next.refresh_credential).unwrap();
     assert_eq!(stale.status, 401);
-    assert_eq!(
-        stale.json()["type"],
-        "unauthorized",
-        "problem body: {}",
-        stale.json()
-    );
+    assert_eq!(stale.json()["type"], "unauthorized", "problem body: {}", stale.json());
     assert_eq!(s.stats().reuse_detections, 0);
 
     // An expired current bearer is fine.
@@ -358,8 +307,7 @@ fn versioned_bearer_happy_path_rotation_and_revocation_of_previous_access() {
 fn versioned_bearer_reuse_revokes_the_family() {
     let s = server(Dialect::VersionedBearer);
     let login = s.login("u");
-    let next =
-        tokens_002(&refresh_002(&s, &login.access_token, &login.refresh_credential).unwrap());
+    let next = tokens_002(&refresh_002(&s, &login.access_token, &login.refresh_credential).unwrap());
     let replay = refresh_002(&s, &next.access_token, &login.refresh_credential).unwrap();
     assert_eq!(replay.status, 401);
     assert_eq!(
@@ -376,11 +324,7 @@ fn versioned_bearer_reuse_revokes_the_family() {
     );
     let stats = s.stats();
     assert_eq!(
-        (
-            stats.reuse_detections,
-            stats.families_revoked,
-            stats.refresh_failures
-        ),
+        (stats.reuse_detections, stats.families_revoked, stats.refresh_failures),
         (1, 1, 2)
     );
 }
@@ -392,13 +336,7 @@ fn versioned_bearer_requires_version_and_bearer() {
     let body = json!({ "refreshToken": login.refresh_credential }).to_string();
     let auth = format!("Bearer {}", login.access_token);
     let path = Dialect::VersionedBearer.refresh_path();
-    let no_version = request(
-        s.port(),
-        "POST",
-        path,
-        &[JSON, ("Authorization", &auth)],
-        &body,
-    );
+    let no_version = request(s.port(), "POST", path, &[JSON, ("Authorization", &auth)], &body);
     let no_version = no_version.unwrap();
     assert_eq!(no_version.status, 400);
     assert_eq!(no_version.json()["status"], 400);
@@ -437,9 +375,7 @@ fn status_throttle_garbage_portal_html_and_oversized_faults_change_nothing() {
     s.push_fault(Fault::Status(418));
     assert_eq!(refresh().json()["status"], 418);
 
-    s.push_fault(Fault::Throttle {
-        retry_after_secs: 2,
-    });
+    s.push_fault(Fault::Throttle { retry_after_secs: 2 });
     let r = refresh();
     assert_eq!((r.status, r.header("retry-after")), (429, Some("2")));
 
@@ -479,12 +415,7 @@ fn envelope_failure_fault_in_each_dialect() {
     let s = server(Dialect::EntityToken);
     let login = s.login("p");
     s.push_fault(Fault::EnvelopeFailure);
-    let r = refresh_000(
-        &s,
-        &login.refresh_credential,
-        &login.access_token,
-        &login.access_token,
-    );
+    let r = refresh_000(&s, &login.refresh_credential, &login.access_token, &login.access_token);
     let r = r.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "error");
@@ -534,11 +465,7 @@ fn lose_response_after_rotate_rotates_then_hangs_up() {
     assert_eq!(retry.status, 401);
     let stats = s.stats();
     assert_eq!(
-        (
-            stats.refresh_successes,
-            stats.reuse_detections,
-            stats.families_revoked
-        ),
+        (stats.refresh_successes, stats.reuse_detections, stats.families_revoked),
         (1, 1, 1)
     );
 }
@@ -558,13 +485,7 @@ fn delay_answers_late_and_a_client_that_gave_up_changes_nothing() {
     // A client that times out and hangs up before the delayed answer.
     s.push_fault(Fault::Delay(Duration::from_millis(150)));
     let body = json!({"accessToken": next.access_token, "refreshToken": next.refresh_credential});
-    let raw = build(
-        s.port(),
-        "POST",
-        "/v2/Auth/RefreshToken",
-        &[JSON],
-        &body.to_string(),
-    );
+    let raw = build(s.port(), "POST", "/v2/Auth/RefreshToken", &[JSON], &body.to_string());
     let mut impatient = TcpStream::connect(("127.0.0.1", s.port())).unwrap();
     impatient.write_all(&raw).unwrap();
     drop(impatient);
@@ -584,19 +505,12 @@ fn faults_are_fifo_one_per_refresh_and_clearable() {
     let s = server(Dialect::EntityToken);
     let login = s.login("p");
     let refresh = || {
-        refresh_000(
-            &s,
-            &login.refresh_credential,
-            &login.access_token,
-            &login.access_token,
-        )
-        .unwrap()
-        .status
+        refresh_000(&s, &login.refresh_credential, &login.access_token, &login.access_token)
+            .unwrap()
+            .status
     };
     s.push_fault(Fault::Status(500));
-    s.push_fault(Fault::Throttle {
-        retry_after_secs: 1,
-    });
+    s.push_fault(Fault::Throttle { retry_after_secs: 1 });
     // Other routes do not consume faults.
     assert_eq!(protected(&s, &login.access_token).status, 200);
     assert_eq!(refresh(), 500);
@@ -619,10 +533,7 @@ fn protected_resource_accepts_only_live_access_tokens() {
     assert_eq!(protected(&s, "a.b.c").status, 401);
     let none = request(s.port(), "GET", "/protected", &[], "").unwrap();
     assert_eq!(none.status, 401);
-    assert!(none
-        .header("www-authenticate")
-        .unwrap()
-        .starts_with("Bearer"));
+    assert!(none.header("www-authenticate").unwrap().starts_with("Bearer"));
     // A forged token with the same claims but another key.
     let mut forged: Vec<&str> = login.access_token.split('.').collect();
     forged[2] = "AAAA";
@@ -642,10 +553,7 @@ fn http_surface_is_strict_and_well_formed() {
     let not_found = request(s.port(), "GET", "/nope", &[], "").unwrap();
     assert_eq!(not_found.status, 404);
     let wrong_method = request(s.port(), "GET", "/User/RefreshToken", &[], "").unwrap();
-    assert_eq!(
-        (wrong_method.status, wrong_method.header("allow")),
-        (405, Some("POST"))
-    );
+    assert_eq!((wrong_method.status, wrong_method.header("allow")), (405, Some("POST")));
     for reply in [&not_found, &wrong_method] {
         assert_eq!(reply.header("connection"), Some("close"));
         httpdate::parse_http_date(reply.header("date").unwrap()).unwrap();
@@ -667,10 +575,7 @@ fn http_surface_is_strict_and_well_formed() {
         "{not json",
     )
     .unwrap();
-    assert_eq!(
-        (r.status, r.json()["title"].clone()),
-        (400, json!("Bad Request"))
-    );
+    assert_eq!((r.status, r.json()["title"].clone()), (400, json!("Bad Request")));
     // The server's Date follows its clock.
     s.advance_clock(Duration::from_secs(86_400));
     let date = httpdate::parse_http_date(not_found_date(&s).as_str()).unwrap();
@@ -690,14 +595,7 @@ fn not_found_date(s: &ReferenceServer) -> String {
 fn test_routes_drive_the_server_over_http() {
     let s = server(Dialect::SuccessEnvelope);
     let port = s.port();
-    let login = request(
-        port,
-        "POST",
-        "/test/login",
-        &[JSON],
-        r#"{"user":"http-user"}"#,
-    )
-    .unwrap();
+    let login = request(port, "POST", "/test/login", &[JSON], r#"{"user":"http-user"}"#).unwrap();
     let login = login.json();
     let access = login["accessToken"].as_str().unwrap().to_owned();
     let refresh = login["refreshCredential"].as_str().unwrap().to_owned();
@@ -719,13 +617,7 @@ fn test_routes_drive_the_server_over_http() {
     request(port, "POST", "/test/clear-faults", &[], "").unwrap();
     let next = tokens_001(&refresh_001(&s, &access, &refresh).unwrap());
 
-    let advanced = request(
-        port,
-        "POST",
-        "/test/advance-clock",
-        &[JSON],
-        r#"{"ms":61000}"#,
-    );
+    let advanced = request(port, "POST", "/test/advance-clock", &[JSON], r#"{"ms":61000}"#);
     assert_eq!(advanced.unwrap().status, 200);
     assert!(!s.check_access(&next.access_token));
 

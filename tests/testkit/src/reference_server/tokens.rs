@@ -238,11 +238,7 @@ impl TokenStore {
 
     /// A new access token for `family`, which becomes its current one. Earlier ones stay valid.
     pub fn issue_access(&mut self, family: FamilyId, now_ms: u64, ttl: Duration) -> String {
-        let user = self
-            .families
-            .get(&family)
-            .map(|f| f.user.clone())
-            .unwrap_or_default();
+        let user = self.families.get(&family).map(|f| f.user.clone()).unwrap_or_default();
         let ttl_ms = duration_ms(ttl);
         let iat = now_ms / 1000;
         let exp = iat.saturating_add(ttl_ms.div_ceil(1000));
@@ -313,11 +309,7 @@ impl TokenStore {
 
     /// Whether `token` is the current, unrevoked access token of `family` (expired or not).
     pub fn is_current_access(&self, token: &str, family: FamilyId) -> bool {
-        self.access_belongs_to(token, family)
-            && self
-                .families
-                .get(&family)
-                .is_some_and(|f| f.current_access == token)
+        self.access_belongs_to(token, family) && self.families.get(&family).is_some_and(|f| f.current_access == token)
     }
 
     /// Rotation: `presented` is rotated out, a new access token and refresh token are issued, and
@@ -399,8 +391,7 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
         assert!(!token.contains('='));
-        let header: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
         assert_eq!(header, json!({"alg": "HS256", "typ": "JWT"}));
         // Independent HMAC check.
         let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
@@ -411,10 +402,7 @@ mod tests {
         );
         assert_eq!(signer.verify(&token).unwrap(), json!({"sub": "u"}));
         assert!(signer.verify(&format!("{token}x")).is_none());
-        assert!(JwtSigner::with_secret(b"other")
-            .unwrap()
-            .verify(&token)
-            .is_none());
+        assert!(JwtSigner::with_secret(b"other").unwrap().verify(&token).is_none());
         assert!(signer.verify("no dots").is_none());
     }
 
@@ -431,21 +419,13 @@ mod tests {
         assert_eq!(claims["fam"], 1);
         assert!(claims["jti"].as_str().unwrap().len() >= 20);
         // Valid until max(exp, issue + ttl) = 1_000_002.2 s.
-        assert!(store
-            .check_access(&issued.access_token, 1_000_002_199)
-            .is_some());
-        assert!(store
-            .check_access(&issued.access_token, 1_000_002_200)
-            .is_none());
+        assert!(store.check_access(&issued.access_token, 1_000_002_199).is_some());
+        assert!(store.check_access(&issued.access_token, 1_000_002_200).is_none());
         // Valid until exp when exp is the later bound.
         let issued = store.login("carol", 7_000_100, LIFETIMES);
         assert_eq!(claims_of(&issued.access_token)["exp"], 7_002);
-        assert!(store
-            .check_access(&issued.access_token, 7_001_999)
-            .is_some());
-        assert!(store
-            .check_access(&issued.access_token, 7_002_000)
-            .is_none());
+        assert!(store.check_access(&issued.access_token, 7_001_999).is_some());
+        assert!(store.check_access(&issued.access_token, 7_002_000).is_none());
         // Sub-second ttl: exp is one second after iat, and the token is valid right after issue.
         let short = Lifetimes {
             access: Duration::from_millis(10),
@@ -453,12 +433,8 @@ mod tests {
         };
         let issued = store.login("bob", 5_000_995, short);
         assert_eq!(claims_of(&issued.access_token)["exp"], 5_001);
-        assert!(store
-            .check_access(&issued.access_token, 5_001_004)
-            .is_some());
-        assert!(store
-            .check_access(&issued.access_token, 5_001_005)
-            .is_none());
+        assert!(store.check_access(&issued.access_token, 5_001_004).is_some());
+        assert!(store.check_access(&issued.access_token, 5_001_005).is_none());
         // Zero ttl: born expired.
         let zero = Lifetimes {
             access: Duration::ZERO,
@@ -467,9 +443,7 @@ mod tests {
         let issued = store.login("dan", 9_000_500, zero);
         let claims = claims_of(&issued.access_token);
         assert_eq!(claims["exp"], claims["iat"]);
-        assert!(store
-            .check_access(&issued.access_token, 9_000_500)
-            .is_none());
+        assert!(store.check_access(&issued.access_token, 9_000_500).is_none());
     }
 
     #[test]
@@ -478,10 +452,7 @@ mod tests {
         let a = store.login("u", 10_000, LIFETIMES);
         let b = store.login("u", 10_000, LIFETIMES);
         assert_ne!(a.refresh_credential, b.refresh_credential);
-        assert_eq!(
-            URL_SAFE_NO_PAD.decode(&a.refresh_credential).unwrap().len(),
-            32
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a.refresh_credential).unwrap().len(), 32);
         assert_eq!(
             store.lookup_refresh(&a.refresh_credential, 69_999),
             RefreshLookup::Valid(1)
