@@ -33,9 +33,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE vault_meta (
         id                 INTEGER PRIMARY KEY CHECK (id = 1),
         created_at_ms      INTEGER NOT NULL,
-        -- Every stored pair gets the next value: generations never repeat, even across
-        -- logout and a new login of the same account.
-        generation_counter INTEGER NOT NULL
+        -- The highest generation a removed session had. A session's generation grows by one
+        -- with every write; a new sign-in after a logout starts above this, so an account's
+        -- generations never repeat. Written only on removal: a refresh touches one page less.
+        removed_generation INTEGER NOT NULL
     ) STRICT;
 
     -- The data key, wrapped by the host's key or by an Argon2id-stretched passphrase.
@@ -53,20 +54,26 @@ const MIGRATIONS: &[&str] = &[
     -- One row per account. The account id exists only inside the ciphertext; the key column
     -- is a keyed hash. generation and format are in the clear but bound into the AEAD's
     -- associated data.
+    -- A rowid table: a ~1.3 KB record fits one leaf page (a WITHOUT ROWID page holds ~1 KB
+    -- per row, so every write also rewrote an overflow page).
     CREATE TABLE sessions (
-        account_hash BLOB PRIMARY KEY NOT NULL,
+        id           INTEGER PRIMARY KEY,
+        account_hash BLOB NOT NULL UNIQUE,
         generation   INTEGER NOT NULL,
         format       INTEGER NOT NULL,
         nonce        BLOB NOT NULL,
         ciphertext   BLOB NOT NULL
-    ) STRICT, WITHOUT ROWID;
+    ) STRICT;
 
-    -- Cross-process refresh coordination: who is refreshing which account, until when, and
-    -- which credential (by keyed hash) it sent.
+    -- Cross-process refresh coordination: who is refreshing which account, until when,
+    -- which generation it refreshes, and which credential (by keyed hash) it sent. A lease whose
+    -- generation is no longer the session's is finished; it is left in place (so the commit of
+    -- the new pair writes one page) and overwritten by the next refresh.
     CREATE TABLE refresh_lease (
         account_hash    BLOB PRIMARY KEY NOT NULL,
         holder          TEXT NOT NULL,
         expires_at_ms   INTEGER NOT NULL,
+        generation      INTEGER NOT NULL,
         credential_hash BLOB NOT NULL,
         sent            INTEGER NOT NULL DEFAULT 0
     ) STRICT, WITHOUT ROWID;
@@ -173,7 +180,7 @@ impl Store {
             tx.execute_batch(step)?;
         }
         tx.execute(
-            "INSERT INTO vault_meta (id, created_at_ms, generation_counter) VALUES (1, ?1, 0)",
+            "INSERT INTO vault_meta (id, created_at_ms, removed_generation) VALUES (1, ?1, 0)",
             params![now_ms],
         )?;
         Self::write_wrapped_key(&tx, wrapped)?;
@@ -322,71 +329,64 @@ impl Store {
         Ok(out)
     }
 
-    /// Write a session row under a fresh generation, in one durable transaction.
+    /// Write a session row under its next generation, in one durable transaction.
     ///
     /// `expected` is the compare-and-swap guard: `Some(g)` requires the row to exist with
     /// generation `g`; `None` writes unconditionally (a host storing a new login).
-    /// `seal(generation)` encrypts the record for that generation; with `clear_lease` the
-    /// account's refresh lease is cleared in the same transaction. Returns `Ok(None)` when the
-    /// guard failed (nothing written).
+    /// `seal(generation)` encrypts the record for that generation. Returns `Ok(None)` when the
+    /// guard failed (nothing written). The next generation is the row's plus one, or for a new
+    /// row one above any removed session's, so an account's generations only ever grow.
     pub(crate) fn write_session(
         &mut self,
         account_hash: &[u8],
         expected: Option<u64>,
-        clear_lease: bool,
         seal: impl FnOnce(u64) -> Result<(i64, Vec<u8>, Vec<u8>)>,
     ) -> Result<Option<u64>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(expected) = expected {
-            let current: Option<i64> = tx
-                .query_row(
-                    "SELECT generation FROM sessions WHERE account_hash = ?1",
-                    params![account_hash],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if current.map(to_u64).transpose()? != Some(expected) {
-                return Ok(None);
-            }
+        let current: Option<i64> = tx
+            .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
+            .query_row(params![account_hash], |r| r.get(0))
+            .optional()?;
+        let current = current.map(to_u64).transpose()?;
+        if expected.is_some() && current != expected {
+            return Ok(None);
         }
-        let generation = Self::bump_generation(&tx)?;
+        let base = match current {
+            Some(g) => g,
+            None => to_u64(
+                tx.prepare_cached("SELECT removed_generation FROM vault_meta WHERE id = 1")?
+                    .query_row([], |r| r.get(0))?,
+            )?,
+        };
+        let generation = base
+            .checked_add(1)
+            .ok_or_else(|| VaultError::internal("generation overflow"))?;
         let (format, nonce, ciphertext) = seal(generation)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO sessions (account_hash, generation, format, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(account_hash) DO UPDATE SET generation = excluded.generation, format = excluded.format,
                nonce = excluded.nonce, ciphertext = excluded.ciphertext",
-            params![account_hash, to_i64(generation)?, format, nonce, ciphertext],
-        )?;
-        if clear_lease {
-            // The refresh that held the lease is complete: in the same transaction as the pair.
-            tx.execute(
-                "DELETE FROM refresh_lease WHERE account_hash = ?1",
-                params![account_hash],
-            )?;
-        }
+        )?
+        .execute(params![account_hash, to_i64(generation)?, format, nonce, ciphertext])?;
         tx.commit()?;
         Ok(Some(generation))
     }
 
-    fn bump_generation(tx: &Connection) -> Result<u64> {
-        let g: i64 = tx.query_row(
-            "UPDATE vault_meta SET generation_counter = generation_counter + 1 WHERE id = 1 RETURNING generation_counter",
-            [],
-            |r| r.get(0),
-        )?;
-        to_u64(g)
-    }
-
-    /// Remove a session (explicit logout). The generation counter moves on, so a refresh that
-    /// was in flight can never write its late result back. Returns whether a row existed.
+    /// Remove a session (explicit logout) and its lease. Its generation is remembered, so a
+    /// refresh that was in flight can never write its late result back, and a new sign-in of
+    /// the account starts above it. Returns whether a row existed.
     pub(crate) fn remove_session(&mut self, account_hash: &[u8]) -> Result<bool> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE vault_meta SET removed_generation = max(removed_generation,
+               coalesce((SELECT generation FROM sessions WHERE account_hash = ?1), 0)) WHERE id = 1",
+            params![account_hash],
+        )?;
         let n = tx.execute("DELETE FROM sessions WHERE account_hash = ?1", params![account_hash])?;
         tx.execute(
             "DELETE FROM refresh_lease WHERE account_hash = ?1",
             params![account_hash],
         )?;
-        Self::bump_generation(&tx)?;
         tx.commit()?;
         Ok(n > 0)
     }

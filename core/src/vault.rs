@@ -284,7 +284,7 @@ impl Vault {
         };
         let hash = self.cipher.account_hash(&session.account);
         let generation = self
-            .write_record(&hash, None, &record, true)?
+            .write_record(&hash, None, &record)?
             .ok_or_else(|| VaultError::internal("unconditional write refused"))?;
         let entry = self.install(&session.account, record, generation);
         {
@@ -547,21 +547,15 @@ impl Vault {
             .map_err(|_| VaultError::corrupt("a session record does not parse"))
     }
 
-    /// Encrypt and write a record (compare-and-swap on `expected`), clearing the account's
-    /// lease when `clear_lease`. `Ok(None)`: the guard failed, nothing was written.
-    fn write_record(
-        &self,
-        hash: &[u8],
-        expected: Option<u64>,
-        record: &SessionRecord,
-        clear_lease: bool,
-    ) -> Result<Option<u64>> {
+    /// Encrypt and write a record (compare-and-swap on `expected`). `Ok(None)`: the guard
+    /// failed, nothing was written.
+    fn write_record(&self, hash: &[u8], expected: Option<u64>, record: &SessionRecord) -> Result<Option<u64>> {
         let plain = Zeroizing::new(
             serde_json::to_vec(record).map_err(|_| VaultError::internal("record serialisation failed"))?,
         );
         let cipher = &self.cipher;
         self.with_store(|s| {
-            s.write_session(hash, expected, clear_lease, |generation| {
+            s.write_session(hash, expected, |generation| {
                 let (nonce, ct) = cipher.seal(hash, generation, &plain)?;
                 Ok((RECORD_FORMAT, nonce, ct))
             })
@@ -828,27 +822,29 @@ impl Vault {
             let conn = s.conn_mut();
             // The lease only needs to survive a crash of this process, not a power cut:
             // NORMAL skips the fsync (DESIGN.md §6: ~27 µs instead of ~145 µs).
-            conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+            conn.prepare_cached("PRAGMA synchronous=NORMAL")?.execute([])?;
             let result = (|| -> Result<LeaseOutcome> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 // Read the clock only once the write lock is ours: waiting for it may take a
                 // while, and a stale "now" would make a peer's fresh lease look implausible.
                 let now_wall = clock.wall_ms();
                 let generation: Option<i64> = tx
-                    .query_row("SELECT generation FROM sessions WHERE account_hash = ?1", params![hash], |r| r.get(0))
+                    .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
+                    .query_row(params![hash], |r| r.get(0))
                     .optional()?;
                 if generation.and_then(|g| u64::try_from(g).ok()) != Some(lead.base_generation) {
                     return Ok(LeaseOutcome::StoreChanged);
                 }
-                let lease: Option<(String, i64, Vec<u8>, i64)> = tx
-                    .query_row(
-                        "SELECT holder, expires_at_ms, credential_hash, sent FROM refresh_lease WHERE account_hash = ?1",
-                        params![hash],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
+                let lease: Option<(String, i64, i64, Vec<u8>, i64)> = tx
+                    .prepare_cached(
+                        "SELECT holder, expires_at_ms, generation, credential_hash, sent FROM refresh_lease WHERE account_hash = ?1",
+                    )?
+                    .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                     .optional()?;
                 let mut possibly_consumed = false;
-                if let Some((holder, expires, cred, sent)) = lease {
+                // A lease for an older generation belongs to a refresh that completed.
+                let pending = lease.filter(|l| u64::try_from(l.2).ok() == Some(lead.base_generation));
+                if let Some((holder, expires, _, cred, sent)) = pending {
                     // A lease much further in the future than any lease we would take means the
                     // clock jumped back: treat it as expired.
                     let plausible = expires <= now_wall.saturating_add(lease_ms).saturating_add(LEASE_CLOCK_SLACK_MS);
@@ -859,16 +855,23 @@ impl Vault {
                     // request carrying it may have been consumed by the server.
                     possibly_consumed = sent != 0 && cred == lead.credential_hash && holder != lead.lease_holder;
                 }
-                tx.execute(
-                    "INSERT INTO refresh_lease (account_hash, holder, expires_at_ms, credential_hash, sent) VALUES (?1, ?2, ?3, ?4, 1)
+                tx.prepare_cached(
+                    "INSERT INTO refresh_lease (account_hash, holder, expires_at_ms, generation, credential_hash, sent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1)
                      ON CONFLICT(account_hash) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms,
-                       credential_hash = excluded.credential_hash, sent = 1",
-                    params![hash, lead.lease_holder, now_wall.saturating_add(lease_ms), lead.credential_hash],
-                )?;
+                       generation = excluded.generation, credential_hash = excluded.credential_hash, sent = 1",
+                )?
+                .execute(params![
+                    hash,
+                    lead.lease_holder,
+                    now_wall.saturating_add(lease_ms),
+                    i64::try_from(lead.base_generation).unwrap_or(i64::MAX),
+                    lead.credential_hash
+                ])?;
                 tx.commit()?;
                 Ok(LeaseOutcome::Acquired { possibly_consumed })
             })();
-            conn.execute_batch("PRAGMA synchronous=FULL")?;
+            conn.prepare_cached("PRAGMA synchronous=FULL")?.execute([])?;
             result
         })
     }
@@ -953,7 +956,7 @@ impl Vault {
         match outcome {
             Ok(received) => {
                 let record = record_after_refresh(&base.record, received, &lead.profile, now_wall);
-                match self.write_record(&lead.account_hash, Some(lead.base_generation), &record, true)? {
+                match self.write_record(&lead.account_hash, Some(lead.base_generation), &record)? {
                     Some(generation) => {
                         let entry = Arc::new(CachedSession::build(
                             record,
@@ -1003,9 +1006,7 @@ impl Vault {
                 };
                 let mut record = base.record.clone();
                 record.needs_reauth = Some(err.to_string());
-                if let Some(generation) =
-                    self.write_record(&lead.account_hash, Some(lead.base_generation), &record, false)?
-                {
+                if let Some(generation) = self.write_record(&lead.account_hash, Some(lead.base_generation), &record)? {
                     self.install(&lead.account, record, generation);
                 }
                 if let Some(st) = self.refresh.lock().get_mut(&lead.account) {
