@@ -777,6 +777,7 @@ impl Vault {
     fn prepare(&self, mut lead: Box<Lead>) -> Result<Start> {
         let lease_ms = ms_i64(lead.profile.timeout() + LEASE_GRACE);
         let started = self.clock.mono_ns();
+        let mut warned = false;
         loop {
             match self.try_lease(&lead, lease_ms)? {
                 LeaseOutcome::Acquired { possibly_consumed } => {
@@ -790,12 +791,14 @@ impl Vault {
                     return Ok(Start::Ready(t));
                 }
                 LeaseOutcome::HeldByPeer => {
-                    if self.clock.mono_ns().saturating_sub(started)
-                        > ns(Duration::from_millis(u64::try_from(lease_ms).unwrap_or(20_000)))
+                    if !warned
+                        && self.clock.mono_ns().saturating_sub(started)
+                            > ns(Duration::from_millis(u64::try_from(lease_ms).unwrap_or(20_000)))
                     {
                         // The peer's lease outlived its own deadline; try_lease will take it
-                        // over once it has expired.
+                        // over once it has expired. Said once, not every poll.
                         log::warn!("a peer's refresh lease is taking long");
+                        warned = true;
                     }
                     std::thread::sleep(Duration::from_millis(15));
                 }

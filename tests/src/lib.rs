@@ -2,10 +2,10 @@
 //! directory wired to a local reference server or to oidc-provider.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use tokenvault::{Clock, KeySource, NewSession, Preset, Profile, Vault, VaultError, VaultOptions};
+use tokenvault::{AccessToken, Clock, KeySource, NewSession, Preset, Profile, Vault, VaultError, VaultOptions};
 use tokenvault_testkit::{Dialect, ReferenceServer};
 
 pub use tokenvault_testkit as testkit;
@@ -65,4 +65,32 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     f()
+}
+
+/// Release `n` threads at once (a barrier), each asking `vault` for `account`'s token; the tokens
+/// they got, in thread order. Small stacks, so a thousand threads fit comfortably.
+pub fn read_from_threads(vault: &Arc<Vault>, account: &str, n: usize) -> Vec<Result<AccessToken, VaultError>> {
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (v, b, a) = (Arc::clone(vault), Arc::clone(&barrier), account.to_owned());
+            std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
+                b.wait();
+                v.access_token(&a)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| match h {
+            Ok(h) => h.join().unwrap_or_else(|_| {
+                Err(VaultError::Internal {
+                    reason: "reader thread panicked".into(),
+                })
+            }),
+            Err(_) => Err(VaultError::Internal {
+                reason: "could not spawn a reader thread".into(),
+            }),
+        })
+        .collect()
 }

@@ -3,14 +3,14 @@
 //! Requires `npm ci --prefix tests/oidc` (the test command runs it); never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokenvault::{ErrorCode, ManualClock, NewSession, Preset, Profile, SessionState, Vault};
 use tokenvault_testkit::oidc_provider::{
     OidcConfig, OidcProvider, CONFIDENTIAL_CLIENT_ID, CONFIDENTIAL_CLIENT_SECRET, PUBLIC_CLIENT_ID,
 };
-use tokenvault_tests::open_vault;
+use tokenvault_tests::{open_vault, read_from_threads};
 
 struct Fixture {
     op: OidcProvider,
@@ -107,20 +107,10 @@ fn a_thousand_threads_one_refresh_at_the_real_provider() {
     let f = fixture(OidcConfig::default(), Preset::OAuth2, false);
     let old = f.vault.access_token("player-1").unwrap();
     f.clock.advance(Duration::from_secs(49));
-    let barrier = Arc::new(Barrier::new(1000));
-    let handles: Vec<_> = (0..1000)
-        .map(|_| {
-            let (v, b) = (Arc::clone(&f.vault), Arc::clone(&barrier));
-            std::thread::Builder::new()
-                .stack_size(128 * 1024)
-                .spawn(move || {
-                    b.wait();
-                    v.access_token("player-1").unwrap()
-                })
-                .unwrap()
-        })
+    let tokens: Vec<_> = read_from_threads(&f.vault, "player-1", 1000)
+        .into_iter()
+        .map(|t| t.unwrap())
         .collect();
-    let tokens: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(tokens.iter().all(|t| t == &tokens[0] && *t != old));
     let s = f.op.stats().unwrap();
     assert_eq!(s.refresh_requests(), 1, "{s:?}");

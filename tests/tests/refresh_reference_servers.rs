@@ -11,7 +11,7 @@ use tokenvault::{
     TransportError, TransportErrorKind, Vault, VaultError, VaultEvent, VaultObserver,
 };
 use tokenvault_testkit::{Dialect, Fault, ReferenceServer, ServerConfig};
-use tokenvault_tests::{eventually, login_and_store, open_vault, profile_for};
+use tokenvault_tests::{eventually, login_and_store, open_vault, profile_for, read_from_threads};
 
 struct Fixture {
     server: ReferenceServer,
@@ -119,21 +119,10 @@ fn a_thousand_threads_one_refresh() {
         let f = fixture(dialect, serde_json::json!({}));
         let old = f.vault.access_token("player").unwrap();
         make_due(&f);
-        let barrier = Arc::new(Barrier::new(1000));
-        let handles: Vec<_> = (0..1000)
-            .map(|_| {
-                let v = Arc::clone(&f.vault);
-                let b = Arc::clone(&barrier);
-                std::thread::Builder::new()
-                    .stack_size(128 * 1024)
-                    .spawn(move || {
-                        b.wait();
-                        v.access_token("player").unwrap()
-                    })
-                    .unwrap()
-            })
+        let tokens: Vec<_> = read_from_threads(&f.vault, "player", 1000)
+            .into_iter()
+            .map(|t| t.unwrap())
             .collect();
-        let tokens: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         let first = &tokens[0];
         assert_ne!(first.expose(), old.expose());
         assert!(tokens.iter().all(|t| t == first), "every thread got the same new token");
