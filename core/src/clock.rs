@@ -5,6 +5,7 @@
 //! deadline is converted once to the monotonic clock, so moving the device clock by hours while
 //! the app runs changes nothing. The clock is a trait so tests can move either clock at will.
 
+#[cfg(any(test, feature = "test-support"))]
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -76,17 +77,19 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock for tests: both clocks start at real values and move only when told to.
+/// A clock for tests (feature `test-support`): both clocks start at real values and move only when told to.
 ///
 /// [`advance`](ManualClock::advance) moves both clocks (time passes);
 /// [`shift_wall`](ManualClock::shift_wall) moves only the wall clock (the user changed the
 /// device's clock, or it was wrong all along).
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug)]
 pub struct ManualClock {
     wall_ms: AtomicI64,
     mono_ns: AtomicU64,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl ManualClock {
     /// A manual clock starting at the current real wall time.
     pub fn new() -> Arc<ManualClock> {
@@ -118,6 +121,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for ManualClock {
     fn wall_ms(&self) -> i64 {
         self.wall_ms.load(Ordering::SeqCst)
@@ -129,13 +133,16 @@ impl Clock for ManualClock {
 }
 
 /// The real monotonic clock with a device wall clock that is off by a fixed, adjustable amount:
-/// for tests against real servers where the device's clock is wrong by hours.
+/// for tests against real servers where the device's clock is wrong by hours (feature
+/// `test-support`).
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug)]
 pub struct SkewedClock {
     inner: SystemClock,
     skew_ms: AtomicI64,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl SkewedClock {
     /// A system clock whose wall time is off by `skew_ms`.
     pub fn new(skew_ms: i64) -> Arc<SkewedClock> {
@@ -151,6 +158,7 @@ impl SkewedClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for SkewedClock {
     fn wall_ms(&self) -> i64 {
         self.inner.wall_ms().saturating_add(self.skew_ms.load(Ordering::SeqCst))

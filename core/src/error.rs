@@ -105,6 +105,7 @@ impl fmt::Display for ErrorCode {
 ///
 /// Messages never contain a token, a key, a passphrase or an account id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VaultError {
     /// The refresh credential was refused by the server (after re-reading the store, in case a
     /// peer had rotated it): the user must sign in again.
@@ -236,12 +237,6 @@ impl VaultError {
     }
 }
 
-/// The variant name of a rusqlite error, without its payload (which may hold values).
-fn sqlite_error_kind(err: &rusqlite::Error) -> String {
-    let dbg = format!("{err:?}");
-    dbg.split(['(', ' ', '{']).next().unwrap_or("unknown").to_owned()
-}
-
 /// Result alias used throughout the crate.
 pub type Result<T, E = VaultError> = std::result::Result<T, E>;
 
@@ -271,7 +266,9 @@ impl From<rusqlite::Error> for VaultError {
                     reason: format!("SQLite error {:?} (extended code {})", e.code, e.extended_code),
                 },
             },
-            rusqlite::Error::QueryReturnedNoRows => VaultError::NotFound,
+            // Every query that expects a row says so itself; one that finds none means a row
+            // the file must hold is missing.
+            rusqlite::Error::QueryReturnedNoRows => VaultError::corrupt("a row the vault requires is missing"),
             rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::IntegralValueOutOfRange(..)
@@ -281,7 +278,7 @@ impl From<rusqlite::Error> for VaultError {
             // Our SQL is fixed and tested: a statement that no longer prepares means the schema
             // stored in the file was damaged.
             rusqlite::Error::SqlInputError { .. } => VaultError::corrupt("the database schema is damaged"),
-            other => VaultError::internal(format!("unexpected SQLite API error ({})", sqlite_error_kind(other))),
+            _ => VaultError::internal("unexpected SQLite API error"),
         }
     }
 }

@@ -22,31 +22,39 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: `store` (the SQLite file), [`crypto`] (record cipher and key
-//! wrapping), [`profile`] (refresh dialects, sans-IO), [`engine`] (refresh policy and
-//! single-flight), [`transport`] (HTTP), [`vault`] (the public object), [`events`].
+//! Modules (private; the curated list below is the public API): `store` (the SQLite file),
+//! `crypto` (record cipher and key wrapping), `profile` (refresh dialects, sans-IO), `engine`
+//! (refresh policy, single-flight, the cross-process protocol, verdicts), `transport` (HTTP),
+//! `vault` (the public façade), `events`.
 
-pub mod clock;
-pub mod crypto;
-pub mod engine;
-pub mod error;
-pub mod events;
-pub mod jwt;
-pub mod profile;
-pub mod secret;
-pub mod session;
-pub(crate) mod store;
-pub mod transport;
-pub mod vault;
+mod clock;
+mod crypto;
+mod engine;
+mod error;
+mod events;
+mod jwt;
+mod profile;
+mod secret;
+mod session;
+mod store;
+mod transport;
+mod vault;
 
-pub use clock::{Clock, ManualClock, SkewedClock, SystemClock};
+#[cfg(any(test, feature = "test-support"))]
+pub use clock::{ManualClock, SkewedClock};
+pub use clock::{Clock, SystemClock};
 pub use crypto::{KdfParams, KeySource};
 pub use engine::RefreshPolicy;
 pub use error::{ErrorCode, Result, VaultError};
 pub use events::{VaultEvent, VaultObserver};
-pub use profile::{Preset, Profile};
+pub use profile::{
+    BodyEncoding, ClientAuth, Preset, Profile, ResponseSpec, Rotation, SuccessRule, DEFAULT_MAX_RESPONSE_BYTES,
+    MAX_PROFILE_JSON,
+};
 pub use secret::{AccessToken, SecretString};
-pub use session::{NewSession, RefreshFailure, SessionInfo, SessionState};
+pub use session::{
+    ExpiryValue, NewSession, ReceivedTokens, RefreshExpiry, RefreshFailure, SessionInfo, SessionState,
+};
 #[cfg(feature = "https")]
 pub use transport::HttpsTransport;
 pub use transport::{HttpHeader, HttpRequest, HttpResponse, Transport, TransportError, TransportErrorKind};
@@ -65,59 +73,4 @@ const _: () = {
 /// `cargo fuzz` sets): they reach crate-internal code with arbitrary bytes.
 #[cfg(fuzzing)]
 #[doc(hidden)]
-pub mod fuzzing {
-    use crate::crypto::{self, KdfParams, KeyKind, KeySource, RecordCipher, WrappedKey};
-
-    /// Decrypt arbitrary bytes as a session record of an arbitrary row, and parse what decrypts.
-    pub fn open_record(data: &[u8]) {
-        let Ok(cipher) = RecordCipher::new(&[7u8; 32]) else {
-            return;
-        };
-        if data.len() < 34 {
-            return;
-        }
-        let (head, rest) = data.split_at(34);
-        let generation = u64::from(head[0]);
-        let format = i64::from(head[1] % 3);
-        let (nonce, ct) = rest.split_at(rest.len().min(24));
-        if let Ok(plain) = cipher.open(&head[2..34], format, generation, nonce, ct) {
-            let _ = serde_json::from_slice::<crate::session::SessionRecord>(&plain);
-        }
-        // And a record that does decrypt, built from the input, must parse or fail cleanly.
-        if let Ok((n, c)) = cipher.seal(&head[2..34], generation, rest) {
-            if let Ok(plain) = cipher.open(&head[2..34], crypto::RECORD_FORMAT, generation, &n, &c) {
-                let _ = serde_json::from_slice::<crate::session::SessionRecord>(&plain);
-            }
-        }
-    }
-
-    /// Unwrap an arbitrary stored key row.
-    pub fn unwrap_key(data: &[u8]) {
-        if data.len() < 16 {
-            return;
-        }
-        let kind = if data[0] & 1 == 0 {
-            KeyKind::Raw
-        } else {
-            KeyKind::Argon2id
-        };
-        let kdf = (kind == KeyKind::Argon2id).then(|| KdfParams {
-            m_kib: 8 + u32::from(data[1] % 64),
-            t: u32::from(data[2] % 4),
-            p: u32::from(data[3] % 3),
-        });
-        let w = WrappedKey {
-            kind,
-            salt: Some(data[4..16].to_vec()),
-            kdf,
-            nonce: data.get(16..40).unwrap_or_default().to_vec(),
-            wrapped: data.get(40..).unwrap_or_default().to_vec(),
-        };
-        if let Ok(src) = KeySource::raw(&[1u8; 32]) {
-            let _ = crypto::unwrap_data_key(&src, &w);
-        }
-        if let Ok(src) = KeySource::passphrase("fuzz") {
-            let _ = crypto::unwrap_data_key(&src, &w);
-        }
-    }
-}
+pub mod fuzzing;

@@ -62,8 +62,11 @@ impl NewSession {
 
     /// The access token's `expires_in`, when the login response had one. Without it the
     /// JWT `exp` claim is used, and without that the profile's default lifetime.
+    ///
+    /// Zero means "not given" on every surface (a C caller's `0`, a binding's `0`): the JWT
+    /// `exp` or the profile's default lifetime is used instead.
     pub fn expires_in(mut self, expires_in: Duration) -> Self {
-        self.expires_in = Some(expires_in);
+        self.expires_in = (!expires_in.is_zero()).then_some(expires_in);
         self
     }
 
@@ -190,9 +193,59 @@ pub(crate) struct SessionRecord {
     pub created_at_ms: i64,
     #[serde(default)]
     pub refresh_count: u64,
-    /// Set when the server refused the refresh credential: why.
-    #[serde(default)]
-    pub needs_reauth: Option<String>,
+    /// Set when the session ended: the typed verdict every reader returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Records written before verdicts were typed kept the verdict's text here.
+    #[serde(default, rename = "needs_reauth", skip_serializing)]
+    pub legacy_reauth: Option<String>,
+}
+
+/// Why a session ended, as stored (inside the ciphertext) and returned to every reader, in
+/// every process, until the host stores a new session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub(crate) enum Verdict {
+    /// The server refused the refresh credential (code 1).
+    ReauthenticationRequired { reason: String },
+    /// The server refused a credential that an earlier, unanswered request may have consumed
+    /// (code 12).
+    RefreshOutcomeUnknown { reason: String },
+}
+
+impl Verdict {
+    /// The error every reader gets.
+    pub(crate) fn error(&self) -> VaultError {
+        match self {
+            Verdict::ReauthenticationRequired { reason } => VaultError::ReauthenticationRequired { reason: reason.clone() },
+            Verdict::RefreshOutcomeUnknown { reason } => VaultError::RefreshOutcomeUnknown { reason: reason.clone() },
+        }
+    }
+
+    /// Read a verdict stored as text by the first release (`Display` of the error, sometimes
+    /// with its prefix repeated).
+    fn from_legacy_text(text: &str) -> Verdict {
+        const REAUTH: &str = "re-authentication required: ";
+        const UNKNOWN: &str = "the outcome of an earlier refresh is unknown: ";
+        let mut t = text;
+        let mut unknown = false;
+        loop {
+            if let Some(rest) = t.strip_prefix(REAUTH) {
+                t = rest;
+            } else if let Some(rest) = t.strip_prefix(UNKNOWN) {
+                unknown = true;
+                t = rest;
+            } else {
+                break;
+            }
+        }
+        let reason = t.to_owned();
+        if unknown {
+            Verdict::RefreshOutcomeUnknown { reason }
+        } else {
+            Verdict::ReauthenticationRequired { reason }
+        }
+    }
 }
 
 impl fmt::Debug for SessionRecord {
@@ -208,6 +261,15 @@ impl fmt::Debug for SessionRecord {
 }
 
 impl SessionRecord {
+    /// Move a verdict stored as text by an earlier release into its typed place.
+    pub(crate) fn upgrade_legacy(&mut self) {
+        if let Some(text) = self.legacy_reauth.take() {
+            if self.verdict.is_none() {
+                self.verdict = Some(Verdict::from_legacy_text(&text));
+            }
+        }
+    }
+
     /// Lifetime of the access token in ms (at least 1 s).
     pub(crate) fn lifetime_ms(&self) -> i64 {
         (self.access_expires_at_ms - self.issued_at_ms).max(1_000)
@@ -477,6 +539,17 @@ mod tests {
         let t = anchor_times(&tok, None, None, device, 0, Duration::from_secs(1));
         assert_eq!(t.clock_offset_ms, -5 * 3600 * 1000);
         assert_eq!(t.access_expires_at_ms - t.issued_at_ms, 1_800_000);
+    }
+
+    #[test]
+    fn legacy_text_verdicts_keep_their_code_and_lose_repeated_prefixes() {
+        let v = Verdict::from_legacy_text("re-authentication required: re-authentication required: invalid_grant");
+        assert_eq!(v.error().to_string(), "re-authentication required: invalid_grant");
+        let v = Verdict::from_legacy_text("re-authentication required: the outcome of an earlier refresh is unknown: x");
+        assert_eq!(v.error().code(), crate::ErrorCode::RefreshOutcomeUnknown);
+        assert_eq!(v.error().to_string(), "the outcome of an earlier refresh is unknown: x");
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<Verdict>(&json).unwrap(), v);
     }
 
     #[test]

@@ -175,6 +175,19 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
 }
 
+/// The transport a vault uses when the host sets none: the built-in HTTPS transport with the
+/// `https` feature, nothing without it (then only the two-step refresh works).
+pub(crate) fn default_transport() -> Option<std::sync::Arc<dyn Transport>> {
+    #[cfg(feature = "https")]
+    {
+        Some(std::sync::Arc::new(HttpsTransport::new()))
+    }
+    #[cfg(not(feature = "https"))]
+    {
+        None
+    }
+}
+
 /// The built-in transport: `ureq` 3 with rustls (ring) and the Mozilla root store.
 #[cfg(feature = "https")]
 #[derive(Debug)]

@@ -23,7 +23,7 @@ use crate::error::{Result, VaultError};
 pub const APPLICATION_ID: i32 = 0x544B_5654;
 
 /// The newest schema version this code knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One entry per version step: `MIGRATIONS[i]` moves a file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -77,6 +77,23 @@ const MIGRATIONS: &[&str] = &[
         credential_hash BLOB NOT NULL,
         sent            INTEGER NOT NULL DEFAULT 0
     ) STRICT, WITHOUT ROWID;
+    "#,
+    // 1 -> 2: refresh liveness moved to an OS lock (ADR 0004). The lease table becomes the
+    // lost-answer marker: only what must survive a crash. A lease that had sent its request is
+    // kept as a marker; anything else it held (holder, expiry) is dropped.
+    r#"
+    -- A row exists while a refresh request carrying this credential (by keyed hash) for this
+    -- generation may have reached the server without its answer being stored. A row whose
+    -- generation is no longer the session's is finished; it stays (so the commit of the new
+    -- pair writes one page) and is overwritten by the next attempt.
+    CREATE TABLE refresh_marker (
+        account_hash    BLOB PRIMARY KEY NOT NULL,
+        generation      INTEGER NOT NULL,
+        credential_hash BLOB NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO refresh_marker (account_hash, generation, credential_hash)
+        SELECT account_hash, generation, credential_hash FROM refresh_lease WHERE sent != 0;
+    DROP TABLE refresh_lease;
     "#,
 ];
 
@@ -157,7 +174,7 @@ impl Store {
             });
         }
         // FULL: in WAL mode, fsync the log on every commit, so a returned write survives power
-        // loss, not only a crash of the process (DESIGN.md §3: rotation is durable).
+        // loss, not only a crash of the process: a rotated pair is durable before it is used.
         self.conn.execute_batch("PRAGMA synchronous=FULL;")?;
         // No foreign keys are used; secure_delete overwrites freed pages so removed sessions'
         // ciphertext does not linger in the file.
@@ -355,7 +372,9 @@ impl Store {
             Some(g) => g,
             None => to_u64(
                 tx.prepare_cached("SELECT removed_generation FROM vault_meta WHERE id = 1")?
-                    .query_row([], |r| r.get(0))?,
+                    .query_row([], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| VaultError::corrupt("the vault has no metadata row"))?,
             )?,
         };
         let generation = base
@@ -384,7 +403,7 @@ impl Store {
         )?;
         let n = tx.execute("DELETE FROM sessions WHERE account_hash = ?1", params![account_hash])?;
         tx.execute(
-            "DELETE FROM refresh_lease WHERE account_hash = ?1",
+            "DELETE FROM refresh_marker WHERE account_hash = ?1",
             params![account_hash],
         )?;
         tx.commit()?;
@@ -403,8 +422,7 @@ impl Store {
         usize::try_from(n).map_err(|_| VaultError::corrupt("negative count"))
     }
 
-    /// Borrow the connection (lease handling lives in the engine module).
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
 }
+
+mod lease;
+pub(crate) use lease::AttemptStart;

@@ -1,25 +1,17 @@
-//! Refresh policy and coordination: when a token is due, who refreshes it, who waits.
+//! When a token is due: [`RefreshPolicy`] and the cached, decrypted session the hot path reads.
 //!
 //! * [`RefreshPolicy`] decides freshness: refresh at a point of the lifetime (75 % by default)
 //!   with per-session jitter, honour a per-call minimum TTL capped at half the lifetime (so it
 //!   can never cause a refresh loop), back off exponentially with jitter after failures.
-//! * `CachedSession` is the decrypted state the hot path reads: deadlines are monotonic.
-//! * `Flight` is one refresh attempt in this process; every concurrent caller for the same
-//!   account waits on it (single-flight). Its result is handed to its waiters and then
-//!   forgotten: a failure is never cached for later callers.
-//! * Across processes, a lease row (see `vault.rs`) plays the same role.
+//! * `CachedSession` is the decrypted state the hot path reads: its deadlines are monotonic.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use parking_lot::{Condvar, Mutex};
 
 use crate::clock::Clock;
 use crate::crypto::random_u64;
-use crate::error::{ErrorCode, Result, VaultError};
-use crate::profile::Profile;
+use crate::error::{Result, VaultError};
 use crate::secret::AccessToken;
-use crate::session::{RefreshFailure, SessionRecord, SessionState};
+use crate::session::{SessionRecord, SessionState};
 
 /// Tuning of when and how often to refresh.
 #[derive(Debug, Clone)]
@@ -171,7 +163,7 @@ impl CachedSession {
     }
 
     pub(crate) fn state(&self, now: u64) -> SessionState {
-        if self.record.needs_reauth.is_some() {
+        if self.record.verdict.is_some() {
             SessionState::ReauthenticationRequired
         } else if now >= self.usable_until {
             SessionState::Expired
@@ -181,114 +173,6 @@ impl CachedSession {
             SessionState::Fresh
         }
     }
-}
-
-/// One refresh attempt in this process.
-#[derive(Debug)]
-pub(crate) struct Flight {
-    pub id: u64,
-    pub forced: bool,
-    /// The generation this attempt refreshes.
-    pub base_generation: u64,
-    /// Give up waiting after this (monotonic ns); a later caller may then start a new attempt.
-    pub deadline: u64,
-    result: Mutex<Option<Result<AccessToken>>>,
-    cv: Condvar,
-}
-
-impl Flight {
-    pub(crate) fn new(forced: bool, base_generation: u64, deadline: u64) -> Arc<Flight> {
-        Arc::new(Flight {
-            id: random_u64() >> 1,
-            forced,
-            base_generation,
-            deadline,
-            result: Mutex::new(None),
-            cv: Condvar::new(),
-        })
-    }
-
-    /// Publish the result to every waiter (first call wins).
-    pub(crate) fn complete(&self, result: Result<AccessToken>) {
-        let mut slot = self.result.lock();
-        if slot.is_none() {
-            *slot = Some(result);
-        }
-        self.cv.notify_all();
-    }
-
-    pub(crate) fn is_done(&self) -> bool {
-        self.result.lock().is_some()
-    }
-
-    /// Wait for the result, at most `timeout` of real time.
-    pub(crate) fn wait(&self, timeout: Duration) -> Option<Result<AccessToken>> {
-        let mut slot = self.result.lock();
-        let deadline = std::time::Instant::now() + timeout;
-        while slot.is_none() {
-            if self.cv.wait_until(&mut slot, deadline).timed_out() {
-                break;
-            }
-        }
-        slot.clone()
-    }
-}
-
-/// Per-account refresh bookkeeping.
-#[derive(Debug, Default)]
-pub(crate) struct AccountRefresh {
-    pub flight: Option<Arc<Flight>>,
-    pub failures: u32,
-    /// No proactive refresh before this (monotonic ns).
-    pub next_attempt: u64,
-    /// The server asked us to wait until this (monotonic ns).
-    pub throttled_until: u64,
-    pub last_failure: Option<(ErrorCode, String, u64)>,
-}
-
-impl AccountRefresh {
-    pub(crate) fn record_failure(&mut self, err: &VaultError, now: u64, policy: &RefreshPolicy) {
-        self.failures = self.failures.saturating_add(1);
-        let backoff = policy.backoff(self.failures);
-        self.next_attempt = now.saturating_add(u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX));
-        if let VaultError::Throttled { retry_after } = err {
-            let wait = retry_after.unwrap_or(backoff).max(backoff.min(Duration::from_secs(1)));
-            self.throttled_until = now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
-            self.next_attempt = self.next_attempt.max(self.throttled_until);
-        }
-        self.last_failure = Some((err.code(), err.to_string(), now));
-    }
-
-    pub(crate) fn record_success(&mut self) {
-        self.failures = 0;
-        self.next_attempt = 0;
-        self.throttled_until = 0;
-        self.last_failure = None;
-    }
-
-    pub(crate) fn failure_view(&self, now: u64) -> Option<RefreshFailure> {
-        self.last_failure.as_ref().map(|(code, message, at)| RefreshFailure {
-            code: *code,
-            message: message.clone(),
-            ago_ms: now.saturating_sub(*at) / 1_000_000,
-        })
-    }
-}
-
-/// A refresh this process is leading: everything needed to finish it.
-#[derive(Debug)]
-pub(crate) struct Lead {
-    pub account: String,
-    pub account_hash: Vec<u8>,
-    pub flight: Arc<Flight>,
-    pub profile: Arc<Profile>,
-    pub base_generation: u64,
-    pub base: Arc<CachedSession>,
-    pub credential_hash: Vec<u8>,
-    pub lease_holder: String,
-    /// An earlier request with this same credential got no answer (a crash or a lost
-    /// response): the server may already have consumed it.
-    pub possibly_consumed: bool,
 }
 
 #[cfg(test)]
@@ -313,7 +197,8 @@ mod tests {
             hints: Default::default(),
             created_at_ms: now_ms,
             refresh_count: 0,
-            needs_reauth: None,
+            verdict: None,
+            legacy_reauth: None,
         }
     }
 

@@ -1,0 +1,296 @@
+//! The refresh engine: every decision behind "a rotating refresh token is sent once, and no
+//! session is lost without a typed verdict", made in one place.
+//!
+//! * [`policy`]: when a token is due ([`RefreshPolicy`]) and the cached, decrypted session the
+//!   hot path reads (`CachedSession`, monotonic deadlines).
+//! * [`flight`]: single-flight in this process, back-off, the typed last failure.
+//! * [`refresh_lock`]: across processes (and vault instances), an OS advisory lock held for the
+//!   flight; the file keeps only the lost-answer marker (`store::lease`).
+//! * [`settle`]: the pure decision of what an attempt's outcome means.
+//! * [`coordinator`]: the protocol itself (start, wait, lead, finish), ADR 0004.
+//!
+//! [`Engine`] owns the state they share: the store, the cache, the per-account bookkeeping. The
+//! public `Vault` is a façade over it.
+//!
+//! Locks and their order (never held across network I/O): `store` may be taken first and
+//! `cache` inside it, never the reverse; `refresh` (per-account flights) and `pending` are
+//! taken alone. The hot path takes only `cache`, shared, for a few ns.
+
+mod coordinator;
+mod flight;
+mod policy;
+mod record;
+pub(crate) mod refresh_lock;
+mod settle;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use zeroize::Zeroizing;
+
+pub(crate) use coordinator::{Mode, PeerWait, Start};
+pub(crate) use flight::{AccountRefresh, Lead};
+pub(crate) use policy::CachedSession;
+pub use policy::RefreshPolicy;
+pub(crate) use record::{new_record, record_after_refresh};
+
+use crate::clock::Clock;
+use crate::crypto::{RecordCipher, KEY_LEN, RECORD_FORMAT};
+use crate::error::{Result, VaultError};
+use crate::events::EventDispatcher;
+use crate::profile::Profile;
+use crate::session::{SessionInfo, SessionRecord};
+use crate::store::{SessionRow, Store};
+use crate::transport::Transport;
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An account as the engine handles it: the host's id, validated, and its keyed hash, computed
+/// once per call.
+#[derive(Clone)]
+pub(crate) struct AccountKey {
+    pub id: String,
+    pub hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountKey(<redacted>)")
+    }
+}
+
+/// The store and, for each account, the highest generation this vault has read or written:
+/// a vault never serves an older generation than one it served, and a file that holds one is
+/// corrupt for that account. Both live under one lock, so a row read is always compared with
+/// every generation this vault committed before it.
+#[derive(Debug)]
+pub(crate) struct StoreState {
+    pub store: Store,
+    high_water: FastMap<Vec<u8>, u64>,
+}
+
+impl StoreState {
+    pub(crate) fn new(store: Store) -> StoreState {
+        StoreState {
+            store,
+            high_water: FastMap::default(),
+        }
+    }
+
+    /// The account's row, checked against the generations seen.
+    pub(crate) fn checked_row(&mut self, hash: &[u8]) -> Result<Option<SessionRow>> {
+        let row = self.store.session_row(hash)?;
+        if let Some(r) = &row {
+            self.see(hash, r.generation)?;
+        }
+        Ok(row)
+    }
+
+    /// Note a generation read or written; an older one than already seen is `Corrupt`.
+    pub(crate) fn see(&mut self, hash: &[u8], generation: u64) -> Result<()> {
+        match self.high_water.get_mut(hash) {
+            Some(seen) if generation < *seen => Err(VaultError::corrupt(
+                "the file holds an older generation of a session than this vault already served",
+            )),
+            Some(seen) => {
+                *seen = generation;
+                Ok(())
+            }
+            None => {
+                self.high_water.insert(hash.to_vec(), generation);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Everything a vault's operations share.
+pub(crate) struct Engine {
+    pub path: PathBuf,
+    pub lock_dir: PathBuf,
+    pub store: Mutex<Option<StoreState>>,
+    pub data_key: Zeroizing<[u8; KEY_LEN]>,
+    pub cipher: RecordCipher,
+    pub cache: RwLock<FastMap<String, Arc<CachedSession>>>,
+    pub refresh: Mutex<FastMap<String, AccountRefresh>>,
+    pub pending: Mutex<FastMap<u64, Box<Lead>>>,
+    pub profiles: RwLock<FastMap<String, Arc<Profile>>>,
+    pub transport: RwLock<Option<Arc<dyn Transport>>>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: RefreshPolicy,
+    pub events: EventDispatcher,
+    pub closed: AtomicBool,
+}
+
+impl Engine {
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(VaultError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// The account's identity for one call: validated once, hashed once.
+    pub(crate) fn key(&self, account: &str) -> Result<AccountKey> {
+        crate::session::validate_account(account)?;
+        Ok(AccountKey {
+            id: account.to_owned(),
+            hash: self.cipher.account_hash(account),
+        })
+    }
+
+    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut StoreState) -> Result<T>) -> Result<T> {
+        let mut guard = self.store.lock();
+        let state = guard.as_mut().ok_or(VaultError::Closed)?;
+        f(state)
+    }
+
+    pub(crate) fn profile(&self, name: &str) -> Result<Arc<Profile>> {
+        self.profiles.read().get(name).cloned().ok_or_else(|| {
+            VaultError::invalid(format!(
+                "the profile {:?} is not registered",
+                name.chars().take(64).collect::<String>()
+            ))
+        })
+    }
+
+    pub(crate) fn transport(&self) -> Result<Arc<dyn Transport>> {
+        self.transport.read().clone().ok_or_else(|| {
+            VaultError::invalid("no transport is configured; set one or use begin_refresh/finish_refresh")
+        })
+    }
+
+    pub(crate) fn decrypt_row(&self, row: &SessionRow) -> Result<SessionRecord> {
+        let plain = self.cipher.open(
+            &row.account_hash,
+            row.format,
+            row.generation,
+            &row.nonce,
+            &row.ciphertext,
+        )?;
+        let mut record = serde_json::from_slice::<SessionRecord>(&plain)
+            .map_err(|_| VaultError::corrupt("a session record does not parse"))?;
+        record.upgrade_legacy();
+        Ok(record)
+    }
+
+    /// Encrypt and write a record (compare-and-swap on `expected`). `Ok(None)`: the guard
+    /// failed, nothing was written.
+    pub(crate) fn write_record(
+        &self,
+        key: &AccountKey,
+        expected: Option<u64>,
+        record: &SessionRecord,
+    ) -> Result<Option<u64>> {
+        let plain = Zeroizing::new(
+            serde_json::to_vec(record).map_err(|_| VaultError::internal("record serialisation failed"))?,
+        );
+        let cipher = &self.cipher;
+        let hash = &key.hash;
+        self.with_store(|s| {
+            let written = s.store.write_session(hash, expected, |generation| {
+                let (nonce, ct) = cipher.seal(hash, generation, &plain)?;
+                Ok((RECORD_FORMAT, nonce, ct))
+            })?;
+            if let Some(g) = written {
+                s.see(hash, g)?;
+            }
+            Ok(written)
+        })
+    }
+
+    /// Put a session in the cache, never over a newer generation (two threads may install
+    /// what they read in either order).
+    pub(crate) fn install(&self, account: &str, record: SessionRecord, generation: u64) -> Arc<CachedSession> {
+        let entry = Arc::new(CachedSession::build(
+            record,
+            generation,
+            self.clock.as_ref(),
+            &self.policy,
+        ));
+        let mut cache = self.cache.write();
+        match cache.get(account) {
+            Some(existing) if existing.generation > generation => Arc::clone(existing),
+            _ => {
+                cache.insert(account.to_owned(), Arc::clone(&entry));
+                entry
+            }
+        }
+    }
+
+    /// The cached entry, loading it from the store on a miss.
+    pub(crate) fn entry(&self, key: &AccountKey) -> Result<Arc<CachedSession>> {
+        if let Some(e) = self.cache.read().get(&key.id) {
+            return Ok(Arc::clone(e));
+        }
+        self.check_open()?;
+        self.adopt(key, None)
+    }
+
+    /// Read what the file holds for the account and make it the cached entry: the pair a peer
+    /// (another process or vault instance) wrote since we cached `known`, or `known` itself when
+    /// nothing changed. A removed session is `NotFound`; an older generation than one this vault
+    /// saw is `Corrupt`.
+    pub(crate) fn adopt(&self, key: &AccountKey, known: Option<&Arc<CachedSession>>) -> Result<Arc<CachedSession>> {
+        let row = self.with_store(|s| s.checked_row(&key.hash))?;
+        let Some(row) = row else {
+            self.cache.write().remove(&key.id);
+            return Err(VaultError::NotFound);
+        };
+        if let Some(k) = known {
+            if k.generation == row.generation {
+                return Ok(Arc::clone(k));
+            }
+        }
+        let record = self.decrypt_row(&row)?;
+        if record.account != key.id {
+            return Err(VaultError::corrupt("a session record belongs to another account"));
+        }
+        if known.is_some() {
+            log::debug!("adopted generation {} written by a peer", row.generation);
+        }
+        Ok(self.install(&key.id, record, row.generation))
+    }
+
+    /// Session facts without secrets.
+    pub(crate) fn info(&self, e: &CachedSession) -> SessionInfo {
+        let now = self.clock.mono_ns();
+        let ms = |t: u64| ((i128::from(t) - i128::from(now)) / 1_000_000) as i64;
+        let last_refresh_failure = self
+            .refresh
+            .lock()
+            .get(&e.record.account)
+            .and_then(|st| st.failure_view(now));
+        SessionInfo {
+            account: e.record.account.clone(),
+            profile: e.record.profile.clone(),
+            generation: e.generation,
+            state: e.state(now),
+            token_type: e.record.token_type.clone(),
+            scope: e.record.scope.clone(),
+            issued_at_ms: e.record.issued_at_ms,
+            access_expires_at_ms: e.record.access_expires_at_ms,
+            access_remaining_ms: ms(e.expires_at),
+            session_expires_at_ms: if e.record.offline {
+                None
+            } else {
+                e.record.refresh_expires_at_ms
+            },
+            session_remaining_ms: e.session_ends_at.map(ms),
+            offline: e.record.offline,
+            clock_offset_ms: e.record.clock_offset_ms,
+            refresh_count: e.record.refresh_count,
+            last_refresh_failure,
+            has_refresh_credential: e.record.refresh_credential.is_some(),
+            hints: e.record.hints.clone(),
+        }
+    }
+}
