@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fail if the shipped library grew past its budget: builds the release cdylib (unless
 # --no-build), strips a copy and compares. The budget catches, among others, bindgen code
-# (uniffi's `cli` feature) leaking into the library: that made a 67 MB debug .so (DESIGN.md §6).
+# (uniffi's `cli` feature) leaking into the library: a whole-workspace build unifies it in and the
+# debug .so grows from 52 MB to 110 MB (docs/adr/0008-uniffi-bindings.md, Consequences).
 #
 #   bindings/c/size-check.sh [--no-build]
 #

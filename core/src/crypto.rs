@@ -1,4 +1,5 @@
-//! Record cipher and key handling (DESIGN.md §2, ADR 0002).
+//! Record cipher and key handling (`docs/adr/0001-record-level-aead-over-sqlite.md`,
+//! `docs/adr/0002-envelope-keys.md`).
 //!
 //! * A random 32-byte **data key** never leaves memory unwrapped. Two sub-keys are derived from
 //!   it with HMAC-SHA256: the **record key** (XChaCha20-Poly1305 over every session record) and

@@ -4,8 +4,9 @@
 //! `SecretString(<redacted, N bytes>)`, its bytes are cleared when dropped, and the only way to
 //! read it is the explicit [`SecretString::expose`]. [`AccessToken`] is the cheap, shareable
 //! form handed out by the hot read path: cloning it is one atomic increment, and the bytes are
-//! cleared when the last clone goes away. Clearing uses `fill(0)` plus an optimization barrier
-//! (DESIGN.md §6: `zeroize`'s byte-at-a-time loop costs ~115 ns for 900 B; this costs ~9 ns).
+//! cleared when the last clone goes away. Clearing uses `fill(0)` plus an optimization barrier:
+//! measured on the 2-core development machine, `zeroize` 1.9's one-volatile-byte-at-a-time loop
+//! costs ~115 ns for 900 B, this ~9 ns.
 
 use std::fmt;
 use std::sync::Arc;

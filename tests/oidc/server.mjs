@@ -10,6 +10,10 @@
 //   --refresh-ttl SECONDS   / OIDC_REFRESH_TTL   refresh token lifetime           (default 1209600, 14 days)
 //   --grant-ttl SECONDS     / OIDC_GRANT_TTL     grant (session) lifetime         (default max(refresh-ttl, 365 days))
 //   --rotate true|false     / OIDC_ROTATE        rotate refresh tokens on use     (default true)
+//   --omit-unrotated-refresh-token true|false / OIDC_OMIT_UNROTATED_REFRESH_TOKEN
+//                           leave `refresh_token` out of a refresh response that would only
+//                           repeat the presented one (RFC 6749 §6: a new refresh token is
+//                           optional)                                             (default false)
 //
 // Clients (both may use `refresh_token` and the test bootstrap grant):
 //   tokenvault-test          public, token_endpoint_auth_method "none"
@@ -44,6 +48,7 @@ const { values: args } = parseArgs({
     'refresh-ttl': { type: 'string' },
     'grant-ttl': { type: 'string' },
     rotate: { type: 'string' },
+    'omit-unrotated-refresh-token': { type: 'string' },
   },
   strict: true,
 });
@@ -78,6 +83,11 @@ const GRANT_TTL = seconds(
   Math.max(REFRESH_TTL, 365 * 24 * 60 * 60),
 );
 const ROTATE = flag('rotate', args.rotate ?? process.env.OIDC_ROTATE, true);
+const OMIT_UNROTATED = flag(
+  'omit-unrotated-refresh-token',
+  args['omit-unrotated-refresh-token'] ?? process.env.OIDC_OMIT_UNROTATED_REFRESH_TOKEN,
+  false,
+);
 
 const BOOTSTRAP_GRANT = 'urn:tokenvault:test:bootstrap';
 const PUBLIC_CLIENT = 'tokenvault-test';
@@ -115,6 +125,7 @@ const stats = {
   refresh_invalid_grant: 0,
   grants_revoked: 0, // grant.revoked, from any route
   reuse_detected: 0, // see the grant.revoked listener
+  refresh_token_omitted: 0, // refresh responses sent without `refresh_token` (see OMIT_UNROTATED)
   userinfo_errors: 0, // the protected resource refused a token
   server_errors: 0,
 };
@@ -240,6 +251,28 @@ provider.registerGrantType(BOOTSTRAP_GRANT, async (ctx) => {
     entityLabel: 'bootstrap grant',
   });
 }, ['account']);
+
+// ---------------------------------------------------------------------------------------------
+// Without rotation oidc-provider repeats the presented refresh token in every refresh response.
+// Many servers send none instead (RFC 6749 §6 makes a new one optional); with OMIT_UNROTATED this
+// post-middleware turns the former into the latter, so a client that must keep its stored refresh
+// token is tested against a response that really lacks it. A rotated token is never removed.
+provider.use(async (ctx, next) => {
+  await next();
+  if (
+    OMIT_UNROTATED &&
+    ctx.oidc?.route === 'token' &&
+    ctx.oidc.params?.grant_type === 'refresh_token' &&
+    ctx.status === 200 &&
+    ctx.body &&
+    typeof ctx.body === 'object' &&
+    ctx.body.refresh_token !== undefined &&
+    ctx.body.refresh_token === ctx.oidc.params.refresh_token
+  ) {
+    delete ctx.body.refresh_token;
+    stats.refresh_token_omitted += 1;
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Events.

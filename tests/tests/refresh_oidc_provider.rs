@@ -91,15 +91,31 @@ fn keycloak_preset_with_a_confidential_client() {
 
 #[test]
 fn without_rotation_the_old_refresh_token_is_kept() {
+    // The provider neither rotates nor repeats the refresh token: every refresh response lacks
+    // `refresh_token` (RFC 6749 §6 makes a new one optional). The vault must keep the stored one;
+    // had it dropped it, the second cycle would have nothing to refresh with.
     let f = fixture(
         OidcConfig {
             rotate: false,
+            omit_unrotated_refresh_token: true,
             ..OidcConfig::default()
         },
         Preset::OAuth2,
         false,
     );
+    let (_, stored_before) = f.vault.stored_pair_for_tests("player-1").unwrap();
+    assert!(stored_before.is_some());
     run_cycles(&f, 20);
+    let s = f.op.stats().unwrap();
+    assert_eq!(
+        s.refresh_token_omitted, 20,
+        "every refresh response lacked the field: {s:?}"
+    );
+    let (_, stored_after) = f.vault.stored_pair_for_tests("player-1").unwrap();
+    assert_eq!(
+        stored_after, stored_before,
+        "the bootstrap refresh token is still the stored one"
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //
 //   naive/copy_into_pinned_buffer+string   tv_vault_access_token_copy into a pinned byte[], then
 //                                          Encoding.UTF8.GetString: bytes cross and a string is
-//                                          built on every call (DESIGN.md §6's floor: ~60 + ~475)
+//                                          built on every call (floor measured on the dev machine:
+//                                          ~60 ns P/Invoke + ~475 ns string build; ADR 0009)
 //   naive/rust_buf+string+free             tv_vault_access_token (library buffer), string, tv_buf_free
 //   generation_checked/CachedAccessToken   reader.Get(): one tv_vault_token_if_changed call; the
 //                                          kept string is returned while the core says unchanged

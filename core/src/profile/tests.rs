@@ -2,8 +2,14 @@
 //! documents must parse to the right outcome. No server: bytes in, outcome out.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::de::{MapAccess, Visitor};
+
 use super::*;
 use crate::error::ErrorCode;
+use crate::session::{ExpiryValue, RefreshExpiry};
+use crate::transport::{HttpRequest, HttpResponse};
 
 const NOW: i64 = 1_740_000_000_000;
 

@@ -8,7 +8,9 @@
 //! What the server offers (see `server.mjs` for the details):
 //! - the standard token endpoint with refresh-token rotation (configurable) and oidc-provider's own
 //!   reuse detection: presenting a rotated-out refresh token again answers `invalid_grant` and
-//!   revokes the whole grant (its refresh and access tokens die with it);
+//!   revokes the whole grant (its refresh and access tokens die with it); without rotation it can
+//!   also leave `refresh_token` out of refresh responses altogether
+//!   ([`OidcConfig::omit_unrotated_refresh_token`]);
 //! - a test-only grant, `urn:tokenvault:test:bootstrap`, that issues the first access + refresh
 //!   token for an account without a browser, through the library's own token-issuing code;
 //! - the userinfo endpoint (`/me`) as the protected resource;
@@ -56,15 +58,21 @@ pub struct OidcConfig {
     /// Rotate the refresh token on every refresh (oidc-provider `rotateRefreshToken: true`).
     /// With `false` the same refresh token is returned forever and reuse detection cannot trigger.
     pub rotate: bool,
+    /// Leave `refresh_token` out of a refresh response that would only repeat the presented one
+    /// (so with `rotate: false`, out of every refresh response), as servers that never rotate
+    /// often do; `OidcStats::refresh_token_omitted` counts those responses.
+    pub omit_unrotated_refresh_token: bool,
 }
 
 impl Default for OidcConfig {
-    /// 60 s access tokens, 14-day refresh tokens (as in the seed document), always rotate.
+    /// 60 s access tokens, 14-day refresh tokens (as in the seed document), always rotate, the
+    /// refresh token always in the response.
     fn default() -> Self {
         Self {
             access_ttl_secs: 60,
             refresh_ttl_secs: 14 * 24 * 60 * 60,
             rotate: true,
+            omit_unrotated_refresh_token: false,
         }
     }
 }
@@ -112,6 +120,9 @@ pub struct OidcStats {
     pub grants_revoked: u64,
     /// A rotated-out refresh token was presented again and oidc-provider revoked its grant.
     pub reuse_detected: u64,
+    /// Successful refresh responses sent without `refresh_token`
+    /// (`OidcConfig::omit_unrotated_refresh_token`).
+    pub refresh_token_omitted: u64,
     /// The protected resource (userinfo) refused a token.
     pub userinfo_errors: u64,
     /// Unexpected server errors (500); should always be 0.
@@ -154,6 +165,7 @@ impl OidcStats {
             refresh_invalid_grant: num("refresh_invalid_grant")?,
             grants_revoked: num("grants_revoked")?,
             reuse_detected: num("reuse_detected")?,
+            refresh_token_omitted: num("refresh_token_omitted")?,
             userinfo_errors: num("userinfo_errors")?,
             server_errors: num("server_errors")?,
         })
@@ -290,6 +302,8 @@ impl OidcProvider {
             .arg(config.refresh_ttl_secs.to_string())
             .arg("--rotate")
             .arg(if config.rotate { "true" } else { "false" })
+            .arg("--omit-unrotated-refresh-token")
+            .arg(config.omit_unrotated_refresh_token.to_string())
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -130,6 +130,45 @@ fn without_rotation_the_refresh_token_is_stable_and_reusable() {
     }
     let s = op.stats().unwrap();
     assert_eq!((s.refresh_success, s.reuse_detected), (3, 0));
+    assert_eq!(s.refresh_token_omitted, 0);
+}
+
+#[test]
+fn omit_unrotated_refresh_token_leaves_it_out_and_the_old_one_keeps_working() {
+    let op = start(OidcConfig {
+        rotate: false,
+        omit_unrotated_refresh_token: true,
+        ..OidcConfig::default()
+    });
+    let boot = op.bootstrap("frank").unwrap();
+    // The bootstrap grant's own response is not a refresh: it still carries the refresh token.
+    assert!(!boot.refresh_token.is_empty());
+    for _ in 0..3 {
+        let (status, body) = op.refresh_raw(&boot.refresh_token).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v = json(&body);
+        assert!(v.get("refresh_token").is_none(), "{body}");
+        assert!(v["access_token"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    }
+    let s = op.stats().unwrap();
+    assert_eq!(
+        (s.refresh_success, s.refresh_token_omitted, s.reuse_detected),
+        (3, 3, 0)
+    );
+}
+
+#[test]
+fn omit_unrotated_refresh_token_never_drops_a_rotated_one() {
+    let op = start(OidcConfig {
+        omit_unrotated_refresh_token: true,
+        ..OidcConfig::default()
+    });
+    let boot = op.bootstrap("grace").unwrap();
+    let (status, body) = op.refresh_raw(&boot.refresh_token).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let rotated = json(&body)["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, boot.refresh_token);
+    assert_eq!(op.stats().unwrap().refresh_token_omitted, 0);
 }
 
 #[test]

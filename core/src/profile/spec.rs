@@ -1,0 +1,395 @@
+//! The JSON form of a profile and its validation.
+//!
+//! [`ProfileSpec`] is what a profile document deserializes into (after the preset merge);
+//! `Profile::from_spec` turns it into a [`Profile`], refusing hostile input up front: absurd
+//! sizes and counts, non-HTTP(S) URLs or user info in them, plain HTTP to a non-loopback host,
+//! CR/LF or other control characters in headers and fields, forbidden framing headers, unknown
+//! placeholders, over-deep response paths, and unknown keys (`deny_unknown_fields`).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use super::template::{Piece, Template, Var};
+use super::{Profile, DEFAULT_MAX_RESPONSE_BYTES};
+use crate::error::{Result, VaultError};
+use crate::secret::SecretString;
+
+const MAX_RESPONSE_CAP: usize = 16 * 1024 * 1024;
+const MAX_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
+
+/// Body encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    /// `application/json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// How the client authenticates when it has a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Client id and secret go where the body templates put them.
+    #[default]
+    Body,
+    /// HTTP Basic (RFC 6749 §2.3.1); `{client_id}`/`{client_secret}`-only body fields are left out.
+    Basic,
+}
+
+/// Whether the server rotates the refresh credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    /// A new refresh credential comes back with every refresh.
+    Always,
+    /// Maybe; a response without one keeps the old one.
+    #[default]
+    Optional,
+    /// Never (an entity token); any refresh token in the response is ignored.
+    Never,
+}
+
+/// A success flag: the response succeeded iff `path` equals `equals`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessRule {
+    /// Where the flag is.
+    pub path: String,
+    /// The value that means success.
+    pub equals: Value,
+}
+
+/// How to read a response.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// Path of the new access token (`data.accessToken`; `""` is the root).
+    pub access_token: String,
+    /// Path of the new refresh credential, if the server rotates it.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Path of `expires_in` (relative seconds, or an absolute epoch time in s or ms).
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// Path of `refresh_expires_in`.
+    #[serde(default)]
+    pub refresh_expires_in: Option<String>,
+    /// Path of the token type.
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// Path of the granted scope.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// A success flag for HTTP-200 envelopes.
+    #[serde(default)]
+    pub success: Option<SuccessRule>,
+    /// Path of an HTTP-like status code inside an envelope (seed 000's `code`).
+    #[serde(default)]
+    pub envelope_status: Option<String>,
+    /// Paths where an error code may be found, tried in order.
+    #[serde(default)]
+    pub error_code: Vec<String>,
+}
+
+/// An ordered list of (name, template) pairs, read from a JSON object in document order.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct OrderedPairs(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedPairs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedPairs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<OrderedPairs, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    if out.len() >= 64 {
+                        return Err(serde::de::Error::custom("too many entries"));
+                    }
+                    out.push((k, v));
+                }
+                Ok(OrderedPairs(out))
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// The JSON form of a profile (after the preset merge).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProfileSpec {
+    name: String,
+    url: String,
+    #[serde(default = "default_method")]
+    method: String,
+    encoding: BodyEncoding,
+    #[serde(default)]
+    headers: OrderedPairs,
+    #[serde(default)]
+    body: OrderedPairs,
+    #[serde(default)]
+    client_auth: ClientAuth,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<SecretString>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    api_key: Option<SecretString>,
+    #[serde(default)]
+    rotation: Rotation,
+    response: ResponseSpec,
+    #[serde(default)]
+    reauth_errors: Vec<String>,
+    #[serde(default)]
+    reauth_statuses: Vec<u16>,
+    #[serde(default)]
+    refresh_expires_in_zero_is_offline: bool,
+    #[serde(default = "default_lifetime")]
+    default_lifetime_secs: u64,
+    #[serde(default)]
+    refresh_lifetime_secs: Option<u64>,
+    #[serde(default = "default_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_cap")]
+    max_response_bytes: usize,
+    #[serde(default)]
+    allow_http: bool,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+fn default_lifetime() -> u64 {
+    3600
+}
+fn default_timeout() -> u64 {
+    15_000
+}
+fn default_cap() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
+}
+
+/// Deep-merge `over` into `base` (objects merge key by key; anything else replaces).
+pub(super) fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() && k != "headers" && k != "body" => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+fn no_controls(what: &str, s: &str, max: usize) -> Result<()> {
+    if s.len() > max {
+        return Err(VaultError::invalid(format!("{what} is longer than {max} bytes")));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err(VaultError::invalid(format!(
+            "{what} contains control characters (CR/LF?)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_path(what: &str, p: &str) -> Result<()> {
+    no_controls(what, p, 256)?;
+    if p.split('.').count() > 16 {
+        return Err(VaultError::invalid(format!("{what} is nested too deeply")));
+    }
+    Ok(())
+}
+
+/// Validate a URL well enough to refuse anything hostile; returns whether its host is loopback.
+fn check_url(url: &str) -> Result<(bool, bool)> {
+    no_controls("the URL", url, 2048)?;
+    if url.contains(' ') {
+        return Err(VaultError::invalid("the URL contains spaces"));
+    }
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| VaultError::invalid("the URL has no scheme"))?;
+    let https = match scheme.to_ascii_lowercase().as_str() {
+        "https" => true,
+        "http" => false,
+        _ => return Err(VaultError::invalid("the URL's scheme must be http or https")),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(VaultError::invalid("the URL needs a host and no user info"));
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+    };
+    if host.is_empty() {
+        return Err(VaultError::invalid("the URL has an empty host"));
+    }
+    let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+    Ok((https, loopback))
+}
+
+impl Profile {
+    pub(super) fn from_spec(s: ProfileSpec) -> Result<Profile> {
+        if s.name.is_empty()
+            || s.name.len() > 64
+            || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(VaultError::invalid("a profile name must be 1..=64 of [A-Za-z0-9._-]"));
+        }
+        let (https, loopback) = check_url(&s.url)?;
+        if !https && !loopback && !s.allow_http {
+            return Err(VaultError::invalid(
+                "plain http is only allowed to loopback hosts unless allow_http is set",
+            ));
+        }
+        let method = s.method.to_ascii_uppercase();
+        if method != "POST" && method != "PUT" {
+            return Err(VaultError::invalid("the method must be POST or PUT"));
+        }
+        if s.headers.0.len() > 32 || s.body.0.len() > 32 {
+            return Err(VaultError::invalid("at most 32 headers and 32 body fields"));
+        }
+        let mut headers = Vec::new();
+        for (name, value) in s.headers.0 {
+            if name.is_empty() || name.len() > 64 || !name.chars().all(is_token_char) {
+                return Err(VaultError::invalid(
+                    "a header name is empty, too long or not an HTTP token",
+                ));
+            }
+            let lower = name.to_ascii_lowercase();
+            if [
+                "content-length",
+                "host",
+                "transfer-encoding",
+                "connection",
+                "content-type",
+            ]
+            .contains(&lower.as_str())
+            {
+                return Err(VaultError::invalid(
+                    "a profile may not set Content-Length, Host, Transfer-Encoding, Connection or Content-Type",
+                ));
+            }
+            no_controls("a header value", &value, 8192)?;
+            headers.push((name, Template::parse(&value)?));
+        }
+        let mut body = Vec::new();
+        for (name, value) in s.body.0 {
+            no_controls("a body field name", &name, 128)?;
+            if name.is_empty() {
+                return Err(VaultError::invalid("a body field name is empty"));
+            }
+            no_controls("a body field", &value, 8192)?;
+            body.push((name, Template::parse(&value)?));
+        }
+        for (what, v) in [("client_id", &s.client_id), ("scope", &s.scope)] {
+            if let Some(v) = v {
+                no_controls(what, v, 4096)?;
+            }
+        }
+        for (what, v) in [("client_secret", &s.client_secret), ("api_key", &s.api_key)] {
+            if let Some(v) = v {
+                no_controls(what, v.expose(), 4096)?;
+            }
+        }
+        let r = &s.response;
+        check_path("response.access_token", &r.access_token)?;
+        for (what, p) in [
+            ("response.refresh_token", &r.refresh_token),
+            ("response.expires_in", &r.expires_in),
+            ("response.refresh_expires_in", &r.refresh_expires_in),
+            ("response.token_type", &r.token_type),
+            ("response.scope", &r.scope),
+            ("response.envelope_status", &r.envelope_status),
+        ] {
+            if let Some(p) = p {
+                check_path(what, p)?;
+            }
+        }
+        if let Some(rule) = &r.success {
+            check_path("response.success.path", &rule.path)?;
+            if rule.equals.to_string().len() > 256 {
+                return Err(VaultError::invalid("response.success.equals is too large"));
+            }
+        }
+        if r.error_code.len() > 8 || s.reauth_errors.len() > 32 || s.reauth_statuses.len() > 32 {
+            return Err(VaultError::invalid("too many error paths, reauth errors or statuses"));
+        }
+        for p in &r.error_code {
+            check_path("response.error_code", p)?;
+        }
+        for e in &s.reauth_errors {
+            no_controls("a reauth error", e, 128)?;
+        }
+        if s.reauth_statuses.iter().any(|c| !(400..=499).contains(c)) {
+            return Err(VaultError::invalid("reauth_statuses must be 4xx codes"));
+        }
+        if !(1..=MAX_LIFETIME_SECS).contains(&s.default_lifetime_secs)
+            || s.refresh_lifetime_secs
+                .is_some_and(|v| !(1..=MAX_LIFETIME_SECS).contains(&v))
+        {
+            return Err(VaultError::invalid("lifetimes must be between 1 s and 10 years"));
+        }
+        if !(100..=300_000).contains(&s.timeout_ms) {
+            return Err(VaultError::invalid("timeout_ms must be between 100 and 300000"));
+        }
+        if !(1024..=MAX_RESPONSE_CAP).contains(&s.max_response_bytes) {
+            return Err(VaultError::invalid(
+                "max_response_bytes must be between 1 KiB and 16 MiB",
+            ));
+        }
+        let mentions_credential = body
+            .iter()
+            .chain(headers.iter())
+            .any(|(_, t)| t.0.contains(&Piece::Var(Var::RefreshCredential)));
+        if !mentions_credential {
+            return Err(VaultError::invalid("the profile never sends the refresh credential"));
+        }
+        Ok(Profile {
+            name: s.name,
+            url: s.url,
+            method,
+            encoding: s.encoding,
+            headers,
+            body,
+            client_auth: s.client_auth,
+            client_id: s.client_id,
+            client_secret: s.client_secret,
+            scope: s.scope,
+            api_key: s.api_key,
+            rotation: s.rotation,
+            response: s.response,
+            reauth_errors: s.reauth_errors,
+            reauth_statuses: s.reauth_statuses,
+            refresh_expires_in_zero_is_offline: s.refresh_expires_in_zero_is_offline,
+            default_lifetime: Duration::from_secs(s.default_lifetime_secs),
+            refresh_lifetime: s.refresh_lifetime_secs.map(Duration::from_secs),
+            timeout: Duration::from_millis(s.timeout_ms),
+            max_response_bytes: s.max_response_bytes,
+        })
+    }
+}
