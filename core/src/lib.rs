@@ -40,9 +40,9 @@ mod store;
 mod transport;
 mod vault;
 
+pub use clock::{Clock, SystemClock};
 #[cfg(any(test, feature = "test-support"))]
 pub use clock::{ManualClock, SkewedClock};
-pub use clock::{Clock, SystemClock};
 pub use crypto::{KdfParams, KeySource};
 pub use engine::RefreshPolicy;
 pub use error::{ErrorCode, Result, VaultError};
@@ -52,9 +52,7 @@ pub use profile::{
     MAX_PROFILE_JSON,
 };
 pub use secret::{AccessToken, SecretString};
-pub use session::{
-    ExpiryValue, NewSession, ReceivedTokens, RefreshExpiry, RefreshFailure, SessionInfo, SessionState,
-};
+pub use session::{ExpiryValue, NewSession, ReceivedTokens, RefreshExpiry, RefreshFailure, SessionInfo, SessionState};
 #[cfg(feature = "https")]
 pub use transport::HttpsTransport;
 pub use transport::{HttpHeader, HttpRequest, HttpResponse, Transport, TransportError, TransportErrorKind};

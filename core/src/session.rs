@@ -70,10 +70,22 @@ impl NewSession {
         self
     }
 
-    /// How long the refresh credential lives, if known (`refresh_expires_in`).
+    /// How long the refresh credential lives, if known (`refresh_expires_in`). Zero means "not
+    /// given" (an offline token is [`offline`](Self::offline)).
     pub fn refresh_expires_in(mut self, d: Duration) -> Self {
-        self.refresh_expires_in = Some(d);
+        self.refresh_expires_in = (!d.is_zero()).then_some(d);
         self
+    }
+
+    /// [`expires_in`](Self::expires_in) as the integer a surface received: `<= 0` means "not
+    /// given". The one place that decides what a C `0` / `-1` or a binding's `0` means.
+    pub fn expires_in_secs(self, secs: i64) -> Self {
+        self.expires_in(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+    }
+
+    /// [`refresh_expires_in`](Self::refresh_expires_in) as an integer: `<= 0` means "not given".
+    pub fn refresh_expires_in_secs(self, secs: i64) -> Self {
+        self.refresh_expires_in(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
     }
 
     /// The refresh credential never expires by time (an OAuth2 offline token).
@@ -217,7 +229,9 @@ impl Verdict {
     /// The error every reader gets.
     pub(crate) fn error(&self) -> VaultError {
         match self {
-            Verdict::ReauthenticationRequired { reason } => VaultError::ReauthenticationRequired { reason: reason.clone() },
+            Verdict::ReauthenticationRequired { reason } => {
+                VaultError::ReauthenticationRequired { reason: reason.clone() }
+            }
             Verdict::RefreshOutcomeUnknown { reason } => VaultError::RefreshOutcomeUnknown { reason: reason.clone() },
         }
     }
@@ -545,7 +559,8 @@ mod tests {
     fn legacy_text_verdicts_keep_their_code_and_lose_repeated_prefixes() {
         let v = Verdict::from_legacy_text("re-authentication required: re-authentication required: invalid_grant");
         assert_eq!(v.error().to_string(), "re-authentication required: invalid_grant");
-        let v = Verdict::from_legacy_text("re-authentication required: the outcome of an earlier refresh is unknown: x");
+        let v =
+            Verdict::from_legacy_text("re-authentication required: the outcome of an earlier refresh is unknown: x");
         assert_eq!(v.error().code(), crate::ErrorCode::RefreshOutcomeUnknown);
         assert_eq!(v.error().to_string(), "the outcome of an earlier refresh is unknown: x");
         let json = serde_json::to_string(&v).unwrap();

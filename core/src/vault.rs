@@ -235,7 +235,8 @@ impl Vault {
                 return Ok(e.token.clone());
             }
         }
-        self.engine.obtain(&self.engine.key(account)?, Mode::Due { min_ttl_ns: 0 })
+        self.engine
+            .obtain(&self.engine.key(account)?, Mode::Due { min_ttl_ns: 0 })
     }
 
     /// For bindings that keep the token as a managed string: `Ok(None)` when the token of
@@ -257,7 +258,9 @@ impl Vault {
                 return Ok((e.generation != known_generation).then(|| e.token.clone()));
             }
         }
-        let t = self.engine.obtain(&self.engine.key(account)?, Mode::Due { min_ttl_ns })?;
+        let t = self
+            .engine
+            .obtain(&self.engine.key(account)?, Mode::Due { min_ttl_ns })?;
         Ok((t.generation() != known_generation).then_some(t))
     }
 

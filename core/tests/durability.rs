@@ -204,7 +204,7 @@ fn a_refresh_syncs_the_rotated_pair_and_later_writes_stay_durable() {
     let _serial = counting();
     let dir = tempfile::tempdir().unwrap();
     let v = open(&dir.path().join("v.db"));
-    v.set_transport(Arc::new(Rotating));
+    v.set_transport(Some(Arc::new(Rotating))).unwrap();
     v.store(session("alice", "t1")).unwrap();
     let (token, syncs) = wal_syncs_during(|| v.force_refresh("alice").unwrap());
     assert_eq!(token.expose(), "access-after-refresh");

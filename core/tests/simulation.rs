@@ -282,7 +282,8 @@ impl Sim {
         self.logged_out = false;
         self.stored_position = None;
         self.note_served(slot, info.generation);
-        self.trace.push(format!("#{slot} signs in (generation {})", info.generation));
+        self.trace
+            .push(format!("#{slot} signs in (generation {})", info.generation));
     }
 
     fn note_served(&mut self, slot: usize, generation: u64) {
@@ -318,7 +319,8 @@ impl Sim {
         let r = self.vault(slot).begin_refresh(ACCOUNT, force);
         match r {
             Ok(RefreshStep::Fresh(t)) => {
-                self.trace.push(format!("#{slot} begin(force={force}): fresh g{}", t.generation()));
+                self.trace
+                    .push(format!("#{slot} begin(force={force}): fresh g{}", t.generation()));
                 self.note_served(slot, t.generation());
             }
             Ok(RefreshStep::InFlight) => self.trace.push(format!("#{slot} begin(force={force}): in flight")),
@@ -350,7 +352,8 @@ impl Sim {
                 });
             }
             Err(e) => {
-                self.trace.push(format!("#{slot} begin(force={force}): {} {e}", e.code()));
+                self.trace
+                    .push(format!("#{slot} begin(force={force}): {} {e}", e.code()));
                 self.note_error(slot, &e);
             }
         }
@@ -399,7 +402,8 @@ impl Sim {
             Err(e) if e.code() == ErrorCode::InvalidInput => {
                 // The vault had dropped the attempt (past its deadline): the answer is lost.
                 self.reqs[id].answer = Answer::Lost;
-                self.trace.push(format!("#{slot} finish req {id}: attempt dropped by the vault"));
+                self.trace
+                    .push(format!("#{slot} finish req {id}: attempt dropped by the vault"));
             }
             Err(e) => {
                 self.reqs[id].answer = Answer::Delivered;
@@ -434,14 +438,17 @@ impl Sim {
             .fail_refresh(attempt, TransportError::new(kind, "simulated"));
         match r {
             Ok(t) => {
-                self.trace.push(format!("#{slot} fail req {id} ({kind:?}): served g{}", t.generation()));
+                self.trace
+                    .push(format!("#{slot} fail req {id} ({kind:?}): served g{}", t.generation()));
                 self.note_served(slot, t.generation());
             }
             Err(e) if e.code() == ErrorCode::InvalidInput => {
-                self.trace.push(format!("#{slot} fail req {id}: attempt dropped by the vault"));
+                self.trace
+                    .push(format!("#{slot} fail req {id}: attempt dropped by the vault"));
             }
             Err(e) => {
-                self.trace.push(format!("#{slot} fail req {id} ({kind:?}): {} {e}", e.code()));
+                self.trace
+                    .push(format!("#{slot} fail req {id} ({kind:?}): {} {e}", e.code()));
                 self.note_error(slot, &e);
             }
         }
@@ -553,7 +560,11 @@ impl Sim {
             Ok((_, refresh)) => {
                 assert!(!self.logged_out, "invariant 5: a logout was undone");
                 let refresh = refresh.unwrap_or_default();
-                let issued = self.server.tokens.get(&refresh).expect("the file holds a credential never issued");
+                let issued = self
+                    .server
+                    .tokens
+                    .get(&refresh)
+                    .expect("the file holds a credential never issued");
                 let position = (issued.family, issued.index);
                 if let Some(prev) = self.stored_position {
                     assert!(
@@ -582,7 +593,12 @@ impl Sim {
             inst.clock.advance(Duration::from_secs(121));
         }
         for slot in 0..self.instances.len() {
-            let stored = self.vault(slot).stored_pair_for_tests(ACCOUNT).unwrap().1.unwrap_or_default();
+            let stored = self
+                .vault(slot)
+                .stored_pair_for_tests(ACCOUNT)
+                .unwrap()
+                .1
+                .unwrap_or_default();
             let alive = self.server.alive(&stored);
             match self.vault(slot).begin_refresh(ACCOUNT, true) {
                 Ok(RefreshStep::Send(p)) => {

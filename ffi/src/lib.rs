@@ -10,7 +10,7 @@
 //!   plain C probe the Kotlin/Python cached readers use on their hot path.
 //!
 //! This crate converts types and catches panics; every decision lives in the `tokenvault` core
-//! (STYLE.md rule 1). The conventions of the C ABI are in ADR 0006 and in the header's preamble.
+//! (a rule found here would drift from the other surface). The conventions of the C ABI are in ADR 0006 and in the header's preamble.
 
 #[macro_use]
 mod boundary;

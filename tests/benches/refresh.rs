@@ -386,7 +386,7 @@ fn refresh(c: &mut Criterion) {
         inner: HttpsTransport::new(),
         last: Mutex::new(Duration::ZERO),
     });
-    vault.set_transport(timed.clone());
+    vault.set_transport(Some(timed.clone())).unwrap();
     split(200, &vault, &timed, &mut client, &mut bare);
 
     // Every refresh rotated cleanly: no rejected request, no reuse detection.

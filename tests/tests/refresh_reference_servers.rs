@@ -248,7 +248,7 @@ fn reauthentication_only_after_the_server_refuses_and_nothing_is_deleted() {
     ] {
         let f = fixture(dialect, serde_json::json!({}));
         let rec = Arc::new(Recorder::default());
-        f.vault.set_observer(Some(rec.clone()));
+        f.vault.set_observer(Some(rec.clone())).unwrap();
         let t = f.vault.access_token("player").unwrap();
         match fault {
             Some(fault) => f.server.push_fault(fault),
@@ -546,7 +546,7 @@ fn events_reach_the_observer_which_may_call_back_into_the_vault() {
         vault: Mutex::new(Some(Arc::downgrade(&f.vault))),
         seen: Mutex::new(vec![]),
     });
-    f.vault.set_observer(Some(obs.clone()));
+    f.vault.set_observer(Some(obs.clone())).unwrap();
     make_due(&f);
     f.vault.access_token("player").unwrap();
     let info = f.vault.session_info("player").unwrap();

@@ -323,10 +323,16 @@ impl Engine {
 
     /// Settle an attempt with what came back, store the outcome, release the lock, wake the
     /// waiters, then tell the observer.
-    pub(crate) fn finish(&self, lead: Lead, response: std::result::Result<HttpResponse, TransportError>) -> Result<AccessToken> {
+    pub(crate) fn finish(
+        &self,
+        lead: Lead,
+        response: std::result::Result<HttpResponse, TransportError>,
+    ) -> Result<AccessToken> {
         let mut event = None;
         let result = self.finish_inner(&lead, response, &mut event);
-        let Lead { account, flight, lock, .. } = lead;
+        let Lead {
+            account, flight, lock, ..
+        } = lead;
         drop(lock);
         // Waiters are released before observers hear of it: an observer reacting to the event
         // (say, with a forced refresh) never finds this attempt still in flight.

@@ -97,8 +97,14 @@ mod tests {
         create_lock_dir(&d).unwrap();
         let a = try_acquire(&d, &[1; 32]).unwrap();
         assert!(a.is_some());
-        assert!(try_acquire(&d, &[1; 32]).unwrap().is_none(), "a second holder got the lock");
-        assert!(try_acquire(&d, &[2; 32]).unwrap().is_some(), "another account is independent");
+        assert!(
+            try_acquire(&d, &[1; 32]).unwrap().is_none(),
+            "a second holder got the lock"
+        );
+        assert!(
+            try_acquire(&d, &[2; 32]).unwrap().is_some(),
+            "another account is independent"
+        );
         drop(a);
         assert!(try_acquire(&d, &[1; 32]).unwrap().is_some(), "dropping did not release");
     }

@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn tokens_commit_whatever_the_facts() {
         for f in [facts(false, false, true), facts(true, true, false)] {
-            assert!(matches!(settle(f, Outcome::Answer(Ok(tokens()))), Settlement::Commit(_)));
+            assert!(matches!(
+                settle(f, Outcome::Answer(Ok(tokens()))),
+                Settlement::Commit(_)
+            ));
         }
     }
 
@@ -204,7 +207,10 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        match settle(facts(false, false, true), Outcome::Answer(Err(VaultError::protocol("garbled 200")))) {
+        match settle(
+            facts(false, false, true),
+            Outcome::Answer(Err(VaultError::protocol("garbled 200"))),
+        ) {
             Settlement::Failed { keep_marker, .. } => assert!(keep_marker, "an unreadable answer may have rotated"),
             other => panic!("{other:?}"),
         }

@@ -421,7 +421,6 @@ impl Store {
         let n: i64 = self.conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?;
         usize::try_from(n).map_err(|_| VaultError::corrupt("negative count"))
     }
-
 }
 
 mod lease;

@@ -7,7 +7,7 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use tokenvault::{VaultError, VaultEvent, VaultObserver};
+use tokenvault::{VaultEvent, VaultObserver};
 
 use super::refresh::{tv_destroy_fn, UserData};
 use super::tv_status;
@@ -124,9 +124,6 @@ pub unsafe extern "C" fn tv_vault_set_event_callback(
     boundary!("tv_vault_set_event_callback", [vault], {
         // SAFETY: a live handle (header contract).
         let vault = unsafe { vault_ref(vault) };
-        if vault.is_closed() {
-            return Err(VaultError::Closed);
-        }
         let observer: Option<Arc<dyn VaultObserver>> = match callback {
             Some(callback) => Some(Arc::new(CallbackObserver {
                 callback,
@@ -134,7 +131,6 @@ pub unsafe extern "C" fn tv_vault_set_event_callback(
             })),
             None => None,
         };
-        vault.set_observer(observer);
-        Ok(())
+        vault.set_observer(observer)
     })
 }

@@ -11,8 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use tokenvault::{
-    AccessToken, HttpRequest, HttpResponse, HttpsTransport, RefreshStep, Transport, TransportError, TransportErrorKind,
-    VaultError,
+    AccessToken, HttpRequest, HttpResponse, RefreshStep, Transport, TransportError, TransportErrorKind, VaultError,
 };
 
 use super::vault::{tv_vault, vault_ref, write_token};
@@ -628,18 +627,13 @@ pub unsafe extern "C" fn tv_vault_set_transport(
     boundary!("tv_vault_set_transport", [vault], {
         // SAFETY: a live handle (header contract).
         let vault = unsafe { vault_ref(vault) };
-        if vault.is_closed() {
-            return Err(VaultError::Closed);
-        }
-        let transport: Arc<dyn Transport> = match send {
-            Some(send) => Arc::new(CallbackTransport {
+        let transport = send.map(|send| {
+            Arc::new(CallbackTransport {
                 send,
                 user_data: UserData::new(user_data, destroy),
-            }),
-            None => Arc::new(HttpsTransport::new()),
-        };
-        vault.set_transport(transport);
-        Ok(())
+            }) as Arc<dyn Transport>
+        });
+        vault.set_transport(transport)
     })
 }
 

@@ -151,10 +151,10 @@ pub struct tv_session_params {
     pub access_token: *const c_char,
     /// The refresh token (or entity token); NULL if none.
     pub refresh_credential: *const c_char,
-    /// The access token's `expires_in` in seconds; `0` or `-1` if unknown (then the JWT `exp`,
+    /// The access token's `expires_in` in seconds; `<= 0` if unknown (then the JWT `exp`,
     /// then the profile's default lifetime is used).
     pub expires_in_secs: i64,
-    /// The refresh credential's `refresh_expires_in` in seconds; `0` or `-1` if unknown (for
+    /// The refresh credential's `refresh_expires_in` in seconds; `<= 0` if unknown (for
     /// Keycloak's `refresh_expires_in: 0`, an offline token, set `offline` instead).
     pub refresh_expires_in_secs: i64,
     /// Token type (e.g. `"Bearer"`); NULL if none.
@@ -182,11 +182,6 @@ unsafe fn read_sized<T>(ptr: *const T, what: &str) -> Result<*const T, VaultErro
     Ok(ptr)
 }
 
-/// A positive count of seconds; `0` and `-1` mean "unknown".
-fn secs(value: i64) -> Option<Duration> {
-    u64::try_from(value).ok().filter(|&s| s > 0).map(Duration::from_secs)
-}
-
 /// Build a core `NewSession` from the caller's parameters.
 ///
 /// # Safety
@@ -200,17 +195,9 @@ unsafe fn new_session(p: &tv_session_params) -> Result<NewSession, VaultError> {
     if let Some(c) = unsafe { optional_utf8_arg(p.refresh_credential, "params.refresh_credential") }? {
         s = s.refresh_credential(c);
     }
-    if p.expires_in_secs < -1 || p.refresh_expires_in_secs < -1 {
-        return Err(invalid(
-            "params.expires_in_secs and refresh_expires_in_secs must be >= -1",
-        ));
-    }
-    if let Some(d) = secs(p.expires_in_secs) {
-        s = s.expires_in(d);
-    }
-    if let Some(d) = secs(p.refresh_expires_in_secs) {
-        s = s.refresh_expires_in(d);
-    }
+    s = s
+        .expires_in_secs(p.expires_in_secs)
+        .refresh_expires_in_secs(p.refresh_expires_in_secs);
     s = s.offline(p.offline != 0);
     if let Some(t) = unsafe { optional_utf8_arg(p.token_type, "params.token_type") }? {
         s = s.token_type(t);
