@@ -327,12 +327,12 @@ typedef struct tv_session_params {
    */
   const char *refresh_credential;
   /**
-   * The access token's `expires_in` in seconds; `0` or `-1` if unknown (then the JWT `exp`,
+   * The access token's `expires_in` in seconds; `<= 0` if unknown (then the JWT `exp`,
    * then the profile's default lifetime is used).
    */
   int64_t expires_in_secs;
   /**
-   * The refresh credential's `refresh_expires_in` in seconds; `0` or `-1` if unknown (for
+   * The refresh credential's `refresh_expires_in` in seconds; `<= 0` if unknown (for
    * Keycloak's `refresh_expires_in: 0`, an offline token, set `offline` instead).
    */
   int64_t refresh_expires_in_secs;

@@ -185,9 +185,17 @@ def test_use_after_close_and_watches(tmpdir_path):
     v = tv.TokenVault.open_with_key(os.path.join(tmpdir_path, "v.db"), TEST_KEY)
     _store_local(v)
     watch = v.watch("player")
+    # expires_in 0 means "not given" on every surface (the core decides): the default lifetime.
+    info = v.store(tv.NewSession(account="zero", profile="backend", access_token="z" * 40, expires_in_secs=0))
+    assert info.access_remaining_ms > 60_000
     v.close()
     v.close()
     assert v.is_closed()
+    # A closed vault refuses configuration, as the C ABI does (the core decides).
+    with pytest.raises(tv.TokenVaultError.Closed):
+        v.set_observer(None)
+    with pytest.raises(tv.TokenVaultError.Closed):
+        v.set_transport(UrllibTransport())
     with pytest.raises(tv.TokenVaultError.Closed):
         v.access_token("player")
     with pytest.raises(tv.TokenVaultError.Closed):
@@ -195,7 +203,7 @@ def test_use_after_close_and_watches(tmpdir_path):
     del v, watch
     # The file is closed for real: it opens again.
     v2 = tv.TokenVault.open_with_key(os.path.join(tmpdir_path, "v.db"), TEST_KEY)
-    assert v2.list_accounts() == ["player"]
+    assert v2.list_accounts() == ["player", "zero"]
     v2.close()
 
 
@@ -259,7 +267,9 @@ def test_threads_reading_an_expired_token_cause_one_refresh(server_factory, vaul
     server = server_factory("002")
     vault.set_transport(UrllibTransport())
     server.register(vault)
-    server.login_and_store(vault, "player", expires_in_secs=0)
+    # expires_in 1 s, then 1.1 s pass: the stored token has expired (0 would mean "not given").
+    server.login_and_store(vault, "player", expires_in_secs=1)
+    time.sleep(1.1)
     barrier = threading.Barrier(50)
 
     def read(_):

@@ -124,13 +124,14 @@ pub unsafe extern "C" fn tv_vault_set_event_callback(
     boundary!("tv_vault_set_event_callback", [vault], {
         // SAFETY: a live handle (header contract).
         let vault = unsafe { vault_ref(vault) };
-        let observer: Option<Arc<dyn VaultObserver>> = match callback {
-            Some(callback) => Some(Arc::new(CallbackObserver {
-                callback,
-                user_data: UserData::new(user_data, destroy),
-            })),
-            None => None,
+        let Some(callback) = callback else {
+            return vault.set_observer(None);
         };
-        vault.set_observer(observer)
+        let (user_data, take_ownership) = UserData::new(user_data, destroy);
+        vault.set_observer(Some(
+            Arc::new(CallbackObserver { callback, user_data }) as Arc<dyn VaultObserver>
+        ))?;
+        take_ownership();
+        Ok(())
     })
 }

@@ -8,6 +8,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokenvault::{
@@ -525,6 +526,9 @@ pub type tv_transport_fn = Option<
 pub(crate) struct UserData {
     ptr: *mut c_void,
     destroy: tv_destroy_fn,
+    /// Set once the vault accepted the callback: only then does the library own `ptr` (on
+    /// failure the caller keeps it, and `destroy` is not called).
+    owned: Arc<AtomicBool>,
 }
 
 // SAFETY: the header contract requires `user_data` to be usable from any thread (callbacks run
@@ -534,8 +538,14 @@ unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
 
 impl UserData {
-    pub(crate) fn new(ptr: *mut c_void, destroy: tv_destroy_fn) -> UserData {
-        UserData { ptr, destroy }
+    /// The caller's pointer, not yet owned: call the returned closure once the vault accepted
+    /// it (a callback refused, say by a closed vault, leaves `user_data` to the caller).
+    pub(crate) fn new(ptr: *mut c_void, destroy: tv_destroy_fn) -> (UserData, impl FnOnce()) {
+        let owned = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&owned);
+        (UserData { ptr, destroy, owned }, move || {
+            flag.store(true, Ordering::SeqCst)
+        })
     }
 
     pub(crate) fn ptr(&self) -> *mut c_void {
@@ -545,7 +555,7 @@ impl UserData {
 
 impl Drop for UserData {
     fn drop(&mut self) {
-        if let Some(destroy) = self.destroy {
+        if let Some(destroy) = self.destroy.filter(|_| self.owned.load(Ordering::SeqCst)) {
             // SAFETY: the caller's destructor for its own pointer, called exactly once.
             unsafe { destroy(self.ptr) };
         }
@@ -627,13 +637,13 @@ pub unsafe extern "C" fn tv_vault_set_transport(
     boundary!("tv_vault_set_transport", [vault], {
         // SAFETY: a live handle (header contract).
         let vault = unsafe { vault_ref(vault) };
-        let transport = send.map(|send| {
-            Arc::new(CallbackTransport {
-                send,
-                user_data: UserData::new(user_data, destroy),
-            }) as Arc<dyn Transport>
-        });
-        vault.set_transport(transport)
+        let Some(send) = send else {
+            return vault.set_transport(None);
+        };
+        let (user_data, take_ownership) = UserData::new(user_data, destroy);
+        vault.set_transport(Some(Arc::new(CallbackTransport { send, user_data })))?;
+        take_ownership();
+        Ok(())
     })
 }
 

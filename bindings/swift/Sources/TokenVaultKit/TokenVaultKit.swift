@@ -1800,12 +1800,12 @@ public struct NewSession: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var refreshCredential: String?
     /**
-     * The login response's `expires_in`, in seconds; without it the JWT `exp`, then the
-     * profile's default lifetime.
+     * The login response's `expires_in`, in seconds; without it (or `0`) the JWT `exp`, then
+     * the profile's default lifetime.
      */
     public var expiresInSecs: UInt64?
     /**
-     * How long the refresh credential lives, in seconds, if known.
+     * How long the refresh credential lives, in seconds, if known (`0`: not known).
      */
     public var refreshExpiresInSecs: UInt64?
     /**
@@ -1841,11 +1841,11 @@ public struct NewSession: Equatable, Hashable, CustomDebugStringConvertible {
          * The refresh token (or, for entity-token dialects, the entity token).
          */refreshCredential: String? = nil, 
         /**
-         * The login response's `expires_in`, in seconds; without it the JWT `exp`, then the
-         * profile's default lifetime.
+         * The login response's `expires_in`, in seconds; without it (or `0`) the JWT `exp`, then
+         * the profile's default lifetime.
          */expiresInSecs: UInt64? = nil, 
         /**
-         * How long the refresh credential lives, in seconds, if known.
+         * How long the refresh credential lives, in seconds, if known (`0`: not known).
          */refreshExpiresInSecs: UInt64? = nil, 
         /**
          * The refresh credential never expires by time (an OAuth2 offline token).

@@ -18,8 +18,9 @@ class CoroutinesTest {
             TempDir().use { dir ->
                 TokenVault.openWithKey(dir.file("v.db"), TEST_KEY).use { vault ->
                     server.register(vault)
-                    // expires_in 0: the stored token is already expired.
-                    server.loginAndStore(vault, "player", expiresInSecs = 0UL)
+                    // expires_in 1 s, then 1.1 s pass: the stored token has expired.
+                    server.loginAndStore(vault, "player", expiresInSecs = 1UL)
+                    Thread.sleep(1100)
                     val tokens = runBlocking {
                         (1..500).map { async(Dispatchers.IO) { vault.awaitAccessToken("player") } }.awaitAll()
                     }
@@ -39,7 +40,8 @@ class CoroutinesTest {
                     vault.setTransport(JavaHttpTransport())
                     server.register(vault)
                     val accounts = (1..8).map { "player-$it" }
-                    accounts.forEach { server.loginAndStore(vault, it, expiresInSecs = 0UL) }
+                    accounts.forEach { server.loginAndStore(vault, it, expiresInSecs = 1UL) }
+                    Thread.sleep(1100)
                     val tokens = runBlocking {
                         accounts.flatMap { account ->
                             (1..25).map { async(Dispatchers.IO) { account to vault.awaitAccessToken(account) } }

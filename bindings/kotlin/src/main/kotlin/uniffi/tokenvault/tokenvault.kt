@@ -2997,13 +2997,13 @@ data class NewSession (
     var `refreshCredential`: kotlin.String? = null 
     , 
     /**
-     * The login response's `expires_in`, in seconds; without it the JWT `exp`, then the
-     * profile's default lifetime.
+     * The login response's `expires_in`, in seconds; without it (or `0`) the JWT `exp`, then
+     * the profile's default lifetime.
      */
     var `expiresInSecs`: kotlin.ULong? = null 
     , 
     /**
-     * How long the refresh credential lives, in seconds, if known.
+     * How long the refresh credential lives, in seconds, if known (`0`: not known).
      */
     var `refreshExpiresInSecs`: kotlin.ULong? = null 
     , 
