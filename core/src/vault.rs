@@ -137,14 +137,13 @@ impl Vault {
                 dk
             }
         };
-        let lock_dir = refresh_lock::lock_dir(&path);
-        refresh_lock::create_lock_dir(&lock_dir)?;
+        let locks = refresh_lock::RefreshLocks::new(&path)?;
         let cipher = RecordCipher::new(&data_key)?;
         let transport = options.transport.or_else(crate::transport::default_transport);
         Ok(Vault {
             engine: Engine {
                 path,
-                lock_dir,
+                locks,
                 store: Mutex::new(Some(StoreState::new(store))),
                 data_key,
                 cipher,

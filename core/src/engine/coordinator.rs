@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::flight::Flight;
 use super::settle::{settle, AttemptFacts, Outcome, Settlement};
-use super::{record_after_refresh, refresh_lock, AccountKey, CachedSession, Engine, Lead};
+use super::{record_after_refresh, AccountKey, CachedSession, Engine, Lead};
 use crate::error::{Result, VaultError};
 use crate::events::VaultEvent;
 use crate::profile::Profile;
@@ -230,7 +230,7 @@ impl Engine {
         let budget = Duration::from_nanos(flight.deadline.saturating_sub(self.clock.mono_ns()));
         let mut warned = false;
         let lock = loop {
-            if let Some(lock) = refresh_lock::try_acquire(&self.lock_dir, &key.hash)? {
+            if let Some(lock) = self.locks.try_acquire(&key.hash)? {
                 break lock;
             }
             // A peer is refreshing: adopt its pair as soon as it lands.

@@ -110,7 +110,7 @@ impl StoreState {
 /// Everything a vault's operations share.
 pub(crate) struct Engine {
     pub path: PathBuf,
-    pub lock_dir: PathBuf,
+    pub locks: refresh_lock::RefreshLocks,
     pub store: Mutex<Option<StoreState>>,
     pub data_key: Zeroizing<[u8; KEY_LEN]>,
     pub cipher: RecordCipher,

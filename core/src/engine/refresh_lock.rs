@@ -13,25 +13,50 @@
 //! The lock files live in a directory next to the vault (`<vault file>-locks/`), one empty file
 //! per account named by a prefix of the account's keyed hash (no account id in clear). They are
 //! never deleted: deleting a lock file while another process waits on it would let two holders
-//! lock two different files.
+//! lock two different files. A vault keeps up to 64 of them open, so a refresh costs two
+//! syscalls (lock, unlock) and no `open`.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::{Result, VaultError};
+
+/// Open lock files kept per vault (an open descriptor each); past this, files not held are
+/// closed.
+const MAX_OPEN_LOCK_FILES: usize = 64;
+
+/// One account's lock file, kept open between refreshes (no `open` on the refresh path), with
+/// a flag for this vault instance: the OS lock excludes other descriptions (processes, other
+/// instances), the flag excludes a second attempt of this instance on the same description
+/// (an abandoned attempt still waiting for its answer).
+#[derive(Debug)]
+struct LockSlot {
+    file: File,
+    held: AtomicBool,
+}
 
 /// A held refresh lock. Dropping it releases it.
 #[derive(Debug)]
 pub(crate) struct RefreshLock {
-    file: File,
+    slot: Arc<LockSlot>,
 }
 
 impl Drop for RefreshLock {
     fn drop(&mut self) {
-        // Closing the descriptor releases the lock too; unlocking first makes it immediate even
-        // if a duplicate of the descriptor were alive somewhere.
-        let _ = self.file.unlock();
+        let _ = self.slot.file.unlock();
+        self.slot.held.store(false, Ordering::Release);
     }
+}
+
+/// The lock files of one vault instance.
+#[derive(Debug)]
+pub(crate) struct RefreshLocks {
+    dir: PathBuf,
+    slots: Mutex<crate::engine::FastMap<Vec<u8>, Arc<LockSlot>>>,
 }
 
 /// The directory of a vault's lock files.
@@ -41,22 +66,8 @@ pub(crate) fn lock_dir(vault_path: &Path) -> PathBuf {
     vault_path.with_file_name(name)
 }
 
-/// Create the lock directory (owner-only on Unix).
-pub(crate) fn create_lock_dir(dir: &Path) -> Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|e| VaultError::StorageUnavailable {
-        reason: format!("cannot create the refresh lock directory ({:?})", e.kind()),
-    })
-}
-
 fn lock_file_name(account_hash: &[u8]) -> String {
-    let mut s = String::with_capacity(36);
+    let mut s = String::with_capacity(38);
     for b in account_hash.iter().take(16) {
         s.push_str(&format!("{b:02x}"));
     }
@@ -64,25 +75,70 @@ fn lock_file_name(account_hash: &[u8]) -> String {
     s
 }
 
-/// Try to take the lock of one account without waiting. `Ok(None)`: someone (another process,
-/// or another vault instance or attempt in this process) holds it.
-pub(crate) fn try_acquire(dir: &Path, account_hash: &[u8]) -> Result<Option<RefreshLock>> {
-    let path = dir.join(lock_file_name(account_hash));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| VaultError::StorageUnavailable {
-            reason: format!("cannot open a refresh lock file ({:?})", e.kind()),
+impl RefreshLocks {
+    /// The lock files next to `vault_path` (the directory is created, owner-only on Unix).
+    pub(crate) fn new(vault_path: &Path) -> Result<RefreshLocks> {
+        let dir = lock_dir(vault_path);
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir).map_err(|e| VaultError::StorageUnavailable {
+            reason: format!("cannot create the refresh lock directory ({:?})", e.kind()),
         })?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(RefreshLock { file })),
-        Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(VaultError::StorageUnavailable {
-            reason: format!("cannot take a refresh lock ({:?})", e.kind()),
-        }),
+        Ok(RefreshLocks {
+            dir,
+            slots: Mutex::new(Default::default()),
+        })
+    }
+
+    fn slot(&self, account_hash: &[u8]) -> Result<Arc<LockSlot>> {
+        let mut slots = self.slots.lock();
+        if let Some(s) = slots.get(account_hash) {
+            return Ok(Arc::clone(s));
+        }
+        if slots.len() >= MAX_OPEN_LOCK_FILES {
+            slots.retain(|_, s| s.held.load(Ordering::Acquire) || Arc::strong_count(s) > 1);
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.join(lock_file_name(account_hash)))
+            .map_err(|e| VaultError::StorageUnavailable {
+                reason: format!("cannot open a refresh lock file ({:?})", e.kind()),
+            })?;
+        let slot = Arc::new(LockSlot {
+            file,
+            held: AtomicBool::new(false),
+        });
+        slots.insert(account_hash.to_vec(), Arc::clone(&slot));
+        Ok(slot)
+    }
+
+    /// Try to take the lock of one account without waiting. `Ok(None)`: someone (another
+    /// process, another vault instance, or another attempt of this one) holds it.
+    pub(crate) fn try_acquire(&self, account_hash: &[u8]) -> Result<Option<RefreshLock>> {
+        let slot = self.slot(account_hash)?;
+        if slot.held.swap(true, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        match slot.file.try_lock() {
+            Ok(()) => Ok(Some(RefreshLock { slot })),
+            Err(e) => {
+                slot.held.store(false, Ordering::Release);
+                match e {
+                    TryLockError::WouldBlock => Ok(None),
+                    TryLockError::Error(e) => Err(VaultError::StorageUnavailable {
+                        reason: format!("cannot take a refresh lock ({:?})", e.kind()),
+                    }),
+                }
+            }
+        }
     }
 }
 
@@ -91,21 +147,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_descriptions_in_one_process_exclude_each_other_and_drop_releases() {
+    fn instances_and_attempts_exclude_each_other_and_drop_releases() {
         let dir = tempfile::tempdir().unwrap();
-        let d = lock_dir(&dir.path().join("v.db"));
-        create_lock_dir(&d).unwrap();
-        let a = try_acquire(&d, &[1; 32]).unwrap();
+        let path = dir.path().join("v.db");
+        let (one, two) = (RefreshLocks::new(&path).unwrap(), RefreshLocks::new(&path).unwrap());
+        let a = one.try_acquire(&[1; 32]).unwrap();
         assert!(a.is_some());
         assert!(
-            try_acquire(&d, &[1; 32]).unwrap().is_none(),
-            "a second holder got the lock"
+            one.try_acquire(&[1; 32]).unwrap().is_none(),
+            "a second attempt got the lock"
         );
         assert!(
-            try_acquire(&d, &[2; 32]).unwrap().is_some(),
+            two.try_acquire(&[1; 32]).unwrap().is_none(),
+            "another instance got the lock"
+        );
+        assert!(
+            two.try_acquire(&[2; 32]).unwrap().is_some(),
             "another account is independent"
         );
         drop(a);
-        assert!(try_acquire(&d, &[1; 32]).unwrap().is_some(), "dropping did not release");
+        assert!(two.try_acquire(&[1; 32]).unwrap().is_some(), "dropping did not release");
+        // Many accounts: descriptors are recycled, locks still work.
+        let held: Vec<_> = (0..100u8)
+            .map(|i| one.try_acquire(&[i + 10; 32]).unwrap().unwrap())
+            .collect();
+        drop(held);
+        assert!(one.try_acquire(&[200; 32]).unwrap().is_some());
+        assert!(one.slots.lock().len() <= MAX_OPEN_LOCK_FILES + 1);
     }
 }
