@@ -240,45 +240,83 @@ impl VaultError {
 /// Result alias used throughout the crate.
 pub type Result<T, E = VaultError> = std::result::Result<T, E>;
 
-/// The one conversion point for SQLite failures. SQLite's messages name tables and pragmas,
-/// never bound values, so they are safe to keep; bound values are never formatted into SQL.
-impl From<rusqlite::Error> for VaultError {
+/// The crate's internal error: a cause kept whole until the one conversion point below, which
+/// decides the public variant. Storage code returns it; everything public returns
+/// [`VaultError`].
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// SQLite failed (busy, read-only, full, damaged, a missing row...).
+    Sqlite(rusqlite::Error),
+    /// Already decided: a failed check, invalid input, a crypto or parse failure.
+    Vault(VaultError),
+}
+
+/// Result of storage code.
+pub(crate) type StoreResult<T> = std::result::Result<T, Error>;
+
+impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode as C;
-        match &err {
-            rusqlite::Error::SqliteFailure(e, _) => match e.code {
-                C::DatabaseBusy | C::DatabaseLocked => VaultError::StorageUnavailable {
-                    reason: "database is locked by another connection".into(),
-                },
-                C::ReadOnly => VaultError::StorageUnavailable {
-                    reason: "database is read-only".into(),
-                },
-                C::DiskFull => VaultError::StorageUnavailable {
-                    reason: "disk full".into(),
-                },
-                C::CannotOpen | C::PermissionDenied | C::SystemIoFailure | C::NoLargeFileSupport => {
-                    VaultError::StorageUnavailable {
-                        reason: format!("cannot use the database file ({:?})", e.code),
-                    }
-                }
-                C::DatabaseCorrupt | C::NotADatabase => VaultError::corrupt("the file is not a valid SQLite database"),
-                _ => VaultError::StorageUnavailable {
-                    reason: format!("SQLite error {:?} (extended code {})", e.code, e.extended_code),
-                },
-            },
-            // Every query that expects a row says so itself; one that finds none means a row
-            // the file must hold is missing.
-            rusqlite::Error::QueryReturnedNoRows => VaultError::corrupt("a row the vault requires is missing"),
-            rusqlite::Error::InvalidColumnType(..)
-            | rusqlite::Error::FromSqlConversionFailure(..)
-            | rusqlite::Error::IntegralValueOutOfRange(..)
-            | rusqlite::Error::Utf8Error(..)
-            | rusqlite::Error::InvalidColumnIndex(..)
-            | rusqlite::Error::InvalidColumnName(..) => VaultError::corrupt("a column has an unexpected type or value"),
-            // Our SQL is fixed and tested: a statement that no longer prepares means the schema
-            // stored in the file was damaged.
-            rusqlite::Error::SqlInputError { .. } => VaultError::corrupt("the database schema is damaged"),
-            _ => VaultError::internal("unexpected SQLite API error"),
+        Error::Sqlite(err)
+    }
+}
+
+impl From<VaultError> for Error {
+    fn from(err: VaultError) -> Self {
+        Error::Vault(err)
+    }
+}
+
+/// The one conversion point from internal causes to the public error. SQLite's messages name
+/// tables and pragmas, never bound values (bound values are never formatted into SQL), yet only
+/// the condition is kept: the public message is written here from fixed text.
+impl From<Error> for VaultError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Vault(v) => v,
+            Error::Sqlite(e) => {
+                let public = sqlite_to_public(&e);
+                log::debug!("storage failure mapped to {}", public.code());
+                public
+            }
         }
+    }
+}
+
+fn sqlite_to_public(err: &rusqlite::Error) -> VaultError {
+    use rusqlite::ErrorCode as C;
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => match e.code {
+            C::DatabaseBusy | C::DatabaseLocked => VaultError::StorageUnavailable {
+                reason: "database is locked by another connection".into(),
+            },
+            C::ReadOnly => VaultError::StorageUnavailable {
+                reason: "database is read-only".into(),
+            },
+            C::DiskFull => VaultError::StorageUnavailable {
+                reason: "disk full".into(),
+            },
+            C::CannotOpen | C::PermissionDenied | C::SystemIoFailure | C::NoLargeFileSupport => {
+                VaultError::StorageUnavailable {
+                    reason: format!("cannot use the database file ({:?})", e.code),
+                }
+            }
+            C::DatabaseCorrupt | C::NotADatabase => VaultError::corrupt("the file is not a valid SQLite database"),
+            _ => VaultError::StorageUnavailable {
+                reason: format!("SQLite error {:?} (extended code {})", e.code, e.extended_code),
+            },
+        },
+        // Every query that expects a row says so itself; one that finds none means a row
+        // the file must hold is missing.
+        rusqlite::Error::QueryReturnedNoRows => VaultError::corrupt("a row the vault requires is missing"),
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::InvalidColumnIndex(..)
+        | rusqlite::Error::InvalidColumnName(..) => VaultError::corrupt("a column has an unexpected type or value"),
+        // Our SQL is fixed and tested: a statement that no longer prepares means the schema
+        // stored in the file was damaged.
+        rusqlite::Error::SqlInputError { .. } => VaultError::corrupt("the database schema is damaged"),
+        _ => VaultError::internal("unexpected SQLite API error"),
     }
 }

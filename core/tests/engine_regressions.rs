@@ -223,3 +223,21 @@ fn closed_vaults_refuse_configuration_and_zero_expiry_means_not_given() {
     );
     assert_eq!(v.set_observer(None).unwrap_err(), VaultError::Closed);
 }
+
+/// A row the file must hold that is missing is `Corrupt`, never `NotFound` (which a host reads as
+/// "signed out").
+#[test]
+fn a_missing_metadata_row_is_corrupt_not_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let v = open(&path, ManualClock::new());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("DELETE FROM vault_meta", [])
+        .unwrap();
+    let e = v
+        .store(NewSession::new(ACCOUNT, "backend", "access-0").refresh_credential("refresh-0"))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
+    assert_eq!(v.session_count().unwrap(), 0, "nothing was stored");
+}

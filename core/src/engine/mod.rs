@@ -39,7 +39,7 @@ pub(crate) use record::{new_record, record_after_refresh};
 
 use crate::clock::Clock;
 use crate::crypto::{RecordCipher, KEY_LEN, RECORD_FORMAT};
-use crate::error::{Result, VaultError};
+use crate::error::{Result, StoreResult, VaultError};
 use crate::events::EventDispatcher;
 use crate::profile::Profile;
 use crate::session::{SessionInfo, SessionRecord};
@@ -81,7 +81,7 @@ impl StoreState {
     }
 
     /// The account's row, checked against the generations seen.
-    pub(crate) fn checked_row(&mut self, hash: &[u8]) -> Result<Option<SessionRow>> {
+    pub(crate) fn checked_row(&mut self, hash: &[u8]) -> StoreResult<Option<SessionRow>> {
         let row = self.store.session_row(hash)?;
         if let Some(r) = &row {
             self.see(hash, r.generation)?;
@@ -147,10 +147,11 @@ impl Engine {
         })
     }
 
-    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut StoreState) -> Result<T>) -> Result<T> {
+    /// Run `f` on the store (the store lock held); its internal error is converted here.
+    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut StoreState) -> StoreResult<T>) -> Result<T> {
         let mut guard = self.store.lock();
         let state = guard.as_mut().ok_or(VaultError::Closed)?;
-        f(state)
+        Ok(f(state)?)
     }
 
     pub(crate) fn profile(&self, name: &str) -> Result<Arc<Profile>> {

@@ -9,7 +9,7 @@
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{to_i64, to_u64, Store};
-use crate::error::Result;
+use crate::error::StoreResult as Result;
 
 /// What [`Store::begin_attempt`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

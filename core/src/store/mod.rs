@@ -17,7 +17,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::crypto::{KdfParams, KeyKind, WrappedKey};
-use crate::error::{Result, VaultError};
+use crate::error::{StoreResult as Result, VaultError};
 
 /// `PRAGMA application_id` of a tokenvault file: "TKVT".
 pub const APPLICATION_ID: i32 = 0x544B_5654;
@@ -123,11 +123,11 @@ pub(crate) struct Store {
 }
 
 fn to_u64(v: i64) -> Result<u64> {
-    u64::try_from(v).map_err(|_| VaultError::corrupt("negative generation"))
+    Ok(u64::try_from(v).map_err(|_| VaultError::corrupt("negative generation"))?)
 }
 
 fn to_i64(v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| VaultError::internal("generation overflow"))
+    Ok(i64::try_from(v).map_err(|_| VaultError::internal("generation overflow"))?)
 }
 
 impl Store {
@@ -147,18 +147,17 @@ impl Store {
         let app_id: i32 = store.conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if app_id != APPLICATION_ID {
-            return Err(VaultError::corrupt(
-                "the file is an SQLite database but not a tokenvault vault",
-            ));
+            return Err(VaultError::corrupt("the file is an SQLite database but not a tokenvault vault").into());
         }
         if version > SCHEMA_VERSION {
             return Err(VaultError::SchemaTooNew {
                 found: version,
                 supported: SCHEMA_VERSION,
-            });
+            }
+            .into());
         }
         if version < 1 {
-            return Err(VaultError::corrupt("the vault file has no schema"));
+            return Err(VaultError::corrupt("the vault file has no schema").into());
         }
         Ok((store, FileState::Existing(version)))
     }
@@ -171,7 +170,8 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(VaultError::StorageUnavailable {
                 reason: format!("the file system refused WAL mode (got {mode})"),
-            });
+            }
+            .into());
         }
         // FULL: in WAL mode, fsync the log on every commit, so a returned write survives power
         // loss, not only a crash of the process: a rotated pair is durable before it is used.
@@ -191,7 +191,8 @@ impl Store {
         if v != 0 {
             return Err(VaultError::StorageUnavailable {
                 reason: "another process created this vault at the same moment; open it again".into(),
-            });
+            }
+            .into());
         }
         for step in MIGRATIONS {
             tx.execute_batch(step)?;
@@ -357,7 +358,7 @@ impl Store {
         &mut self,
         account_hash: &[u8],
         expected: Option<u64>,
-        seal: impl FnOnce(u64) -> Result<(i64, Vec<u8>, Vec<u8>)>,
+        seal: impl FnOnce(u64) -> crate::error::Result<(i64, Vec<u8>, Vec<u8>)>,
     ) -> Result<Option<u64>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: Option<i64> = tx
@@ -419,7 +420,7 @@ impl Store {
     /// Number of session rows.
     pub(crate) fn session_count(&self) -> Result<usize> {
         let n: i64 = self.conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?;
-        usize::try_from(n).map_err(|_| VaultError::corrupt("negative count"))
+        Ok(usize::try_from(n).map_err(|_| VaultError::corrupt("negative count"))?)
     }
 }
 
