@@ -343,15 +343,7 @@ impl Sim {
                         self.resends.push((earlier, id));
                     }
                 }
-                self.reqs.push(Req {
-                    slot,
-                    incarnation: self.instances[slot].incarnation,
-                    attempt: p.attempt,
-                    credential,
-                    state: ReqState::Queued,
-                    answer: Answer::Pending,
-                    consumed: false,
-                });
+                self.push_req(slot, p.attempt, credential);
             }
             Err(e) => {
                 self.trace
@@ -359,6 +351,20 @@ impl Sim {
                 self.note_error(slot, &e);
             }
         }
+    }
+
+    /// A request the vault handed out, now on its way to the server.
+    fn push_req(&mut self, slot: usize, attempt: u64, credential: String) -> usize {
+        self.reqs.push(Req {
+            slot,
+            incarnation: self.instances[slot].incarnation,
+            attempt,
+            credential,
+            state: ReqState::Queued,
+            answer: Answer::Pending,
+            consumed: false,
+        });
+        self.reqs.len() - 1
     }
 
     fn open_reqs(&self, pred: impl Fn(&ReqState) -> bool) -> Vec<usize> {
@@ -604,17 +610,7 @@ impl Sim {
             let alive = self.server.alive(&stored);
             match self.vault(slot).begin_refresh(ACCOUNT, true) {
                 Ok(RefreshStep::Send(p)) => {
-                    let id = self.reqs.len();
-                    let credential = credential_of(&p.request.body);
-                    self.reqs.push(Req {
-                        slot,
-                        incarnation: self.instances[slot].incarnation,
-                        attempt: p.attempt,
-                        credential,
-                        state: ReqState::Queued,
-                        answer: Answer::Pending,
-                        consumed: false,
-                    });
+                    let id = self.push_req(slot, p.attempt, credential_of(&p.request.body));
                     self.process(id, false);
                     let ReqState::Processed(response) = std::mem::replace(&mut self.reqs[id].state, ReqState::Done)
                     else {

@@ -319,12 +319,15 @@ fn golden_v1_file_opens_with_every_later_version() {
     assert_eq!(v.list_accounts().unwrap().len(), 3);
 }
 
-/// Writes tests/data/vault-v1.db. Run once per schema version:
+/// Writes `tests/data/vault-v{SCHEMA_VERSION}.db`, the golden file of the current schema (never
+/// overwriting an older version's file, which later versions must keep opening). Run once per
+/// schema version, then add a test that opens it:
 /// `cargo test -p tokenvault --test storage -- --ignored write_golden_file`.
 #[test]
 #[ignore]
 fn write_golden_file() {
-    let golden = golden_path();
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/vault-v{}.db", tokenvault::SCHEMA_VERSION));
     let _ = std::fs::remove_file(&golden);
     let v = open(&golden, &KEY).unwrap();
     v.store(
