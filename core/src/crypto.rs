@@ -127,11 +127,23 @@ impl KdfParams {
         }
     }
 
-    /// Bounds accepted when reading a file: a hostile file must not make us allocate 64 GiB.
+    /// The largest parameters accepted from a file: 64 MiB, 8 passes, 4 lanes (this code writes
+    /// 19 MiB, 2 passes, 1 lane). A tampered file cannot make an open allocate more than 64 MiB
+    /// or run longer than ~8 OWASP-sized passes; anything outside is `Corrupt`, refused before
+    /// any memory is allocated.
+    pub const MAX_ACCEPTED: KdfParams = KdfParams {
+        m_kib: 64 * 1024,
+        t: 8,
+        p: 4,
+    };
+
+    /// Bounds accepted when reading a file (see [`KdfParams::MAX_ACCEPTED`]).
     pub(crate) fn check_stored(self) -> Result<()> {
-        if !(8..=1024 * 1024).contains(&self.m_kib) || !(1..=64).contains(&self.t) || !(1..=16).contains(&self.p) {
+        let max = KdfParams::MAX_ACCEPTED;
+        if !(8..=max.m_kib).contains(&self.m_kib) || !(1..=max.t).contains(&self.t) || !(1..=max.p).contains(&self.p)
+        {
             return Err(VaultError::corrupt(
-                "implausible key-derivation parameters in the vault_key row",
+                "key-derivation parameters in the file are outside what this version accepts",
             ));
         }
         Ok(())
@@ -206,78 +218,124 @@ fn key_encryption_key(
     Ok(kek)
 }
 
-/// Wrap a data key under a key source (new vault, or rekey).
-pub(crate) fn wrap_data_key(source: &KeySource, data_key: &[u8; KEY_LEN]) -> Result<WrappedKey> {
-    let kind = source.kind();
-    let (salt, kdf) = match kind {
-        KeyKind::Raw => (None, None),
-        KeyKind::Argon2id => {
-            let mut salt = vec![0u8; SALT_LEN];
-            random_bytes(&mut salt)?;
-            (Some(salt), Some(KdfParams::for_new_vaults()))
-        }
-    };
-    let kek = key_encryption_key(source, salt.as_deref(), kdf)?;
-    let mut nonce = vec![0u8; NONCE_LEN];
-    random_bytes(&mut nonce)?;
-    let cipher =
-        XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
-    let aad = wrap_aad(kind, salt.as_deref(), kdf);
-    let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
-    let wrapped = cipher
-        .encrypt(
-            &xnonce,
-            Payload {
-                msg: &data_key[..],
-                aad: &aad,
-            },
-        )
-        .map_err(|_| VaultError::internal("key wrap failed"))?;
-    Ok(WrappedKey {
-        kind,
-        salt,
-        kdf,
-        nonce,
-        wrapped,
-    })
+/// A key-encryption key with the parameters it was derived under: what a key slot is wrapped
+/// with. Kept in memory while a vault is open so that `rekey` can re-wrap the new data key
+/// for the key the vault was opened with (the retiring slot).
+pub(crate) struct Kek {
+    key: Zeroizing<[u8; KEY_LEN]>,
+    kind: KeyKind,
+    salt: Option<Vec<u8>>,
+    kdf: Option<KdfParams>,
 }
 
-/// Unwrap the data key. Any authentication failure is [`VaultError::WrongKey`] (the key kind
-/// matched but the key did not), never corruption: the two are indistinguishable by design, and
-/// a wrong key must never be treated as damage.
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kek({:?}, <redacted>)", self.kind)
+    }
+}
+
+impl Kek {
+    /// A fresh key-encryption key for a source (a new salt for a passphrase).
+    pub(crate) fn fresh(source: &KeySource) -> Result<Kek> {
+        let kind = source.kind();
+        let (salt, kdf) = match kind {
+            KeyKind::Raw => (None, None),
+            KeyKind::Argon2id => {
+                let mut salt = vec![0u8; SALT_LEN];
+                random_bytes(&mut salt)?;
+                (Some(salt), Some(KdfParams::for_new_vaults()))
+            }
+        };
+        let key = key_encryption_key(source, salt.as_deref(), kdf)?;
+        Ok(Kek { key, kind, salt, kdf })
+    }
+
+    /// The key-encryption key of `source` under a stored slot's parameters (checked first: a
+    /// hostile file cannot make this allocate beyond [`KdfParams::MAX_ACCEPTED`]).
+    pub(crate) fn for_slot(source: &KeySource, stored: &WrappedKey) -> Result<Kek> {
+        if source.kind() != stored.kind {
+            return Err(VaultError::WrongKey);
+        }
+        if let Some(k) = stored.kdf {
+            k.check_stored()?;
+        }
+        let key = key_encryption_key(source, stored.salt.as_deref(), stored.kdf)?;
+        Ok(Kek {
+            key,
+            kind: stored.kind,
+            salt: stored.salt.clone(),
+            kdf: stored.kdf,
+        })
+    }
+
+    /// Wrap a data key (a fresh nonce every time).
+    pub(crate) fn wrap(&self, data_key: &[u8; KEY_LEN]) -> Result<WrappedKey> {
+        let mut nonce = vec![0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&self.key[..])
+            .map_err(|_| VaultError::internal("cipher setup failed"))?;
+        let aad = wrap_aad(self.kind, self.salt.as_deref(), self.kdf);
+        let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
+        let wrapped = cipher
+            .encrypt(
+                &xnonce,
+                Payload {
+                    msg: &data_key[..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::internal("key wrap failed"))?;
+        Ok(WrappedKey {
+            kind: self.kind,
+            salt: self.salt.clone(),
+            kdf: self.kdf,
+            nonce,
+            wrapped,
+        })
+    }
+
+    /// Unwrap a slot. Any authentication failure is [`VaultError::WrongKey`] (the key kind
+    /// matched but the key did not), never corruption: the two are indistinguishable by
+    /// design, and a wrong key must never be treated as damage.
+    pub(crate) fn unwrap(&self, stored: &WrappedKey) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+        if stored.nonce.len() != NONCE_LEN {
+            return Err(VaultError::corrupt("the wrapped key has a bad nonce"));
+        }
+        let cipher = XChaCha20Poly1305::new_from_slice(&self.key[..])
+            .map_err(|_| VaultError::internal("cipher setup failed"))?;
+        let aad = wrap_aad(stored.kind, stored.salt.as_deref(), stored.kdf);
+        let xnonce =
+            XNonce::try_from(&stored.nonce[..]).map_err(|_| VaultError::corrupt("the wrapped key has a bad nonce"))?;
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    &xnonce,
+                    Payload {
+                        msg: &stored.wrapped,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| VaultError::WrongKey)?,
+        );
+        if plain.len() != KEY_LEN {
+            return Err(VaultError::corrupt("the wrapped key has the wrong length"));
+        }
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        out.copy_from_slice(&plain);
+        Ok(out)
+    }
+}
+
+/// Wrap a data key under a key source (tests and fuzzing; the vault keeps the [`Kek`]).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn wrap_data_key(source: &KeySource, data_key: &[u8; KEY_LEN]) -> Result<WrappedKey> {
+    Kek::fresh(source)?.wrap(data_key)
+}
+
+/// Unwrap the data key of one stored slot (tests and fuzzing).
+#[cfg(any(test, fuzzing))]
 pub(crate) fn unwrap_data_key(source: &KeySource, stored: &WrappedKey) -> Result<Zeroizing<[u8; KEY_LEN]>> {
-    if source.kind() != stored.kind {
-        return Err(VaultError::WrongKey);
-    }
-    if let Some(k) = stored.kdf {
-        k.check_stored()?;
-    }
-    if stored.nonce.len() != NONCE_LEN {
-        return Err(VaultError::corrupt("the wrapped key has a bad nonce"));
-    }
-    let kek = key_encryption_key(source, stored.salt.as_deref(), stored.kdf)?;
-    let cipher =
-        XChaCha20Poly1305::new_from_slice(&kek[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
-    let aad = wrap_aad(stored.kind, stored.salt.as_deref(), stored.kdf);
-    let xnonce =
-        XNonce::try_from(&stored.nonce[..]).map_err(|_| VaultError::corrupt("the wrapped key has a bad nonce"))?;
-    let mut plain = cipher
-        .decrypt(
-            &xnonce,
-            Payload {
-                msg: &stored.wrapped,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| VaultError::WrongKey)?;
-    let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    if plain.len() != KEY_LEN {
-        wipe(&mut plain);
-        return Err(VaultError::corrupt("the wrapped key has the wrong length"));
-    }
-    out.copy_from_slice(&plain);
-    wipe(&mut plain);
-    Ok(out)
+    Kek::for_slot(source, stored)?.unwrap(stored)
 }
 
 /// A fresh random data key.
@@ -287,18 +345,19 @@ pub(crate) fn new_data_key() -> Result<Zeroizing<[u8; KEY_LEN]>> {
     Ok(k)
 }
 
-/// The format version of session records written by this code; part of every record's AAD.
-pub(crate) const RECORD_FORMAT: i64 = 1;
+/// The format of session records written by this code; part of every record's AAD.
+/// Format 1 (the first release) sealed the serialized record as is; format 2 pads it to a size
+/// bucket (see [`padded_len`]), so a ciphertext's length no longer tells a token's length.
+pub(crate) const RECORD_FORMAT: i64 = 2;
 
-/// Encrypts and decrypts session records, and hashes account ids. Holds only derived keys.
-pub(crate) struct RecordCipher {
-    aead: XChaCha20Poly1305,
-    lookup: Hmac<Sha256>,
-}
-
-impl std::fmt::Debug for RecordCipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RecordCipher(<keys redacted>)")
+/// The padded plaintext length of a record of `len` bytes (4-byte length prefix included): the
+/// next power of two from 512 bytes up to 4 KiB, then the next multiple of 4 KiB.
+pub(crate) fn padded_len(len: usize) -> usize {
+    let need = len.saturating_add(4);
+    if need <= 4096 {
+        need.next_power_of_two().max(512)
+    } else {
+        need.div_ceil(4096).saturating_mul(4096)
     }
 }
 
@@ -311,21 +370,79 @@ fn subkey(data_key: &[u8; KEY_LEN], label: &[u8]) -> Result<Zeroizing<[u8; KEY_L
     Ok(out)
 }
 
-impl RecordCipher {
-    pub(crate) fn new(data_key: &[u8; KEY_LEN]) -> Result<RecordCipher> {
-        let record_key = subkey(data_key, b"tokenvault/record-key/v1")?;
-        let lookup_key = subkey(data_key, b"tokenvault/lookup-key/v1")?;
-        Ok(RecordCipher {
-            aead: XChaCha20Poly1305::new_from_slice(&record_key[..])
-                .map_err(|_| VaultError::internal("cipher setup failed"))?,
-            lookup: <Hmac<Sha256> as KeyInit>::new_from_slice(&lookup_key[..])
-                .map_err(|_| VaultError::internal("HMAC key setup failed"))?,
-        })
+/// The key behind the keyed hashes that stand for account ids and refresh credentials in the
+/// file. It does not change with `rekey` (so hashes, markers and in-flight refreshes stay
+/// valid): first derived from the first data key, then stored sealed under the current one.
+pub(crate) struct LookupKey {
+    bytes: Zeroizing<[u8; KEY_LEN]>,
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for LookupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LookupKey(<redacted>)")
+    }
+}
+
+const LOOKUP_SEAL_AAD: &[u8] = b"tokenvault/lookup-key/sealed/v1";
+
+impl LookupKey {
+    fn from_bytes(bytes: Zeroizing<[u8; KEY_LEN]>) -> Result<LookupKey> {
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&bytes[..])
+            .map_err(|_| VaultError::internal("HMAC key setup failed"))?;
+        Ok(LookupKey { bytes, mac })
+    }
+
+    /// The lookup key of a vault whose data key never changed: derived from it.
+    pub(crate) fn derive(data_key: &[u8; KEY_LEN]) -> Result<LookupKey> {
+        LookupKey::from_bytes(subkey(data_key, b"tokenvault/lookup-key/v1")?)
+    }
+
+    /// Seal this key under a data key (stored after a rotation): (nonce, ciphertext).
+    pub(crate) fn seal(&self, data_key: &[u8; KEY_LEN]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let k = subkey(data_key, b"tokenvault/lookup-seal-key/v1")?;
+        let aead = XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+        let mut nonce = vec![0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
+        let ct = aead
+            .encrypt(
+                &xnonce,
+                Payload {
+                    msg: &self.bytes[..],
+                    aad: LOOKUP_SEAL_AAD,
+                },
+            )
+            .map_err(|_| VaultError::internal("lookup key sealing failed"))?;
+        Ok((nonce, ct))
+    }
+
+    /// Open a sealed lookup key; any failure is `Corrupt` (the data key is known good).
+    pub(crate) fn unseal(data_key: &[u8; KEY_LEN], nonce: &[u8], ct: &[u8]) -> Result<LookupKey> {
+        let k = subkey(data_key, b"tokenvault/lookup-seal-key/v1")?;
+        let aead = XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+        let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("the sealed lookup key has a bad nonce"))?;
+        let plain = Zeroizing::new(
+            aead.decrypt(
+                &xnonce,
+                Payload {
+                    msg: ct,
+                    aad: LOOKUP_SEAL_AAD,
+                },
+            )
+            .map_err(|_| VaultError::corrupt("the sealed lookup key failed authentication"))?,
+        );
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        if plain.len() != KEY_LEN {
+            return Err(VaultError::corrupt("the sealed lookup key has the wrong length"));
+        }
+        bytes.copy_from_slice(&plain);
+        LookupKey::from_bytes(bytes)
     }
 
     /// The keyed hash that stands for an account id in the table.
     pub(crate) fn account_hash(&self, account: &str) -> Vec<u8> {
-        let mut mac = self.lookup.clone();
+        let mut mac = self.mac.clone();
         mac.update(b"account\0");
         mac.update(account.as_bytes());
         mac.finalize().into_bytes().to_vec()
@@ -334,10 +451,61 @@ impl RecordCipher {
     /// A keyed hash of a refresh credential (for compare-and-swap across processes and for the
     /// record of what a refresh sent), so the credential itself is never stored twice.
     pub(crate) fn credential_hash(&self, credential: &str) -> Vec<u8> {
-        let mut mac = self.lookup.clone();
+        let mut mac = self.mac.clone();
         mac.update(b"credential\0");
         mac.update(credential.as_bytes());
         mac.finalize().into_bytes()[..16].to_vec()
+    }
+}
+
+/// Length of a manifest MAC.
+pub(crate) const MAC_LEN: usize = 32;
+
+/// Encrypts and decrypts session records and authenticates the manifest. Holds only keys
+/// derived from one data key; replaced as a whole by `rekey`.
+pub(crate) struct RecordCipher {
+    aead: XChaCha20Poly1305,
+    manifest: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for RecordCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordCipher(<keys redacted>)")
+    }
+}
+
+impl RecordCipher {
+    pub(crate) fn new(data_key: &[u8; KEY_LEN]) -> Result<RecordCipher> {
+        let record_key = subkey(data_key, b"tokenvault/record-key/v1")?;
+        let manifest_key = subkey(data_key, b"tokenvault/manifest-key/v1")?;
+        Ok(RecordCipher {
+            aead: XChaCha20Poly1305::new_from_slice(&record_key[..])
+                .map_err(|_| VaultError::internal("cipher setup failed"))?,
+            manifest: <Hmac<Sha256> as KeyInit>::new_from_slice(&manifest_key[..])
+                .map_err(|_| VaultError::internal("HMAC key setup failed"))?,
+        })
+    }
+
+    /// The MAC of one manifest row.
+    pub(crate) fn manifest_mac(&self, slot: i64, version: u64, body: &[u8]) -> [u8; MAC_LEN] {
+        let mut mac = self.manifest.clone();
+        mac.update(b"tokenvault/manifest/v1\0");
+        mac.update(&slot.to_be_bytes());
+        mac.update(&version.to_be_bytes());
+        mac.update(body);
+        let mut out = [0u8; MAC_LEN];
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        out
+    }
+
+    /// Check a manifest row's MAC in constant time.
+    pub(crate) fn manifest_ok(&self, slot: i64, version: u64, body: &[u8], tag: &[u8]) -> bool {
+        let mut mac = self.manifest.clone();
+        mac.update(b"tokenvault/manifest/v1\0");
+        mac.update(&slot.to_be_bytes());
+        mac.update(&version.to_be_bytes());
+        mac.update(body);
+        mac.verify_slice(tag).is_ok()
     }
 
     fn record_aad(account_hash: &[u8], format: i64, generation: u64) -> Vec<u8> {
@@ -349,8 +517,13 @@ impl RecordCipher {
         aad
     }
 
-    /// Encrypt a record's plaintext; returns (nonce, ciphertext).
+    /// Encrypt a record's plaintext, padded to its size bucket; returns (nonce, ciphertext).
     pub(crate) fn seal(&self, account_hash: &[u8], generation: u64, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let len = u32::try_from(plaintext.len()).map_err(|_| VaultError::invalid("a session record is too large"))?;
+        let mut padded = Zeroizing::new(Vec::with_capacity(padded_len(plaintext.len())));
+        padded.extend_from_slice(&len.to_be_bytes());
+        padded.extend_from_slice(plaintext);
+        padded.resize(padded_len(plaintext.len()), 0);
         let mut nonce = vec![0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
         let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
@@ -360,7 +533,7 @@ impl RecordCipher {
             .encrypt(
                 &xnonce,
                 Payload {
-                    msg: plaintext,
+                    msg: &padded,
                     aad: &aad,
                 },
             )
@@ -368,8 +541,9 @@ impl RecordCipher {
         Ok((nonce, ct))
     }
 
-    /// Decrypt a record. Any failure is [`VaultError::Corrupt`]: the data key is already known
-    /// to be right (it unwrapped), so a failing tag means this record was altered or moved.
+    /// Decrypt a record (format 1 or 2) and return its unpadded plaintext. Any failure is
+    /// [`VaultError::Corrupt`]: the data key is already known to be right (it unwrapped), so a
+    /// failing tag means this record was altered or moved.
     pub(crate) fn open(
         &self,
         account_hash: &[u8],
@@ -378,12 +552,13 @@ impl RecordCipher {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        if format != RECORD_FORMAT {
+        if format != 1 && format != RECORD_FORMAT {
             return Err(VaultError::corrupt(format!("unknown session record format {format}")));
         }
         let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("a session record has a bad nonce"))?;
         let aad = Self::record_aad(account_hash, format, generation);
-        self.aead
+        let mut plain = self
+            .aead
             .decrypt(
                 &xnonce,
                 Payload {
@@ -392,7 +567,22 @@ impl RecordCipher {
                 },
             )
             .map(Zeroizing::new)
-            .map_err(|_| VaultError::corrupt("a session record failed authentication"))
+            .map_err(|_| VaultError::corrupt("a session record failed authentication"))?;
+        if format == 1 {
+            return Ok(plain);
+        }
+        let len = plain
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| n.saturating_add(4) <= plain.len())
+            .ok_or_else(|| VaultError::corrupt("a session record has a bad length prefix"))?;
+        plain.copy_within(4..4 + len, 0);
+        let tail = len;
+        wipe(&mut plain[tail..]);
+        plain.truncate(len);
+        Ok(plain)
     }
 }
 
@@ -428,9 +618,9 @@ mod tests {
         let mut t = w.clone();
         t.kdf = Some(KdfParams { m_kib: 128, t: 1, p: 1 });
         assert!(unwrap_data_key(&KeySource::passphrase("right").unwrap(), &t).is_err());
-        // Hostile parameters are refused before any allocation.
+        // Hostile parameters are refused before any allocation (1 GiB is over the cap).
         t.kdf = Some(KdfParams {
-            m_kib: u32::MAX,
+            m_kib: 1024 * 1024,
             t: 1,
             p: 1,
         });
@@ -452,19 +642,44 @@ mod tests {
     #[test]
     fn records_are_bound_to_row_and_generation() {
         let c = RecordCipher::new(&[1u8; 32]).unwrap();
-        let a = c.account_hash("alice");
-        let b = c.account_hash("bob");
+        let l = LookupKey::derive(&[1u8; 32]).unwrap();
+        let a = l.account_hash("alice");
+        let b = l.account_hash("bob");
         assert_ne!(a, b);
         let (n, ct) = c.seal(&a, 5, b"secret record").unwrap();
-        assert_eq!(&c.open(&a, 1, 5, &n, &ct).unwrap()[..], b"secret record");
-        assert!(c.open(&b, 1, 5, &n, &ct).is_err(), "moved to another row");
-        assert!(c.open(&a, 1, 4, &n, &ct).is_err(), "other generation");
-        assert!(c.open(&a, 2, 5, &n, &ct).is_err(), "other format");
+        assert_eq!(&c.open(&a, 2, 5, &n, &ct).unwrap()[..], b"secret record");
+        assert!(c.open(&b, 2, 5, &n, &ct).is_err(), "moved to another row");
+        assert!(c.open(&a, 2, 4, &n, &ct).is_err(), "other generation");
+        assert!(c.open(&a, 1, 5, &n, &ct).is_err(), "other format");
         let mut bad = ct.clone();
         bad[3] ^= 1;
         assert_eq!(
-            c.open(&a, 1, 5, &n, &bad).unwrap_err().code(),
+            c.open(&a, 2, 5, &n, &bad).unwrap_err().code(),
             crate::ErrorCode::Corrupt
         );
+    }
+
+    #[test]
+    fn records_are_padded_to_size_buckets() {
+        let c = RecordCipher::new(&[1u8; 32]).unwrap();
+        let h = [9u8; 32];
+        let lens = |n: usize| c.seal(&h, 1, &vec![b'x'; n]).unwrap().1.len();
+        assert_eq!(lens(10), lens(500), "short records share the 512-byte bucket");
+        assert_eq!(lens(600), lens(1000));
+        assert_eq!(lens(1100), lens(2000));
+        assert_ne!(lens(500), lens(600));
+        for n in [0, 1, 508, 509, 4092, 4093, 9000] {
+            let (nonce, ct) = c.seal(&h, 1, &vec![b'y'; n]).unwrap();
+            assert_eq!(c.open(&h, 2, 1, &nonce, &ct).unwrap().len(), n);
+        }
+    }
+
+    #[test]
+    fn lookup_key_survives_sealing_under_another_data_key() {
+        let l = LookupKey::derive(&[1u8; 32]).unwrap();
+        let (n, ct) = l.seal(&[2u8; 32]).unwrap();
+        let back = LookupKey::unseal(&[2u8; 32], &n, &ct).unwrap();
+        assert_eq!(back.account_hash("a"), l.account_hash("a"));
+        assert!(LookupKey::unseal(&[3u8; 32], &n, &ct).is_err());
     }
 }

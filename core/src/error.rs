@@ -249,6 +249,9 @@ pub(crate) enum Error {
     Sqlite(rusqlite::Error),
     /// Already decided: a failed check, invalid input, a crypto or parse failure.
     Vault(VaultError),
+    /// A manifest row failed its MAC: tampering, or (seen from another handle) a `rekey` that
+    /// replaced the data key. The store tells the two apart before the error goes public.
+    ManifestAuth,
 }
 
 /// Result of storage code.
@@ -273,6 +276,7 @@ impl From<Error> for VaultError {
     fn from(err: Error) -> Self {
         match err {
             Error::Vault(v) => v,
+            Error::ManifestAuth => VaultError::corrupt("the vault's manifest failed authentication"),
             Error::Sqlite(e) => {
                 let public = sqlite_to_public(&e);
                 log::debug!("storage failure mapped to {}", public.code());

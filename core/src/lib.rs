@@ -27,6 +27,7 @@
 //! (refresh policy, single-flight, the cross-process protocol, verdicts), `transport` (HTTP),
 //! `vault` (the public façade), `events`.
 
+mod anchor;
 mod clock;
 mod crypto;
 mod engine;
@@ -40,6 +41,7 @@ mod store;
 mod transport;
 mod vault;
 
+pub use anchor::StateAnchor;
 pub use clock::{Clock, SystemClock};
 #[cfg(any(test, feature = "test-support"))]
 pub use clock::{ManualClock, SkewedClock};

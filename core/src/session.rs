@@ -205,6 +205,10 @@ pub(crate) struct SessionRecord {
     pub created_at_ms: i64,
     #[serde(default)]
     pub refresh_count: u64,
+    /// The endpoint origin (`scheme://host:port`) the refresh credential may be sent to; `None`
+    /// only in records written before sessions were bound (bound at their next refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// Set when the session ended: the typed verdict every reader returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,

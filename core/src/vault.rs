@@ -10,8 +10,9 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, SystemClock};
-use crate::crypto::{self, KeySource, RecordCipher};
-use crate::engine::{new_record, refresh_lock, Engine, Mode, PeerWait, RefreshPolicy, Start, StoreState};
+use crate::anchor::StateAnchor;
+use crate::crypto::{self, Kek, KeySource, LookupKey, RecordCipher};
+use crate::engine::{new_record, refresh_lock, Engine, Keys, Mode, PeerWait, RefreshPolicy, Start, StoreState};
 use crate::error::{Result, VaultError};
 use crate::events::{EventDispatcher, VaultEvent, VaultObserver};
 use crate::profile::Profile;
@@ -32,6 +33,9 @@ pub struct VaultOptions {
     /// The transport for blocking refreshes. `None` uses the built-in HTTPS transport when the
     /// `https` feature is on; without it, only the two-step refresh works until one is set.
     pub transport: Option<Arc<dyn Transport>>,
+    /// A counter kept outside the file, to recognise an old copy of the whole file (see
+    /// [`StateAnchor`]). `None`: only partial rollbacks are detected.
+    pub anchor: Option<Arc<dyn StateAnchor>>,
 }
 
 impl Default for VaultOptions {
@@ -41,6 +45,7 @@ impl Default for VaultOptions {
             policy: RefreshPolicy::default(),
             busy_timeout: Duration::from_secs(5),
             transport: None,
+            anchor: None,
         }
     }
 }
@@ -118,35 +123,43 @@ impl Vault {
         options.policy.validate()?;
         let path = path.as_ref().to_path_buf();
         let (mut store, state) = Store::open(&path, options.busy_timeout)?;
-        let data_key = match state {
+        let (keys, lookup) = match state {
             FileState::Empty => {
-                let dk = crypto::new_data_key()?;
-                let wrapped = crypto::wrap_data_key(&key, &dk)?;
-                store.initialise(&wrapped, options.clock.wall_ms())?;
+                let data_key = crypto::new_data_key()?;
+                let kek = Kek::fresh(&key)?;
+                let wrapped = kek.wrap(&data_key)?;
+                let record = RecordCipher::new(&data_key)?;
+                store.initialise(&wrapped, &record, options.clock.wall_ms())?;
+                let lookup = LookupKey::derive(&data_key)?;
                 log::info!("created a new vault");
-                dk
+                (Keys { record, kek }, lookup)
             }
-            FileState::Existing(version) => {
-                let wrapped = store.wrapped_key()?;
-                let dk = crypto::unwrap_data_key(&key, &wrapped)?;
-                store.configure()?;
-                if version < crate::store::SCHEMA_VERSION {
-                    store.migrate(version)?;
-                    log::info!("migrated the vault from schema {version}");
-                }
-                dk
-            }
+            FileState::Existing(version) => Self::unlock(&mut store, version, &key)?,
         };
+        drop(key);
+        let root = store.manifest_version(&keys.record)?;
+        if let Some(anchor) = &options.anchor {
+            match anchor.load()? {
+                Some(anchored) if root < anchored => {
+                    return Err(VaultError::corrupt(
+                        "the vault file is older than the host's anchor (restored from an older copy?)",
+                    ))
+                }
+                Some(anchored) if root == anchored => {}
+                _ => {
+                    if let Err(e) = anchor.store(root) {
+                        log::warn!("the host anchor refused the vault's counter ({})", e.code());
+                    }
+                }
+            }
+        }
         let locks = refresh_lock::RefreshLocks::new(&path)?;
-        let cipher = RecordCipher::new(&data_key)?;
         let transport = options.transport.or_else(crate::transport::default_transport);
         Ok(Vault {
             engine: Engine {
                 path,
                 locks,
-                store: Mutex::new(Some(StoreState::new(store))),
-                data_key,
-                cipher,
+                store: Mutex::new(Some(StoreState::new(store, keys, lookup, options.anchor))),
                 cache: RwLock::new(Default::default()),
                 refresh: Mutex::new(Default::default()),
                 pending: Mutex::new(Default::default()),
@@ -158,6 +171,48 @@ impl Vault {
                 closed: AtomicBool::new(false),
             },
         })
+    }
+
+    /// Open an existing file's data key: slot 1 (the newest key) or, after an unconfirmed
+    /// `rekey`, slot 2 (the key it replaced). Opening through slot 1 confirms the rotation:
+    /// slot 2 is dropped and the log truncated, so the old key opens nothing any more. Then
+    /// migrate. Nothing is written before a key has opened a slot.
+    fn unlock(store: &mut Store, version: i64, key: &KeySource) -> Result<(Keys, LookupKey)> {
+        let slots = store.key_slots(version)?;
+        let mut opened = None;
+        let mut failure = VaultError::WrongKey;
+        for (slot, wrapped) in &slots {
+            let attempt = Kek::for_slot(key, wrapped).and_then(|kek| Ok((kek.unwrap(wrapped)?, kek)));
+            match attempt {
+                Ok((data_key, kek)) => {
+                    opened = Some((*slot, data_key, kek));
+                    break;
+                }
+                Err(VaultError::WrongKey) => {}
+                Err(e) => failure = e,
+            }
+        }
+        let Some((slot, data_key, kek)) = opened else {
+            return Err(failure);
+        };
+        let record = RecordCipher::new(&data_key)?;
+        store.configure()?;
+        if version < crate::store::SCHEMA_VERSION {
+            store.migrate(version, &record)?;
+            log::info!("migrated the vault from schema {version}");
+        }
+        let (_, sealed) = store.key_state()?;
+        let lookup = match sealed {
+            Some((nonce, ct)) => LookupKey::unseal(&data_key, &nonce, &ct)?,
+            None => LookupKey::derive(&data_key)?,
+        };
+        if slot == 1 && slots.len() > 1 {
+            store.drop_retiring_slot()?;
+            log::info!("the new vault key was confirmed; the old key no longer opens the vault");
+        } else if slot != 1 {
+            log::warn!("the vault was opened with the key a rekey replaced; rekey again to finish");
+        }
+        Ok((Keys { record, kek }, lookup))
     }
 
     /// The file this vault lives in.
@@ -316,11 +371,14 @@ impl Vault {
     /// The accounts stored. Records that fail to decrypt are skipped (and counted in the log);
     /// reading them individually gives their [`VaultError::Corrupt`] error.
     pub fn list_accounts(&self) -> Result<Vec<String>> {
-        let rows = self.engine.with_store(|s| s.store.all_rows())?;
+        let (rows, mut bad, keys) = self.engine.with_store(|s| {
+            let keys = Arc::clone(&s.keys);
+            let (rows, bad) = s.store.all_rows(&keys.record)?;
+            Ok((rows, bad, keys))
+        })?;
         let mut out = Vec::with_capacity(rows.len());
-        let mut bad = 0usize;
         for row in rows {
-            match self.engine.decrypt_row(&row) {
+            match Engine::decrypt_row(&keys, &row) {
                 Ok(rec) => out.push(rec.account.clone()),
                 Err(_) => bad += 1,
             }
@@ -338,7 +396,12 @@ impl Vault {
         let e = &self.engine;
         e.check_open()?;
         let key = e.key(account)?;
-        let existed = e.with_store(|s| s.store.remove_session(&key.hash))?;
+        let existed = e.with_store(|s| {
+            let keys = Arc::clone(&s.keys);
+            let existed = s.store.remove_session(&key.hash, &keys.record)?;
+            s.anchor_after_write();
+            Ok(existed)
+        })?;
         e.cache.write().remove(account);
         if let Some(st) = e.refresh.lock().get_mut(account) {
             st.record_success();
@@ -352,13 +415,63 @@ impl Vault {
         Ok(existed)
     }
 
-    /// Re-wrap the data key under a new key or passphrase, in one transaction.
+    /// Replace the vault's key, and its data key: a new random data key re-seals every record
+    /// and re-authenticates the manifest in one transaction, slot 1 wraps it under `new_key`,
+    /// and the log is truncated, so no ciphertext or wrapped key of the old data key remains in
+    /// the file or its `-wal`. Until the first open with `new_key`, slot 2 wraps the *new* data
+    /// key under the key this vault was opened with, so a host that crashed before saving
+    /// `new_key` can still open with the old one (and should rekey again). The host's sequence:
+    /// keep the old key, save the new key beside it, `rekey`, reopen with the new key (which
+    /// retires slot 2), then delete the old key. Other handles on the file get `WrongKey` until
+    /// reopened with the new key. Refuses with `Corrupt`, changing nothing, if a session fails
+    /// its check.
     pub fn rekey(&self, new_key: KeySource) -> Result<()> {
         self.engine.check_open()?;
-        let wrapped = crypto::wrap_data_key(&new_key, &self.engine.data_key)?;
-        self.engine.with_store(|s| s.store.replace_wrapped_key(&wrapped))?;
-        log::info!("the vault key was changed");
+        let new_kek = Kek::fresh(&new_key)?;
+        drop(new_key);
+        let data_key = crypto::new_data_key()?;
+        let record = RecordCipher::new(&data_key)?;
+        self.engine.with_store(|s| {
+            let old = Arc::clone(&s.keys);
+            let slots = [new_kek.wrap(&data_key)?, old.kek.wrap(&data_key)?];
+            let sealed = s.lookup.seal(&data_key)?;
+            s.store.rotate_key(
+                &old.record,
+                &record,
+                |row| {
+                    let plain = old.record.open(&row.account_hash, row.format, row.generation, &row.nonce, &row.ciphertext)?;
+                    let (nonce, ct) = record.seal(&row.account_hash, row.generation, &plain)?;
+                    Ok((crypto::RECORD_FORMAT, nonce, ct))
+                },
+                &slots,
+                sealed,
+            )?;
+            s.keys = Arc::new(Keys { record, kek: new_kek });
+            s.anchor_after_write();
+            Ok(())
+        })?;
+        log::info!("the vault key and data key were replaced");
         Ok(())
+    }
+
+    /// Move a session to a profile, and to that profile's endpoint: the explicit step after the
+    /// endpoint of a session's profile changed (a session's refresh credential is never sent
+    /// to another origin than the one it was stored with). Durable when it returns.
+    pub fn move_session(&self, account: &str, profile: &str) -> Result<SessionInfo> {
+        let e = &self.engine;
+        e.check_open()?;
+        let key = e.key(account)?;
+        let profile = e.profile(profile)?;
+        let entry = e.adopt(&key, None)?;
+        let mut record = entry.record.clone();
+        record.profile = profile.name().to_owned();
+        record.origin = Some(profile.origin());
+        let generation = e
+            .write_record(&key, Some(entry.generation), &record)?
+            .ok_or_else(|| VaultError::transient("the session changed meanwhile; move it again"))?;
+        let entry = e.install(&key.id, record, generation);
+        log::info!("moved a session to another profile's endpoint");
+        Ok(e.info(&entry))
     }
 
     /// Close the vault: later calls fail with [`VaultError::Closed`]; waiters are released;
@@ -460,11 +573,9 @@ impl Vault {
     #[doc(hidden)]
     pub fn stored_pair_for_tests(&self, account: &str) -> Result<(String, Option<String>)> {
         let key = self.engine.key(account)?;
-        let row = self
-            .engine
-            .with_store(|s| s.store.session_row(&key.hash))?
-            .ok_or(VaultError::NotFound)?;
-        let record = self.engine.decrypt_row(&row)?;
+        let (row, keys) = self.engine.with_store(|s| s.checked_row(&key.hash))?;
+        let row = row.ok_or(VaultError::NotFound)?;
+        let record = Engine::decrypt_row(&keys, &row)?;
         Ok((
             record.access_token.expose().to_owned(),
             record.refresh_credential.as_ref().map(|c| c.expose().to_owned()),

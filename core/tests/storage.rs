@@ -106,10 +106,12 @@ fn passphrase_vault_and_rekey() {
         .unwrap();
         v.register_profile(profile()).unwrap();
         v.store(session("alice", "tok-A1")).unwrap();
-        // Rekey to a raw key: one row rewrapped, sessions untouched.
+        // Rekey to a raw key: a new data key, the record re-sealed, the session untouched.
         v.rekey(KeySource::raw(&KEY).unwrap()).unwrap();
         assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
     }
+    // The first open with the new key confirms it; from then on the old key opens nothing.
+    drop(open(&path, &KEY).unwrap());
     assert_eq!(
         Vault::open(
             &path,
@@ -123,6 +125,16 @@ fn passphrase_vault_and_rekey() {
     assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A1");
     v.rekey(KeySource::passphrase("new passphrase").unwrap()).unwrap();
     drop(v);
+    // Not confirmed yet: a host that crashed before saving the new key still opens.
+    drop(open(&path, &KEY).unwrap());
+    drop(
+        Vault::open(
+            &path,
+            KeySource::passphrase("new passphrase").unwrap(),
+            VaultOptions::default(),
+        )
+        .unwrap(),
+    );
     assert_eq!(open(&path, &KEY).unwrap_err(), VaultError::WrongKey);
     let v = Vault::open(
         &path,

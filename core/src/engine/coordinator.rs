@@ -169,6 +169,7 @@ impl Engine {
             return Err(VaultError::reauth("no refresh credential is stored for this session"));
         }
         let profile = self.profile(&entry.record.profile)?;
+        check_origin(&entry.record, &profile)?;
         let flight = {
             let mut map = self.refresh.lock();
             let st = map.entry(key.id.clone()).or_default();
@@ -223,7 +224,7 @@ impl Engine {
         wait: PeerWait,
     ) -> Result<Start> {
         let credential_hash = match &entry.record.refresh_credential {
-            Some(c) => self.cipher.credential_hash(c.expose()),
+            Some(c) => self.with_store(|s| Ok(s.lookup.credential_hash(c.expose())))?,
             None => return Err(VaultError::internal("a lead without a refresh credential")),
         };
         let started = Instant::now();
@@ -439,5 +440,19 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// A session's refresh credential goes only to the origin it was stored with: a profile
+/// re-registered under the same name with another endpoint gets a typed error, and nothing is
+/// sent, until the host moves the session explicitly (`Vault::move_session`).
+pub(crate) fn check_origin(record: &crate::session::SessionRecord, profile: &Profile) -> Result<()> {
+    match &record.origin {
+        Some(origin) if *origin != profile.origin() => Err(VaultError::invalid(format!(
+            "the profile {:?} now points to another endpoint than this session was stored with; \
+             move the session to it explicitly (move_session) to send its credential there",
+            profile.name()
+        ))),
+        _ => Ok(()),
     }
 }

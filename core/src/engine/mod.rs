@@ -38,7 +38,8 @@ pub use policy::RefreshPolicy;
 pub(crate) use record::{new_record, record_after_refresh};
 
 use crate::clock::Clock;
-use crate::crypto::{RecordCipher, KEY_LEN, RECORD_FORMAT};
+use crate::anchor::StateAnchor;
+use crate::crypto::{Kek, LookupKey, RecordCipher, RECORD_FORMAT};
 use crate::error::{Result, StoreResult, VaultError};
 use crate::events::EventDispatcher;
 use crate::profile::Profile;
@@ -62,31 +63,56 @@ impl std::fmt::Debug for AccountKey {
     }
 }
 
+/// The keys of an open vault: the ciphers derived from the data key (the data key itself is
+/// not kept), and the key that unwrapped it (for the retiring slot of a `rekey`). Replaced as
+/// a whole by `rekey`; dropped (and wiped) by `close` once no call still holds it.
+pub(crate) struct Keys {
+    pub record: RecordCipher,
+    pub kek: Kek,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
 /// The store and, for each account, the highest generation this vault has read or written:
 /// a vault never serves an older generation than one it served, and a file that holds one is
 /// corrupt for that account. Both live under one lock, so a row read is always compared with
-/// every generation this vault committed before it.
+/// every generation this vault committed before it. The keys live here too: a row and the
+/// keys that open it are always taken together.
 #[derive(Debug)]
 pub(crate) struct StoreState {
     pub store: Store,
+    pub keys: Arc<Keys>,
+    pub lookup: LookupKey,
     high_water: FastMap<Vec<u8>, u64>,
+    anchor: Option<Arc<dyn StateAnchor>>,
+    anchored: u64,
 }
 
 impl StoreState {
-    pub(crate) fn new(store: Store) -> StoreState {
+    pub(crate) fn new(store: Store, keys: Keys, lookup: LookupKey, anchor: Option<Arc<dyn StateAnchor>>) -> StoreState {
+        let anchored = store.root_seen();
         StoreState {
             store,
+            keys: Arc::new(keys),
+            lookup,
             high_water: FastMap::default(),
+            anchor,
+            anchored,
         }
     }
 
-    /// The account's row, checked against the generations seen.
-    pub(crate) fn checked_row(&mut self, hash: &[u8]) -> StoreResult<Option<SessionRow>> {
-        let row = self.store.session_row(hash)?;
+    /// The account's row, checked against the manifest and the generations seen, with the
+    /// keys that open it.
+    pub(crate) fn checked_row(&mut self, hash: &[u8]) -> StoreResult<(Option<SessionRow>, Arc<Keys>)> {
+        let row = self.store.session_row(hash, &self.keys.record)?;
         if let Some(r) = &row {
             self.see(hash, r.generation)?;
         }
-        Ok(row)
+        Ok((row, Arc::clone(&self.keys)))
     }
 
     /// Note a generation read or written; an older one than already seen is `Corrupt`.
@@ -105,6 +131,21 @@ impl StoreState {
             }
         }
     }
+
+    /// After a write: hand the manifest's new counter to the host's anchor. The write itself
+    /// is committed; a failing anchor is logged (a rollback to a state between the anchor's
+    /// value and the file's is then not detected) and retried after the next write.
+    pub(crate) fn anchor_after_write(&mut self) {
+        let Some(anchor) = &self.anchor else { return };
+        let now = self.store.root_seen();
+        if now <= self.anchored {
+            return;
+        }
+        match anchor.store(now) {
+            Ok(()) => self.anchored = now,
+            Err(e) => log::warn!("the host anchor refused the vault's counter ({})", e.code()),
+        }
+    }
 }
 
 /// Everything a vault's operations share.
@@ -112,8 +153,6 @@ pub(crate) struct Engine {
     pub path: PathBuf,
     pub locks: refresh_lock::RefreshLocks,
     pub store: Mutex<Option<StoreState>>,
-    pub data_key: Zeroizing<[u8; KEY_LEN]>,
-    pub cipher: RecordCipher,
     pub cache: RwLock<FastMap<String, Arc<CachedSession>>>,
     pub refresh: Mutex<FastMap<String, AccountRefresh>>,
     pub pending: Mutex<FastMap<u64, Box<Lead>>>,
@@ -141,9 +180,10 @@ impl Engine {
     /// The account's identity for one call: validated once, hashed once.
     pub(crate) fn key(&self, account: &str) -> Result<AccountKey> {
         crate::session::validate_account(account)?;
+        let hash = self.with_store(|s| Ok(s.lookup.account_hash(account)))?;
         Ok(AccountKey {
             id: account.to_owned(),
-            hash: self.cipher.account_hash(account),
+            hash,
         })
     }
 
@@ -169,8 +209,8 @@ impl Engine {
         })
     }
 
-    pub(crate) fn decrypt_row(&self, row: &SessionRow) -> Result<SessionRecord> {
-        let plain = self.cipher.open(
+    pub(crate) fn decrypt_row(keys: &Keys, row: &SessionRow) -> Result<SessionRecord> {
+        let plain = keys.record.open(
             &row.account_hash,
             row.format,
             row.generation,
@@ -194,15 +234,16 @@ impl Engine {
         let plain = Zeroizing::new(
             serde_json::to_vec(record).map_err(|_| VaultError::internal("record serialisation failed"))?,
         );
-        let cipher = &self.cipher;
         let hash = &key.hash;
         self.with_store(|s| {
-            let written = s.store.write_session(hash, expected, |generation| {
-                let (nonce, ct) = cipher.seal(hash, generation, &plain)?;
+            let keys = Arc::clone(&s.keys);
+            let written = s.store.write_session(hash, expected, &keys.record, |generation| {
+                let (nonce, ct) = keys.record.seal(hash, generation, &plain)?;
                 Ok((RECORD_FORMAT, nonce, ct))
             })?;
             if let Some(g) = written {
                 s.see(hash, g)?;
+                s.anchor_after_write();
             }
             Ok(written)
         })
@@ -241,7 +282,7 @@ impl Engine {
     /// nothing changed. A removed session is `NotFound`; an older generation than one this vault
     /// saw is `Corrupt`.
     pub(crate) fn adopt(&self, key: &AccountKey, known: Option<&Arc<CachedSession>>) -> Result<Arc<CachedSession>> {
-        let row = self.with_store(|s| s.checked_row(&key.hash))?;
+        let (row, keys) = self.with_store(|s| s.checked_row(&key.hash))?;
         let Some(row) = row else {
             self.cache.write().remove(&key.id);
             return Err(VaultError::NotFound);
@@ -251,7 +292,8 @@ impl Engine {
                 return Ok(Arc::clone(k));
             }
         }
-        let record = self.decrypt_row(&row)?;
+        let record = Self::decrypt_row(&keys, &row)?;
+        drop(keys);
         if record.account != key.id {
             return Err(VaultError::corrupt("a session record belongs to another account"));
         }

@@ -197,6 +197,7 @@ mod tests {
             hints: Default::default(),
             created_at_ms: now_ms,
             refresh_count: 0,
+            origin: None,
             verdict: None,
             legacy_reauth: None,
         }

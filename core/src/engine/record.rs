@@ -45,6 +45,7 @@ pub(crate) fn new_record(session: &NewSession, profile: &Profile, device_now_ms:
         hints: session.hints.clone(),
         created_at_ms: times.server_now_ms,
         refresh_count: 0,
+        origin: Some(profile.origin()),
         verdict: None,
         legacy_reauth: None,
     }
@@ -95,6 +96,7 @@ pub(crate) fn record_after_refresh(
         hints: base.hints.clone(),
         created_at_ms: base.created_at_ms,
         refresh_count: base.refresh_count.saturating_add(1),
+        origin: base.origin.clone().or_else(|| Some(profile.origin())),
         verdict: None,
         legacy_reauth: None,
     }

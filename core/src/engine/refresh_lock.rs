@@ -103,11 +103,14 @@ impl RefreshLocks {
         if slots.len() >= MAX_OPEN_LOCK_FILES {
             slots.retain(|_, s| s.held.load(Ordering::Acquire) || Arc::strong_count(s) > 1);
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options
             .open(self.dir.join(lock_file_name(account_hash)))
             .map_err(|e| VaultError::StorageUnavailable {
                 reason: format!("cannot open a refresh lock file ({:?})", e.kind()),

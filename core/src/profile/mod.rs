@@ -144,6 +144,13 @@ impl Profile {
         &self.url
     }
 
+    /// The endpoint's origin, `scheme://host:port` (lower case, default port made explicit):
+    /// what a stored session is bound to. A session's refresh credential is only ever sent to
+    /// the origin it was stored with.
+    pub fn origin(&self) -> String {
+        origin_of(&self.url)
+    }
+
     /// The default access-token lifetime when neither `expires_in` nor a JWT `exp` says.
     pub fn default_lifetime(&self) -> Duration {
         self.default_lifetime
@@ -163,6 +170,22 @@ impl Profile {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+}
+
+/// `scheme://host:port` of a URL the profile validated (scheme and authority present, no user
+/// info).
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("").to_ascii_lowercase();
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], authority[i + 1..].to_owned()),
+        _ => (
+            authority.as_str(),
+            if scheme == "https" { "443" } else { "80" }.to_owned(),
+        ),
+    };
+    format!("{scheme}://{host}:{port}")
 }
 
 #[cfg(test)]

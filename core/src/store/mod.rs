@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::crypto::{KdfParams, KeyKind, WrappedKey};
-use crate::error::{StoreResult as Result, VaultError};
+use crate::crypto::{KdfParams, KeyKind, RecordCipher, WrappedKey};
+use crate::error::{Error, StoreResult as Result, VaultError};
 
 /// `PRAGMA application_id` of a tokenvault file: "TKVT".
 pub const APPLICATION_ID: i32 = 0x544B_5654;
@@ -94,6 +94,39 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO refresh_marker (account_hash, generation, credential_hash)
         SELECT account_hash, generation, credential_hash FROM refresh_lease WHERE sent != 0;
     DROP TABLE refresh_lease;
+
+    -- Two key slots (ADR 0010): slot 1 wraps the data key under the newest key; after a rekey,
+    -- slot 2 wraps the same (new) data key under the key the vault was opened with, until the
+    -- first open with the new key, so a host that crashed around a rekey can still open.
+    CREATE TABLE key_slot (
+        slot        INTEGER PRIMARY KEY CHECK (slot IN (1, 2)),
+        kind        TEXT NOT NULL CHECK (kind IN ('raw', 'argon2id')),
+        kdf_salt    BLOB,
+        kdf_m_kib   INTEGER,
+        kdf_t       INTEGER,
+        kdf_p       INTEGER,
+        wrap_nonce  BLOB NOT NULL,
+        wrapped_key BLOB NOT NULL
+    ) STRICT;
+    INSERT INTO key_slot (slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key)
+        SELECT 1, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM vault_key;
+    DROP TABLE vault_key;
+
+    -- key_epoch grows with every rekey (another handle learns that its key is gone). The
+    -- lookup key (keyed hashes of account ids) survives rekeys: once the data key changed it is
+    -- stored here, sealed under the current data key; before that it is derived from it.
+    ALTER TABLE vault_meta ADD COLUMN key_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE vault_meta ADD COLUMN lookup_nonce BLOB;
+    ALTER TABLE vault_meta ADD COLUMN lookup_sealed BLOB;
+
+    -- The authenticated state (store/manifest.rs): slot 0..=255 are buckets of
+    -- (account hash, generation) pairs, slot 256 the root; each row MAC'd with the data key.
+    CREATE TABLE manifest (
+        slot    INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL,
+        body    BLOB NOT NULL,
+        mac     BLOB NOT NULL
+    ) STRICT;
     "#,
 ];
 
@@ -116,10 +149,50 @@ pub(crate) enum FileState {
     Existing(i64),
 }
 
-/// The SQLite connection of one vault.
+/// The SQLite connection of one vault, and what this instance has seen of the file's
+/// authenticated state.
 #[derive(Debug)]
 pub(crate) struct Store {
     conn: Connection,
+    /// The highest manifest counter read or written: a lower one later means the file went
+    /// back in time under this instance.
+    root_seen: u64,
+    /// The key epoch this instance's data key belongs to.
+    key_epoch: u64,
+}
+
+/// Create the vault file readable and writable by its owner only (0600 whatever the umask), if
+/// it does not exist yet. SQLite gives its `-wal` and `-shm` files the main file's mode.
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(file) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                // The umask cannot widen 0600, but a narrower umask (0o277) could leave it
+                // unwritable: set it exactly.
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io_unavailable("cannot set the vault file's permissions", &e))?;
+            }
+            drop(file);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_unavailable("cannot create the vault file", &e)),
+    }
+}
+
+fn io_unavailable(what: &str, e: &std::io::Error) -> Error {
+    Error::Vault(VaultError::StorageUnavailable {
+        reason: format!("{what} ({:?})", e.kind()),
+    })
 }
 
 fn to_u64(v: i64) -> Result<u64> {
@@ -134,11 +207,16 @@ impl Store {
     /// Open (or create) the file and read its state, without writing anything to an existing
     /// file.
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<(Store, FileState)> {
+        create_private(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         // Wait for another process's write lock instead of failing at once.
         conn.busy_timeout(busy_timeout)?;
-        let store = Store { conn };
+        let store = Store {
+            conn,
+            root_seen: 0,
+            key_epoch: 0,
+        };
 
         let page_count: i64 = store.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         if page_count == 0 {
@@ -182,8 +260,8 @@ impl Store {
         Ok(())
     }
 
-    /// Create the schema of a new file and store its wrapped key.
-    pub(crate) fn initialise(&mut self, wrapped: &WrappedKey, now_ms: i64) -> Result<()> {
+    /// Create the schema of a new file, its key slot and its (empty) manifest.
+    pub(crate) fn initialise(&mut self, wrapped: &WrappedKey, cipher: &RecordCipher, now_ms: i64) -> Result<()> {
         self.configure()?;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         // Another process may have initialised the file between our check and this lock.
@@ -201,16 +279,20 @@ impl Store {
             "INSERT INTO vault_meta (id, created_at_ms, removed_generation) VALUES (1, ?1, 0)",
             params![now_ms],
         )?;
-        Self::write_wrapped_key(&tx, wrapped)?;
+        Self::write_slot(&tx, 1, wrapped)?;
+        let root = manifest::rebuild(&tx, cipher, 0, 1)?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
         tx.commit()?;
+        self.root_seen = root.version;
         Ok(())
     }
 
     /// Bring an existing, key-checked file up to [`SCHEMA_VERSION`], one step per transaction.
-    pub(crate) fn migrate(&mut self, from: i64) -> Result<()> {
+    /// The step to schema 2 also builds the manifest over the rows as they are, in the same
+    /// transaction (a crash leaves a version-1 file, or a version-2 file with its manifest).
+    pub(crate) fn migrate(&mut self, from: i64, cipher: &RecordCipher) -> Result<()> {
         let mut version = from;
         while version < SCHEMA_VERSION {
             let idx = usize::try_from(version).map_err(|_| VaultError::corrupt("bad schema version"))?;
@@ -221,6 +303,13 @@ impl Store {
             let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if current == version {
                 tx.execute_batch(step)?;
+                if version + 1 == 2 {
+                    let floor: i64 = tx.query_row("SELECT removed_generation FROM vault_meta WHERE id = 1", [], |r| {
+                        r.get(0)
+                    })?;
+                    let root = manifest::rebuild(&tx, cipher, to_u64(floor)?, 1)?;
+                    self.root_seen = root.version;
+                }
                 tx.execute_batch(&format!("PRAGMA user_version = {};", version + 1))?;
             }
             tx.commit()?;
@@ -229,14 +318,12 @@ impl Store {
         Ok(())
     }
 
-    fn write_wrapped_key(conn: &Connection, w: &WrappedKey) -> Result<()> {
+    fn write_slot(conn: &Connection, slot: i64, w: &WrappedKey) -> Result<()> {
         conn.execute(
-            "INSERT INTO vault_key (id, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, kdf_salt = excluded.kdf_salt,
-               kdf_m_kib = excluded.kdf_m_kib, kdf_t = excluded.kdf_t, kdf_p = excluded.kdf_p,
-               wrap_nonce = excluded.wrap_nonce, wrapped_key = excluded.wrapped_key",
+            "INSERT INTO key_slot (slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
+                slot,
                 w.kind.as_str(),
                 w.salt,
                 w.kdf.map(|k| k.m_kib),
@@ -249,54 +336,203 @@ impl Store {
         Ok(())
     }
 
-    /// Read the wrapped data key (read-only).
-    pub(crate) fn wrapped_key(&self) -> Result<WrappedKey> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM vault_key WHERE id = 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<Vec<u8>>>(1)?,
-                        r.get::<_, Option<u32>>(2)?,
-                        r.get::<_, Option<u32>>(3)?,
-                        r.get::<_, Option<u32>>(4)?,
-                        r.get::<_, Vec<u8>>(5)?,
-                        r.get::<_, Vec<u8>>(6)?,
-                    ))
-                },
-            )
-            .optional()?
-            .ok_or_else(|| VaultError::corrupt("the vault has no key row"))?;
-        let kind = KeyKind::parse(&row.0)?;
-        let kdf = match (row.2, row.3, row.4) {
-            (Some(m_kib), Some(t), Some(p)) => Some(KdfParams { m_kib, t, p }),
-            _ => None,
+    /// The wrapped data key's slots, slot 1 first (read-only). A schema-1 file has one, in its
+    /// `vault_key` table.
+    pub(crate) fn key_slots(&self, schema: i64) -> Result<Vec<(i64, WrappedKey)>> {
+        let sql = if schema < 2 {
+            "SELECT 1, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM vault_key WHERE id = 1"
+        } else {
+            "SELECT slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM key_slot ORDER BY slot"
         };
-        Ok(WrappedKey {
-            kind,
-            salt: row.1,
-            kdf,
-            nonce: row.5,
-            wrapped: row.6,
-        })
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+                r.get::<_, Option<u32>>(3)?,
+                r.get::<_, Option<u32>>(4)?,
+                r.get::<_, Option<u32>>(5)?,
+                r.get::<_, Vec<u8>>(6)?,
+                r.get::<_, Vec<u8>>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (slot, kind, salt, m, t, p, nonce, wrapped) = row?;
+            let kdf = match (m, t, p) {
+                (Some(m_kib), Some(t), Some(p)) => Some(KdfParams { m_kib, t, p }),
+                _ => None,
+            };
+            out.push((
+                slot,
+                WrappedKey {
+                    kind: KeyKind::parse(&kind)?,
+                    salt,
+                    kdf,
+                    nonce,
+                    wrapped,
+                },
+            ));
+        }
+        if out.is_empty() {
+            return Err(VaultError::corrupt("the vault has no key row").into());
+        }
+        Ok(out)
     }
 
-    /// Replace the wrapped key in one transaction (rekey).
-    pub(crate) fn replace_wrapped_key(&mut self, w: &WrappedKey) -> Result<()> {
+    /// The key epoch and the sealed lookup key (nonce, ciphertext) once a rekey stored it.
+    pub(crate) fn key_state(&mut self) -> Result<(u64, Option<(Vec<u8>, Vec<u8>)>)> {
+        let (epoch, nonce, sealed): (i64, Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .conn
+            .query_row(
+                "SELECT key_epoch, lookup_nonce, lookup_sealed FROM vault_meta WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| VaultError::corrupt("the vault has no metadata row"))?;
+        let epoch = to_u64(epoch)?;
+        self.key_epoch = epoch;
+        Ok((epoch, nonce.zip(sealed)))
+    }
+
+    /// The data key was opened through slot 1, the newest key: forget the retiring slot and
+    /// checkpoint, so that the old key opens nothing any more.
+    pub(crate) fn drop_retiring_slot(&mut self) -> Result<bool> {
+        let n = self.conn.execute("DELETE FROM key_slot WHERE slot = 2", [])?;
+        if n > 0 {
+            self.checkpoint();
+        }
+        Ok(n > 0)
+    }
+
+    /// Move the log into the file and truncate it, so that no old page (an old ciphertext, an
+    /// old wrapped key) stays in the `-wal` file. Another connection reading at that moment can
+    /// keep the log from being truncated: logged, retried by the next checkpoint.
+    pub(crate) fn checkpoint(&self) {
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+        {
+            Ok(0) => {}
+            Ok(_) => log::warn!("the log could not be truncated (another connection is reading)"),
+            Err(e) => log::warn!("checkpoint failed ({})", VaultError::from(Error::from(e)).code()),
+        }
+    }
+
+    /// Replace the data key: every record re-sealed by `reseal`, the manifest re-MAC'd under
+    /// `new`, the key slots and the sealed lookup key replaced, in one transaction; then a
+    /// truncating checkpoint. Refuses (changing nothing) if any session fails its check.
+    pub(crate) fn rotate_key(
+        &mut self,
+        old: &RecordCipher,
+        new: &RecordCipher,
+        mut reseal: impl FnMut(&SessionRow) -> crate::error::Result<(i64, Vec<u8>, Vec<u8>)>,
+        slots: &[WrappedKey],
+        lookup_sealed: (Vec<u8>, Vec<u8>),
+    ) -> Result<()> {
+        let epoch = self.key_epoch;
+        let seen = self.root_seen;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Self::write_wrapped_key(&tx, w)?;
+        let root = Self::root_in(&tx, old, seen, epoch)?;
+        let rows = Self::rows_in(&tx)?;
+        let mut buckets: std::collections::BTreeMap<u8, manifest::Bucket> = Default::default();
+        for slot in root.buckets.keys() {
+            buckets.insert(*slot, manifest::read_bucket(&tx, old, &root, *slot)?);
+        }
+        for bucket in buckets.values() {
+            for hash in bucket.entries.keys() {
+                if !rows.iter().any(|r| &r.account_hash == hash) {
+                    return Err(VaultError::corrupt("a session the manifest lists is missing from the file").into());
+                }
+            }
+        }
+        for row in &rows {
+            let empty = manifest::Bucket::default();
+            let bucket = buckets.get(&manifest::bucket_of(&row.account_hash)).unwrap_or(&empty);
+            manifest::check_entry(bucket, &row.account_hash, Some(row.generation))?;
+            let (format, nonce, ct) = reseal(row)?;
+            tx.prepare_cached("UPDATE sessions SET format = ?2, nonce = ?3, ciphertext = ?4 WHERE account_hash = ?1")?
+                .execute(params![row.account_hash, format, nonce, ct])?;
+        }
+        let version = root
+            .version
+            .checked_add(1)
+            .ok_or_else(|| VaultError::internal("manifest counter overflow"))?;
+        let root = manifest::rebuild(&tx, new, root.floor, version)?;
+        tx.execute("DELETE FROM key_slot", [])?;
+        for (i, w) in slots.iter().enumerate() {
+            Self::write_slot(&tx, i64::try_from(i).unwrap_or(1) + 1, w)?;
+        }
+        let next_epoch = epoch.checked_add(1).ok_or_else(|| VaultError::internal("key epoch overflow"))?;
+        tx.execute(
+            "UPDATE vault_meta SET key_epoch = ?1, lookup_nonce = ?2, lookup_sealed = ?3 WHERE id = 1",
+            params![to_i64(next_epoch)?, lookup_sealed.0, lookup_sealed.1],
+        )?;
         tx.commit()?;
+        self.key_epoch = next_epoch;
+        self.root_seen = root.version;
+        self.checkpoint();
         Ok(())
     }
 
-    /// One session row.
-    pub(crate) fn session_row(&self, account_hash: &[u8]) -> Result<Option<SessionRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1")?;
+    /// The authenticated root, checked against what this instance saw; a MAC failure is told
+    /// apart: the data key was replaced by another handle (`WrongKey`), or tampering.
+    fn root_in(conn: &Connection, cipher: &RecordCipher, seen: u64, epoch: u64) -> Result<manifest::Root> {
+        let root = manifest::read_root(conn, cipher).map_err(|e| Self::classify(conn, e, epoch))?;
+        if root.version < seen {
+            return Err(VaultError::corrupt(
+                "the vault file went back in time (an older copy replaced it while open)",
+            )
+            .into());
+        }
+        Ok(root)
+    }
+
+    fn classify(conn: &Connection, err: Error, epoch: u64) -> Error {
+        if !matches!(err, Error::ManifestAuth) {
+            return err;
+        }
+        let current: Option<i64> = conn
+            .query_row("SELECT key_epoch FROM vault_meta WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .ok()
+            .flatten();
+        match current.and_then(|c| u64::try_from(c).ok()) {
+            Some(c) if c != epoch => {
+                log::warn!("the vault was rekeyed through another handle; open it again with the new key");
+                Error::Vault(VaultError::WrongKey)
+            }
+            _ => err,
+        }
+    }
+
+    fn bucket_in(
+        conn: &Connection,
+        cipher: &RecordCipher,
+        root: &manifest::Root,
+        hash: &[u8],
+        epoch: u64,
+    ) -> Result<manifest::Bucket> {
+        manifest::read_bucket(conn, cipher, root, manifest::bucket_of(hash)).map_err(|e| Self::classify(conn, e, epoch))
+    }
+
+    /// The manifest's counter: at open, compared with the host's anchor.
+    pub(crate) fn manifest_version(&mut self, cipher: &RecordCipher) -> Result<u64> {
+        let root = Self::root_in(&self.conn, cipher, self.root_seen, self.key_epoch)?;
+        self.root_seen = root.version;
+        Ok(root.version)
+    }
+
+    /// The highest manifest counter this instance read or wrote.
+    pub(crate) fn root_seen(&self) -> u64 {
+        self.root_seen
+    }
+
+    fn row_in(conn: &Connection, account_hash: &[u8]) -> Result<Option<SessionRow>> {
+        let mut stmt =
+            conn.prepare_cached("SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1")?;
         let row = stmt
             .query_row(params![account_hash], |r| {
                 Ok((
@@ -319,9 +555,22 @@ impl Store {
         }
     }
 
-    /// Every session row.
-    pub(crate) fn all_rows(&self) -> Result<Vec<SessionRow>> {
-        let mut stmt = self.conn.prepare_cached(
+    /// One session row, checked against the manifest in the same read transaction: a row older
+    /// than its entry, a row of a removed session, or a listed session without its row is
+    /// `Corrupt` for this account.
+    pub(crate) fn session_row(&mut self, account_hash: &[u8], cipher: &RecordCipher) -> Result<Option<SessionRow>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let row = Self::row_in(&tx, account_hash)?;
+        let root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
+        let bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
+        manifest::check_entry(&bucket, account_hash, row.as_ref().map(|r| r.generation))?;
+        tx.commit()?;
+        self.root_seen = root.version;
+        Ok(row)
+    }
+
+    fn rows_in(conn: &Connection) -> Result<Vec<SessionRow>> {
+        let mut stmt = conn.prepare_cached(
             "SELECT account_hash, generation, format, nonce, ciphertext FROM sessions ORDER BY account_hash",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -347,37 +596,73 @@ impl Store {
         Ok(out)
     }
 
-    /// Write a session row under its next generation, in one durable transaction.
+    /// Every session row the manifest vouches for, and the number of rows it does not.
+    pub(crate) fn all_rows(&mut self, cipher: &RecordCipher) -> Result<(Vec<SessionRow>, usize)> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let rows = Self::rows_in(&tx)?;
+        let root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
+        let mut buckets: std::collections::BTreeMap<u8, Option<manifest::Bucket>> = Default::default();
+        let mut good = Vec::with_capacity(rows.len());
+        let mut bad = 0usize;
+        for row in rows {
+            let slot = manifest::bucket_of(&row.account_hash);
+            let bucket = buckets
+                .entry(slot)
+                .or_insert_with(|| manifest::read_bucket(&tx, cipher, &root, slot).ok());
+            match bucket {
+                Some(b) if manifest::check_entry(b, &row.account_hash, Some(row.generation)).is_ok() => good.push(row),
+                _ => bad += 1,
+            }
+        }
+        tx.commit()?;
+        self.root_seen = root.version;
+        Ok((good, bad))
+    }
+
+    /// Write a session row under its next generation, and its manifest entry, in one durable
+    /// transaction.
     ///
     /// `expected` is the compare-and-swap guard: `Some(g)` requires the row to exist with
-    /// generation `g`; `None` writes unconditionally (a host storing a new login).
+    /// generation `g` (and the manifest to agree); `None` writes unconditionally (a host
+    /// storing a new login, which also replaces a row the manifest refused).
     /// `seal(generation)` encrypts the record for that generation. Returns `Ok(None)` when the
-    /// guard failed (nothing written). The next generation is the row's plus one, or for a new
-    /// row one above any removed session's, so an account's generations only ever grow.
+    /// guard failed (nothing written). The next generation is above the row's, its entry's and
+    /// every removed session's, so an account's generations only ever grow.
     pub(crate) fn write_session(
         &mut self,
         account_hash: &[u8],
         expected: Option<u64>,
+        cipher: &RecordCipher,
         seal: impl FnOnce(u64) -> crate::error::Result<(i64, Vec<u8>, Vec<u8>)>,
     ) -> Result<Option<u64>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
+        let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
         let current: Option<i64> = tx
             .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
             .query_row(params![account_hash], |r| r.get(0))
             .optional()?;
         let current = current.map(to_u64).transpose()?;
-        if expected.is_some() && current != expected {
-            return Ok(None);
+        if expected.is_some() {
+            manifest::check_entry(&bucket, account_hash, current)?;
+            if current != expected {
+                return Ok(None);
+            }
         }
-        let base = match current {
-            Some(g) => g,
-            None => to_u64(
-                tx.prepare_cached("SELECT removed_generation FROM vault_meta WHERE id = 1")?
-                    .query_row([], |r| r.get(0))
-                    .optional()?
-                    .ok_or_else(|| VaultError::corrupt("the vault has no metadata row"))?,
-            )?,
-        };
+        let removed: i64 = tx
+            .prepare_cached("SELECT removed_generation FROM vault_meta WHERE id = 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| VaultError::corrupt("the vault has no metadata row"))?;
+        let base = [
+            current.unwrap_or(0),
+            bucket.entries.get(account_hash).copied().unwrap_or(0),
+            root.floor,
+            to_u64(removed)?,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
         let generation = base
             .checked_add(1)
             .ok_or_else(|| VaultError::internal("generation overflow"))?;
@@ -388,26 +673,43 @@ impl Store {
                nonce = excluded.nonce, ciphertext = excluded.ciphertext",
         )?
         .execute(params![account_hash, to_i64(generation)?, format, nonce, ciphertext])?;
+        bucket.entries.insert(account_hash.to_vec(), generation);
+        manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         tx.commit()?;
+        self.root_seen = root.version;
         Ok(Some(generation))
     }
 
-    /// Remove a session (explicit logout) and its lease. Its generation is remembered, so a
+    /// Remove a session (explicit logout), its marker and its manifest entry, then checkpoint
+    /// (no page of the removed record stays in the log). Its generation raises the floor, so a
     /// refresh that was in flight can never write its late result back, and a new sign-in of
     /// the account starts above it. Returns whether a row existed.
-    pub(crate) fn remove_session(&mut self, account_hash: &[u8]) -> Result<bool> {
+    pub(crate) fn remove_session(&mut self, account_hash: &[u8], cipher: &RecordCipher) -> Result<bool> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
+        let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
+        let current: Option<i64> = tx
+            .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
+            .query_row(params![account_hash], |r| r.get(0))
+            .optional()?;
+        let current = current.map(to_u64).transpose()?.unwrap_or(0);
+        let listed = bucket.entries.remove(account_hash);
+        root.floor = root.floor.max(current).max(listed.unwrap_or(0));
         tx.execute(
-            "UPDATE vault_meta SET removed_generation = max(removed_generation,
-               coalesce((SELECT generation FROM sessions WHERE account_hash = ?1), 0)) WHERE id = 1",
-            params![account_hash],
+            "UPDATE vault_meta SET removed_generation = max(removed_generation, ?1) WHERE id = 1",
+            params![to_i64(root.floor)?],
         )?;
         let n = tx.execute("DELETE FROM sessions WHERE account_hash = ?1", params![account_hash])?;
         tx.execute(
             "DELETE FROM refresh_marker WHERE account_hash = ?1",
             params![account_hash],
         )?;
+        manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         tx.commit()?;
+        self.root_seen = root.version;
+        if n > 0 {
+            self.checkpoint();
+        }
         Ok(n > 0)
     }
 
@@ -425,4 +727,5 @@ impl Store {
 }
 
 mod lease;
+mod manifest;
 pub(crate) use lease::AttemptStart;
