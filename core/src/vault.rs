@@ -159,7 +159,8 @@ impl Vault {
             engine: Engine {
                 path,
                 locks,
-                store: Mutex::new(Some(StoreState::new(store, keys, lookup, options.anchor))),
+                store: Mutex::new(Some(StoreState::new(store, keys, options.anchor))),
+                lookup: RwLock::new(Some(lookup)),
                 cache: RwLock::new(Default::default()),
                 refresh: Mutex::new(Default::default()),
                 pending: Mutex::new(Default::default()),
@@ -434,7 +435,13 @@ impl Vault {
         self.engine.with_store(|s| {
             let old = Arc::clone(&s.keys);
             let slots = [new_kek.wrap(&data_key)?, old.kek.wrap(&data_key)?];
-            let sealed = s.lookup.seal(&data_key)?;
+            let sealed = self
+                .engine
+                .lookup
+                .read()
+                .as_ref()
+                .ok_or(VaultError::Closed)?
+                .seal(&data_key)?;
             s.store.rotate_key(
                 &old.record,
                 &record,
@@ -490,6 +497,8 @@ impl Vault {
         e.events.shutdown();
         let store = e.store.lock().take();
         drop(store);
+        // The keys go with the store (wiped on drop once no call still holds them).
+        e.lookup.write().take();
         Ok(())
     }
 

@@ -224,7 +224,12 @@ impl Engine {
         wait: PeerWait,
     ) -> Result<Start> {
         let credential_hash = match &entry.record.refresh_credential {
-            Some(c) => self.with_store(|s| Ok(s.lookup.credential_hash(c.expose())))?,
+            Some(c) => self
+                .lookup
+                .read()
+                .as_ref()
+                .map(|l| l.credential_hash(c.expose()))
+                .ok_or(VaultError::Closed)?,
             None => return Err(VaultError::internal("a lead without a refresh credential")),
         };
         let started = Instant::now();

@@ -86,19 +86,17 @@ impl std::fmt::Debug for Keys {
 pub(crate) struct StoreState {
     pub store: Store,
     pub keys: Arc<Keys>,
-    pub lookup: LookupKey,
     high_water: FastMap<Vec<u8>, u64>,
     anchor: Option<Arc<dyn StateAnchor>>,
     anchored: u64,
 }
 
 impl StoreState {
-    pub(crate) fn new(store: Store, keys: Keys, lookup: LookupKey, anchor: Option<Arc<dyn StateAnchor>>) -> StoreState {
+    pub(crate) fn new(store: Store, keys: Keys, anchor: Option<Arc<dyn StateAnchor>>) -> StoreState {
         let anchored = store.root_seen();
         StoreState {
             store,
             keys: Arc::new(keys),
-            lookup,
             high_water: FastMap::default(),
             anchor,
             anchored,
@@ -153,6 +151,9 @@ pub(crate) struct Engine {
     pub path: PathBuf,
     pub locks: refresh_lock::RefreshLocks,
     pub store: Mutex<Option<StoreState>>,
+    /// The key of the keyed account and credential hashes (unchanged by `rekey`); `None` once
+    /// closed, so the key is wiped on `close`.
+    pub lookup: RwLock<Option<LookupKey>>,
     pub cache: RwLock<FastMap<String, Arc<CachedSession>>>,
     pub refresh: Mutex<FastMap<String, AccountRefresh>>,
     pub pending: Mutex<FastMap<u64, Box<Lead>>>,
@@ -180,7 +181,12 @@ impl Engine {
     /// The account's identity for one call: validated once, hashed once.
     pub(crate) fn key(&self, account: &str) -> Result<AccountKey> {
         crate::session::validate_account(account)?;
-        let hash = self.with_store(|s| Ok(s.lookup.account_hash(account)))?;
+        let hash = self
+            .lookup
+            .read()
+            .as_ref()
+            .map(|l| l.account_hash(account))
+            .ok_or(VaultError::Closed)?;
         Ok(AccountKey {
             id: account.to_owned(),
             hash,

@@ -45,6 +45,7 @@ fn open(args: &[String]) -> Result<Vault, Box<dyn Error>> {
             },
             busy_timeout: Duration::from_secs(30),
             transport: None,
+            anchor: None,
         },
     )?;
     vault.load_profile_json(&need(args, "--profile")?)?;
