@@ -350,12 +350,13 @@ pub(crate) fn new_data_key() -> Result<Zeroizing<[u8; KEY_LEN]>> {
 /// bucket (see [`padded_len`]), so a ciphertext's length no longer tells a token's length.
 pub(crate) const RECORD_FORMAT: i64 = 2;
 
-/// The padded plaintext length of a record of `len` bytes (4-byte length prefix included): the
-/// next power of two from 512 bytes up to 4 KiB, then the next multiple of 4 KiB.
+/// The padded plaintext length of a record of `len` bytes (4-byte length prefix included):
+/// 2 KiB (a session with a JWT access token and its refresh credential usually fits), else
+/// 4 KiB, else the next multiple of 4 KiB. A record still fits one 4 KiB page up to 2 KiB.
 pub(crate) fn padded_len(len: usize) -> usize {
     let need = len.saturating_add(4);
-    if need <= 4096 {
-        need.next_power_of_two().max(512)
+    if need <= 2048 {
+        2048
     } else {
         need.div_ceil(4096).saturating_mul(4096)
     }
@@ -664,11 +665,10 @@ mod tests {
         let c = RecordCipher::new(&[1u8; 32]).unwrap();
         let h = [9u8; 32];
         let lens = |n: usize| c.seal(&h, 1, &vec![b'x'; n]).unwrap().1.len();
-        assert_eq!(lens(10), lens(500), "short records share the 512-byte bucket");
-        assert_eq!(lens(600), lens(1000));
-        assert_eq!(lens(1100), lens(2000));
-        assert_ne!(lens(500), lens(600));
-        for n in [0, 1, 508, 509, 4092, 4093, 9000] {
+        assert_eq!(lens(10), lens(2044), "records up to 2 KiB share one size");
+        assert_eq!(lens(2045), lens(4092));
+        assert_ne!(lens(4092), lens(4093));
+        for n in [0, 1, 2044, 2045, 4092, 4093, 9000] {
             let (nonce, ct) = c.seal(&h, 1, &vec![b'y'; n]).unwrap();
             assert_eq!(c.open(&h, 2, 1, &nonce, &ct).unwrap().len(), n);
         }

@@ -481,6 +481,16 @@ impl Store {
     /// apart: the data key was replaced by another handle (`WrongKey`), or tampering.
     fn root_in(conn: &Connection, cipher: &RecordCipher, seen: u64, epoch: u64) -> Result<manifest::Root> {
         let root = manifest::read_root(conn, cipher).map_err(|e| Self::classify(conn, e, epoch))?;
+        // A bucket newer than the root: the root itself was put back from an older copy.
+        let newest: Option<i64> = conn
+            .prepare_cached("SELECT max(version) FROM manifest WHERE slot < 256")?
+            .query_row([], |r| r.get(0))?;
+        if newest.map(to_u64).transpose()?.is_some_and(|v| v > root.version) {
+            return Err(VaultError::corrupt(
+                "the manifest root is older than one of its buckets (part of the file was rolled back)",
+            )
+            .into());
+        }
         if root.version < seen {
             return Err(VaultError::corrupt(
                 "the vault file went back in time (an older copy replaced it while open)",
