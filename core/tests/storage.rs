@@ -329,6 +329,38 @@ fn golden_v1_file_opens_with_every_later_version() {
     // A vault at a newer version can still write to it.
     v.store(session("golden-carol", "tok-C1")).unwrap();
     assert_eq!(v.list_accounts().unwrap().len(), 3);
+    drop(v);
+    // The migration to schema 2 moved the key into slot 1 and built the manifest over both
+    // sessions, in the same transaction.
+    let (version, slots, buckets) = with_db(&path, |c| {
+        (
+            c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(),
+            c.query_row("SELECT count(*) FROM key_slot", [], |r| r.get::<_, i64>(0)).unwrap(),
+            c.query_row("SELECT count(*) FROM manifest WHERE slot < 256", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+        )
+    });
+    assert_eq!((version, slots), (2, 1));
+    assert!((1..=3).contains(&buckets), "{buckets}");
+}
+
+#[test]
+fn golden_v2_file_opens_and_refuses_a_row_it_does_not_vouch_for() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v2.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
+    let info = v.session_info("golden-alice").unwrap();
+    assert_eq!(info.hints.get("display_name").map(String::as_str), Some("Golden Alice"));
+    drop(v);
+    // A row whose generation the manifest does not vouch for is refused.
+    with_db(&path, |c| {
+        c.execute("UPDATE sessions SET generation = generation + 1", []).unwrap();
+    });
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.session_info("golden-alice").unwrap_err().code(), ErrorCode::Corrupt);
 }
 
 /// Writes `tests/data/vault-v{SCHEMA_VERSION}.db`, the golden file of the current schema (never
