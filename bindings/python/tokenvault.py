@@ -583,11 +583,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json() != 33409:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_move_session() != 57650:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_register_preset() != 32943:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key() != 46858:
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key() != 42517:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() != 9351:
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() != 30728:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_remove() != 1581:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -607,7 +609,11 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key() != 5711:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key_anchored() != 59961:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase() != 65208:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_anchored() != 8942:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenwatch_current_generation() != 39948:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -690,6 +696,9 @@ _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_list_accounts.restype = 
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_move_session.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_move_session.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_register_preset.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_register_preset.restype = ctypes.c_uint16
@@ -726,9 +735,15 @@ _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_watch.restype = ctypes.c
 _UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key_anchored.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key_anchored.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_anchored.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_anchored.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenwatch_current_generation.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenwatch_current_generation.restype = ctypes.c_uint16
@@ -823,6 +838,13 @@ _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_load_profile_json.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_load_profile_json.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_move_session.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_move_session.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_register_preset.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -899,6 +921,14 @@ _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_key.argtypes = 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_key.restype = ctypes.c_uint64
+_UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_key_anchored.argtypes = (
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_key_anchored.restype = ctypes.c_uint64
 _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
@@ -906,6 +936,14 @@ _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase.argt
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase.restype = ctypes.c_uint64
+_UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase_anchored.argtypes = (
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase_anchored.restype = ctypes.c_uint64
 _UniffiLib.uniffi_tokenvault_fn_method_tokenwatch_current_generation.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1009,6 +1047,27 @@ _UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_httptransport.argtypes = (
     ctypes.POINTER(_UniffiVTableCallbackInterfaceTokenvaultHttpTransport),
 )
 _UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_httptransport.restype = None
+_UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_STATE_ANCHOR_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.POINTER(_UniffiRustBuffer),
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_STATE_ANCHOR_METHOD1 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_CLONE_TOKENVAULT_STATE_ANCHOR = ctypes.CFUNCTYPE(ctypes.c_uint64,ctypes.c_uint64,
+)
+_UNIFFI_CALLBACK_INTERFACE_FREE_TOKENVAULT_STATE_ANCHOR = ctypes.CFUNCTYPE(None,ctypes.c_uint64,
+)
+class _UniffiVTableCallbackInterfaceTokenvaultStateAnchor(ctypes.Structure):
+    _fields_ = [
+        ("uniffi_free", _UNIFFI_CALLBACK_INTERFACE_FREE_TOKENVAULT_STATE_ANCHOR),
+        ("uniffi_clone", _UNIFFI_CALLBACK_INTERFACE_CLONE_TOKENVAULT_STATE_ANCHOR),
+        ("load", _UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_STATE_ANCHOR_METHOD0),
+        ("store", _UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_STATE_ANCHOR_METHOD1),
+    ]
+_UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_stateanchor.argtypes = (
+    ctypes.POINTER(_UniffiVTableCallbackInterfaceTokenvaultStateAnchor),
+)
+_UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_stateanchor.restype = None
 _UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_VAULT_OBSERVER_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -1975,6 +2034,68 @@ class _UniffiFfiConverterTypeSessionInfo(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalTypeRefreshFailure.write(value.last_refresh_failure, buf)
         _UniffiFfiConverterBoolean.write(value.has_refresh_credential, buf)
         _UniffiFfiConverterMapStringString.write(value.hints, buf)
+
+
+
+# AnchorError
+# We want to define each variant as a nested class that's also a subclass,
+# which is tricky in Python.  To accomplish this we're going to create each
+# class separately, then manually add the child classes to the base class's
+# __dict__.  All of this happens in dummy class to avoid polluting the module
+# namespace.
+class AnchorError(Exception):
+    """
+    Why the app's [`StateAnchor`] failed.
+"""
+    pass
+
+_UniffiTempAnchorError = AnchorError
+
+class AnchorError:  # type: ignore
+    """
+    Why the app's [`StateAnchor`] failed.
+"""
+    
+    class Failed(_UniffiTempAnchorError):
+        """
+        The anchor could not be read or written.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "AnchorError.Failed({})".format(str(self))
+    _UniffiTempAnchorError.Failed = Failed # type: ignore
+
+AnchorError = _UniffiTempAnchorError # type: ignore
+del _UniffiTempAnchorError
+
+
+class _UniffiFfiConverterTypeAnchorError(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return AnchorError.Failed(
+                _UniffiFfiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if isinstance(value, AnchorError.Failed):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+
+    @staticmethod
+    def write(value, buf):
+        if isinstance(value, AnchorError.Failed):
+            buf.write_i32(1)
+            _UniffiFfiConverterString.write(value.reason, buf)
 
 
 
@@ -3543,6 +3664,13 @@ class TokenVaultProtocol(typing.Protocol):
         Load a profile (a refresh dialect) from JSON and register it; returns its name.
 """
         raise NotImplementedError
+    def move_session(self, account: str,profile: str) -> SessionInfo:
+        """
+        Move an account's session to `profile` and to its endpoint. A session's refresh
+        credential is only sent to the origin it was stored with: after a profile was registered
+        again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
+"""
+        raise NotImplementedError
     def register_preset(self, preset: Preset,name: str,url: str,settings_json: typing.Union[object, typing.Optional[str]] = _DEFAULT) -> None:
         """
         Register a built-in dialect under `name` for `url`, with optional settings as JSON
@@ -3551,12 +3679,15 @@ class TokenVaultProtocol(typing.Protocol):
         raise NotImplementedError
     def rekey_with_key(self, key: bytes) -> None:
         """
-        Re-wrap the vault's data key under a new 32-byte key.
+        Replace the vault's key and its data key (every record re-sealed, the log truncated).
+        The key the vault was opened with keeps opening it until the first open with the new
+        key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
+        with the new key, then delete the old one. Other handles get `WrongKey`.
 """
         raise NotImplementedError
     def rekey_with_passphrase(self, passphrase: str) -> None:
         """
-        Re-wrap the vault's data key under a new passphrase.
+        [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
 """
         raise NotImplementedError
     def remove(self, account: str) -> bool:
@@ -3640,6 +3771,36 @@ class TokenVault(TokenVaultProtocol):
         )
         return cls._uniffi_make_instance(_uniffi_ffi_result)
     @classmethod
+    def open_with_key_anchored(cls, path: str,key: bytes,anchor: StateAnchor,options: typing.Union[object, typing.Optional[OpenOptions]] = _DEFAULT) -> TokenVault:
+        """
+        [`open_with_key`](Self::open_with_key) with a host anchor: an old copy of the whole
+        file (a restored backup) is refused with `Corrupt`, the file left as it was.
+"""
+        
+        _UniffiFfiConverterString.check_lower(path)
+
+        _UniffiFfiConverterBytes.check_lower(key)
+
+        _UniffiFfiConverterTypeStateAnchor.check_lower(anchor)
+
+        if options is _DEFAULT:
+            options = None
+        _UniffiFfiConverterOptionalTypeOpenOptions.check_lower(options)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterString.lower(path),
+            _UniffiFfiConverterBytes.lower(key),
+            _UniffiFfiConverterTypeStateAnchor.lower(anchor),
+            _UniffiFfiConverterOptionalTypeOpenOptions.lower(options),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTokenVault.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_key_anchored,
+            *_uniffi_lowered_args,
+        )
+        return cls._uniffi_make_instance(_uniffi_ffi_result)
+    @classmethod
     def open_with_passphrase(cls, path: str,passphrase: str,options: typing.Union[object, typing.Optional[OpenOptions]] = _DEFAULT) -> TokenVault:
         """
         Open (or create) the vault at `path` with a passphrase (stretched with Argon2id).
@@ -3662,6 +3823,35 @@ class TokenVault(TokenVaultProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase,
+            *_uniffi_lowered_args,
+        )
+        return cls._uniffi_make_instance(_uniffi_ffi_result)
+    @classmethod
+    def open_with_passphrase_anchored(cls, path: str,passphrase: str,anchor: StateAnchor,options: typing.Union[object, typing.Optional[OpenOptions]] = _DEFAULT) -> TokenVault:
+        """
+        [`open_with_passphrase`](Self::open_with_passphrase) with a host anchor.
+"""
+        
+        _UniffiFfiConverterString.check_lower(path)
+
+        _UniffiFfiConverterString.check_lower(passphrase)
+
+        _UniffiFfiConverterTypeStateAnchor.check_lower(anchor)
+
+        if options is _DEFAULT:
+            options = None
+        _UniffiFfiConverterOptionalTypeOpenOptions.check_lower(options)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterString.lower(path),
+            _UniffiFfiConverterString.lower(passphrase),
+            _UniffiFfiConverterTypeStateAnchor.lower(anchor),
+            _UniffiFfiConverterOptionalTypeOpenOptions.lower(options),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTokenVault.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase_anchored,
             *_uniffi_lowered_args,
         )
         return cls._uniffi_make_instance(_uniffi_ffi_result)
@@ -3888,6 +4078,29 @@ class TokenVault(TokenVaultProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def move_session(self, account: str,profile: str) -> SessionInfo:
+        """
+        Move an account's session to `profile` and to its endpoint. A session's refresh
+        credential is only sent to the origin it was stored with: after a profile was registered
+        again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
+"""
+        
+        _UniffiFfiConverterString.check_lower(account)
+
+        _UniffiFfiConverterString.check_lower(profile)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(account),
+            _UniffiFfiConverterString.lower(profile),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeSessionInfo.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_move_session,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def register_preset(self, preset: Preset,name: str,url: str,settings_json: typing.Union[object, typing.Optional[str]] = _DEFAULT) -> None:
         """
         Register a built-in dialect under `name` for `url`, with optional settings as JSON
@@ -3920,7 +4133,10 @@ class TokenVault(TokenVaultProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def rekey_with_key(self, key: bytes) -> None:
         """
-        Re-wrap the vault's data key under a new 32-byte key.
+        Replace the vault's key and its data key (every record re-sealed, the log truncated).
+        The key the vault was opened with keeps opening it until the first open with the new
+        key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
+        with the new key, then delete the old one. Other handles get `WrongKey`.
 """
         
         _UniffiFfiConverterBytes.check_lower(key)
@@ -3938,7 +4154,7 @@ class TokenVault(TokenVaultProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def rekey_with_passphrase(self, passphrase: str) -> None:
         """
-        Re-wrap the vault's data key under a new passphrase.
+        [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
 """
         
         _UniffiFfiConverterString.check_lower(passphrase)
@@ -4131,6 +4347,94 @@ class _UniffiFfiConverterTypeTokenVault:
     def write(cls, value: TokenVault, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+
+
+
+class StateAnchor(typing.Protocol):
+    """
+    A counter the app keeps outside the vault file (the Keychain, Keystore-backed preferences, a
+    file of its choosing), so that an old copy of the whole vault file is recognised at open
+    (`Corrupt`). `store` is called after every write with the store locked: keep it quick.
+"""
+    
+    def load(self, ) -> typing.Optional[int]:
+        """
+        The counter last stored, or `None` if none was ever stored (a new install).
+"""
+        raise NotImplementedError
+    def store(self, counter: int) -> None:
+        """
+        Keep `counter` (it only grows).
+"""
+        raise NotImplementedError
+# Put all the bits inside a class to keep the top-level namespace clean
+class _UniffiTraitImplStateAnchorImpl:
+    # For each method, generate a callback function to pass to Rust
+
+    @_UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_STATE_ANCHOR_METHOD0
+    def load(
+            uniffi_handle,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStateAnchor._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = ()
+            uniffi_method = uniffi_obj.load
+            return uniffi_method(*uniffi_args)
+        def write_return_value(v):
+            uniffi_out_return[0] = _UniffiFfiConverterOptionalUInt64.lower(v)
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                AnchorError,
+                _UniffiFfiConverterTypeAnchorError.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_STATE_ANCHOR_METHOD1
+    def store(
+            uniffi_handle,
+            counter,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStateAnchor._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(counter), )
+            uniffi_method = uniffi_obj.store
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                AnchorError,
+                _UniffiFfiConverterTypeAnchorError.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_FREE_TOKENVAULT_STATE_ANCHOR
+    def _uniffi_free(uniffi_handle):
+        _UniffiFfiConverterTypeStateAnchor._handle_map.remove(uniffi_handle)
+
+    @_UNIFFI_CALLBACK_INTERFACE_CLONE_TOKENVAULT_STATE_ANCHOR
+    def _uniffi_clone(uniffi_handle):
+        return _UniffiFfiConverterTypeStateAnchor._handle_map.clone(uniffi_handle)
+
+    # Generate the FFI VTable.  This has a field for each callback interface method.
+    _uniffi_vtable = _UniffiVTableCallbackInterfaceTokenvaultStateAnchor(
+        _uniffi_free,
+        _uniffi_clone,
+        load,
+        store,
+    )
+    # Send Rust a pointer to the VTable.  Note: this means we need to keep the struct alive forever,
+    # or else bad things will happen when Rust tries to access it.
+    _UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_stateanchor(ctypes.byref(_uniffi_vtable))
+
+# The _UniffiConverter which transforms the Callbacks in to Handles to pass to Rust.
+_UniffiFfiConverterTypeStateAnchor = _UniffiCallbackInterfaceFfiConverter()
+
 class _UniffiFfiConverterOptionalTypeOpenOptions(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -4206,6 +4510,7 @@ def tokenvault_version() -> str:
 __all__ = [
     "InternalError",
     "SessionState",
+    "AnchorError",
     "Preset",
     "RefreshStep",
     "TokenVaultError",
@@ -4228,4 +4533,5 @@ __all__ = [
     "TokenVaultProtocol",
     "VaultObserver",
     "HttpTransport",
+    "StateAnchor",
 ]

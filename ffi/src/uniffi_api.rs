@@ -696,6 +696,74 @@ pub trait VaultObserver: Send + Sync {
     fn on_event(&self, event: VaultEvent);
 }
 
+/// A counter the app keeps outside the vault file (the Keychain, Keystore-backed preferences, a
+/// file of its choosing), so that an old copy of the whole vault file is recognised at open
+/// (`Corrupt`). `store` is called after every write with the store locked: keep it quick.
+#[uniffi::export(callback_interface)]
+pub trait StateAnchor: Send + Sync {
+    /// The counter last stored, or `None` if none was ever stored (a new install).
+    fn load(&self) -> Result<Option<u64>, AnchorError>;
+    /// Keep `counter` (it only grows).
+    fn store(&self, counter: u64) -> Result<(), AnchorError>;
+}
+
+/// Why the app's [`StateAnchor`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
+pub enum AnchorError {
+    /// The anchor could not be read or written.
+    Failed { reason: String },
+}
+
+impl fmt::Display for AnchorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let AnchorError::Failed { reason } = self;
+        write!(f, "host anchor failed: {reason}")
+    }
+}
+
+impl std::error::Error for AnchorError {}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for AnchorError {
+    fn from(_: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        AnchorError::Failed {
+            reason: "the host anchor threw an unexpected exception".to_owned(),
+        }
+    }
+}
+
+/// Adapts a host [`StateAnchor`] to the core's.
+struct ForeignAnchor(Box<dyn StateAnchor>);
+
+impl fmt::Debug for ForeignAnchor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ForeignAnchor")
+    }
+}
+
+impl ForeignAnchor {
+    fn failed(what: &str) -> tv::VaultError {
+        tv::VaultError::StorageUnavailable {
+            reason: format!("the host anchor could not be {what}"),
+        }
+    }
+}
+
+impl tv::StateAnchor for ForeignAnchor {
+    fn load(&self) -> tv::Result<Option<u64>> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.load())) {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(Self::failed("read")),
+        }
+    }
+
+    fn store(&self, counter: u64) -> tv::Result<()> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.store(counter))) {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Self::failed("written")),
+        }
+    }
+}
+
 /// Adapts a host [`HttpTransport`] to the core's [`tv::Transport`].
 struct ForeignTransport(Box<dyn HttpTransport>);
 
@@ -752,6 +820,35 @@ impl TokenVault {
         guarded(|| {
             let key = tv::KeySource::raw(&key)?;
             TokenVault::open(&path, key, options)
+        })
+    }
+
+    /// [`open_with_key`](Self::open_with_key) with a host anchor: an old copy of the whole
+    /// file (a restored backup) is refused with `Corrupt`, the file left as it was.
+    #[uniffi::constructor(default(options = None))]
+    pub fn open_with_key_anchored(
+        path: String,
+        key: Vec<u8>,
+        anchor: Box<dyn StateAnchor>,
+        options: Option<OpenOptions>,
+    ) -> Result<Arc<Self>> {
+        guarded(|| {
+            let key = tv::KeySource::raw(&key)?;
+            TokenVault::open_anchored(&path, key, options, Some(Arc::new(ForeignAnchor(anchor))))
+        })
+    }
+
+    /// [`open_with_passphrase`](Self::open_with_passphrase) with a host anchor.
+    #[uniffi::constructor(default(options = None))]
+    pub fn open_with_passphrase_anchored(
+        path: String,
+        passphrase: String,
+        anchor: Box<dyn StateAnchor>,
+        options: Option<OpenOptions>,
+    ) -> Result<Arc<Self>> {
+        guarded(|| {
+            let key = tv::KeySource::passphrase(&passphrase)?;
+            TokenVault::open_anchored(&path, key, options, Some(Arc::new(ForeignAnchor(anchor))))
         })
     }
 
@@ -869,12 +966,22 @@ impl TokenVault {
         guarded(|| self.vault.remove(&account))
     }
 
-    /// Re-wrap the vault's data key under a new 32-byte key.
+    /// Move an account's session to `profile` and to its endpoint. A session's refresh
+    /// credential is only sent to the origin it was stored with: after a profile was registered
+    /// again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
+    pub fn move_session(&self, account: String, profile: String) -> Result<SessionInfo> {
+        guarded(|| self.vault.move_session(&account, &profile).map(SessionInfo::from))
+    }
+
+    /// Replace the vault's key and its data key (every record re-sealed, the log truncated).
+    /// The key the vault was opened with keeps opening it until the first open with the new
+    /// key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
+    /// with the new key, then delete the old one. Other handles get `WrongKey`.
     pub fn rekey_with_key(&self, key: Vec<u8>) -> Result<()> {
         guarded(|| self.vault.rekey(tv::KeySource::raw(&key)?))
     }
 
-    /// Re-wrap the vault's data key under a new passphrase.
+    /// [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
     pub fn rekey_with_passphrase(&self, passphrase: String) -> Result<()> {
         guarded(|| self.vault.rekey(tv::KeySource::passphrase(&passphrase)?))
     }
@@ -946,7 +1053,19 @@ impl Drop for TokenVault {
 
 impl TokenVault {
     fn open(path: &str, key: tv::KeySource, options: Option<OpenOptions>) -> tv::Result<Arc<TokenVault>> {
-        let options = options.unwrap_or_default().into_core();
+        TokenVault::open_anchored(path, key, options, None)
+    }
+
+    fn open_anchored(
+        path: &str,
+        key: tv::KeySource,
+        options: Option<OpenOptions>,
+        anchor: Option<Arc<dyn tv::StateAnchor>>,
+    ) -> tv::Result<Arc<TokenVault>> {
+        let options = tv::VaultOptions {
+            anchor,
+            ..options.unwrap_or_default().into_core()
+        };
         let vault = tv::Vault::open(path, key, options)?;
         Ok(Arc::new(TokenVault { vault: Arc::new(vault) }))
     }

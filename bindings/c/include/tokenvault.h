@@ -494,6 +494,52 @@ typedef struct tv_event {
 typedef void (*tv_event_fn)(void *user_data,
                             const struct tv_event *event);
 
+/**
+ * Reads the anchor's counter. Return `TV_OK` and set `*out_present` to 1 and `*out_counter`
+ * to the counter, or `*out_present` to 0 if none was ever stored (a new install). Any other
+ * status fails the open with `TV_STORAGE_UNAVAILABLE`.
+ */
+typedef int32_t (*tv_anchor_load_fn)(void *user_data,
+                                     uint64_t *out_counter,
+                                     int32_t *out_present);
+
+/**
+ * Keeps the anchor's counter (it only grows). Called after every write, on the writing
+ * thread, while the vault's store is locked: keep it quick. A failure is logged and retried
+ * after the next write.
+ */
+typedef int32_t (*tv_anchor_store_fn)(void *user_data,
+                                      uint64_t counter);
+
+/**
+ * A host anchor (see `docs/SECURITY.md`). `struct_size` must be `sizeof(tv_anchor)` (later
+ * versions may add fields after these). `load` and `store` are required; `destroy` (optional)
+ * is called once with `user_data` when the vault no longer needs it (after `tv_vault_close`
+ * or `tv_vault_free`). The callbacks may be called from any thread.
+ */
+typedef struct tv_anchor {
+  /**
+   * `sizeof(tv_anchor)`.
+   */
+  size_t struct_size;
+  /**
+   * Reads the counter.
+   */
+  tv_anchor_load_fn load;
+  /**
+   * Keeps the counter.
+   */
+  tv_anchor_store_fn store;
+  /**
+   * Passed to every callback.
+   */
+  void *user_data;
+  /**
+   * Releases `user_data` (may be NULL).
+   */
+  tv_destroy_fn destroy;
+} tv_anchor;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -785,8 +831,25 @@ tv_status tv_vault_remove(const struct tv_vault *vault,
                           uint8_t *out_existed);
 
 /**
- * Re-wrap the vault's data key under a new raw key of 32 bytes, in one transaction. The next
- * open needs the new key.
+ * Move an account's session to the profile `profile` and to that profile's endpoint. A
+ * session's refresh credential is only sent to the origin (scheme, host, port) it was stored
+ * with: after a profile was registered again with another endpoint, refreshing it gives
+ * `TV_INVALID_INPUT` (nothing is sent) until the host calls this. Durable when it returns.
+ *
+ * Ownership: borrows its arguments. Thread-safe.
+ */
+tv_status tv_vault_move_session(const struct tv_vault *vault,
+                                const char *account,
+                                const char *profile);
+
+/**
+ * Replace the vault's key and its data key: every record is re-sealed under a new data key in
+ * one transaction and the log truncated, so nothing sealed under the old data key remains in
+ * the file or its `-wal`. The key the vault was opened with keeps opening it until the first
+ * successful open with the new key (a host that crashed before saving the new key is not
+ * locked out). The host's sequence: keep the old key, save the new key beside it, rekey,
+ * reopen with the new key, then delete the old key. Other handles on the file get
+ * `TV_WRONG_KEY` until reopened with the new key.
  *
  * Ownership: `key` is borrowed for the call. Thread-safe.
  */
@@ -795,7 +858,7 @@ tv_status tv_vault_rekey_with_key(const struct tv_vault *vault,
                                   size_t key_len);
 
 /**
- * Re-wrap the vault's data key under a new passphrase (UTF-8, non-empty), in one transaction.
+ * `tv_vault_rekey_with_key` with a new passphrase (UTF-8, non-empty).
  *
  * Ownership: `passphrase` is borrowed for the call. Thread-safe.
  */
@@ -1001,6 +1064,32 @@ tv_status tv_vault_set_event_callback(const struct tv_vault *vault,
                                       tv_event_fn callback,
                                       void *user_data,
                                       tv_destroy_fn destroy);
+
+/**
+ * `tv_vault_open_with_key` with a host anchor: a file whose manifest counter is lower than the
+ * anchor's (an old copy of the whole vault) is refused with `TV_CORRUPT`, and the file is left
+ * exactly as it was; an anchor that cannot be read gives `TV_STORAGE_UNAVAILABLE`.
+ *
+ * Ownership: `path`, `key` and `anchor` are borrowed for the call; on success the library owns
+ * `anchor->user_data` (released through `anchor->destroy`), on failure the caller keeps it.
+ * On success `*out_vault` receives a new handle: release it with `tv_vault_free`.
+ * Thread-safe.
+ */
+tv_status tv_vault_open_with_key_anchored(const char *path,
+                                          const uint8_t *key,
+                                          size_t key_len,
+                                          const struct tv_anchor *anchor,
+                                          struct tv_vault **out_vault);
+
+/**
+ * `tv_vault_open_with_passphrase` with a host anchor; see `tv_vault_open_with_key_anchored`.
+ *
+ * Ownership: as `tv_vault_open_with_key_anchored`. Thread-safe.
+ */
+tv_status tv_vault_open_with_passphrase_anchored(const char *path,
+                                                 const char *passphrase,
+                                                 const struct tv_anchor *anchor,
+                                                 struct tv_vault **out_vault);
 
 #ifdef __cplusplus
 }  // extern "C"

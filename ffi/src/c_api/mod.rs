@@ -19,12 +19,14 @@ use tokenvault::ErrorCode;
 
 use crate::boundary;
 
-// In this order in the header: the vault, then host-driven HTTP, then events.
+// In this order in the header: the vault, then host-driven HTTP, then events, then anchors.
 pub mod vault;
 //
 pub mod refresh;
 //
 pub mod events;
+//
+pub mod anchor;
 
 /// Status of every fallible `tv_` function. `TV_OK` is 0; the other numbers are tokenvault's
 /// error taxonomy (`tokenvault::ErrorCode`), shared with the Kotlin, Swift and C# surfaces, and

@@ -31,10 +31,19 @@ pub(crate) unsafe fn vault_ref<'a>(ptr: *const tv_vault) -> &'a Vault {
 }
 
 fn open(path: &str, key: KeySource, out_vault: *mut *mut tv_vault) -> Result<(), VaultError> {
+    open_with(path, key, VaultOptions::default(), out_vault)
+}
+
+pub(crate) fn open_with(
+    path: &str,
+    key: KeySource,
+    options: VaultOptions,
+    out_vault: *mut *mut tv_vault,
+) -> Result<(), VaultError> {
     if path.is_empty() {
         return Err(invalid("`path` is empty"));
     }
-    let vault = Vault::open(path, key, VaultOptions::default())?;
+    let vault = Vault::open(path, key, options)?;
     let handle = Box::into_raw(Box::new(tv_vault { inner: Arc::new(vault) }));
     // SAFETY: `out_vault` was checked non-NULL and is writable (header contract).
     unsafe { out_vault.write(handle) };
@@ -721,8 +730,34 @@ pub unsafe extern "C" fn tv_vault_remove(
     })
 }
 
-/// Re-wrap the vault's data key under a new raw key of 32 bytes, in one transaction. The next
-/// open needs the new key.
+/// Move an account's session to the profile `profile` and to that profile's endpoint. A
+/// session's refresh credential is only sent to the origin (scheme, host, port) it was stored
+/// with: after a profile was registered again with another endpoint, refreshing it gives
+/// `TV_INVALID_INPUT` (nothing is sent) until the host calls this. Durable when it returns.
+///
+/// Ownership: borrows its arguments. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_move_session(
+    vault: *const tv_vault,
+    account: *const c_char,
+    profile: *const c_char,
+) -> tv_status {
+    boundary!("tv_vault_move_session", [vault, account, profile], {
+        // SAFETY: a live handle and NUL-terminated strings (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let profile = unsafe { utf8_arg(profile, "profile") }?;
+        vault.move_session(account, profile).map(|_| ())
+    })
+}
+
+/// Replace the vault's key and its data key: every record is re-sealed under a new data key in
+/// one transaction and the log truncated, so nothing sealed under the old data key remains in
+/// the file or its `-wal`. The key the vault was opened with keeps opening it until the first
+/// successful open with the new key (a host that crashed before saving the new key is not
+/// locked out). The host's sequence: keep the old key, save the new key beside it, rekey,
+/// reopen with the new key, then delete the old key. Other handles on the file get
+/// `TV_WRONG_KEY` until reopened with the new key.
 ///
 /// Ownership: `key` is borrowed for the call. Thread-safe.
 #[no_mangle]
@@ -735,7 +770,7 @@ pub unsafe extern "C" fn tv_vault_rekey_with_key(vault: *const tv_vault, key: *c
     })
 }
 
-/// Re-wrap the vault's data key under a new passphrase (UTF-8, non-empty), in one transaction.
+/// `tv_vault_rekey_with_key` with a new passphrase (UTF-8, non-empty).
 ///
 /// Ownership: `passphrase` is borrowed for the call. Thread-safe.
 #[no_mangle]

@@ -706,18 +706,28 @@ public protocol TokenVaultProtocol: AnyObject, Sendable {
     func loadProfileJson(json: String) throws  -> String
     
     /**
+     * Move an account's session to `profile` and to its endpoint. A session's refresh
+     * credential is only sent to the origin it was stored with: after a profile was registered
+     * again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
+     */
+    func moveSession(account: String, profile: String) throws  -> SessionInfo
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
     func registerPreset(preset: Preset, name: String, url: String, settingsJson: String?) throws 
     
     /**
-     * Re-wrap the vault's data key under a new 32-byte key.
+     * Replace the vault's key and its data key (every record re-sealed, the log truncated).
+     * The key the vault was opened with keeps opening it until the first open with the new
+     * key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
+     * with the new key, then delete the old one. Other handles get `WrongKey`.
      */
     func rekeyWithKey(key: Data) throws 
     
     /**
-     * Re-wrap the vault's data key under a new passphrase.
+     * [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
      */
     func rekeyWithPassphrase(passphrase: String) throws 
     
@@ -838,6 +848,22 @@ public static func openWithKey(path: String, key: Data, options: OpenOptions? = 
 }
     
     /**
+     * [`open_with_key`](Self::open_with_key) with a host anchor: an old copy of the whole
+     * file (a restored backup) is refused with `Corrupt`, the file left as it was.
+     */
+public static func openWithKeyAnchored(path: String, key: Data, anchor: StateAnchor, options: OpenOptions? = nil)throws  -> TokenVault  {
+    return try  FfiConverterTypeTokenVault_lift(try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_constructor_tokenvault_open_with_key_anchored(
+        FfiConverterString.lower(path),
+        FfiConverterData.lower(key),
+        FfiConverterCallbackInterfaceStateAnchor_lower(anchor),
+        FfiConverterOptionTypeOpenOptions.lower(options),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Open (or create) the vault at `path` with a passphrase (stretched with Argon2id).
      */
 public static func openWithPassphrase(path: String, passphrase: String, options: OpenOptions? = nil)throws  -> TokenVault  {
@@ -846,6 +872,21 @@ public static func openWithPassphrase(path: String, passphrase: String, options:
     uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase(
         FfiConverterString.lower(path),
         FfiConverterString.lower(passphrase),
+        FfiConverterOptionTypeOpenOptions.lower(options),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * [`open_with_passphrase`](Self::open_with_passphrase) with a host anchor.
+     */
+public static func openWithPassphraseAnchored(path: String, passphrase: String, anchor: StateAnchor, options: OpenOptions? = nil)throws  -> TokenVault  {
+    return try  FfiConverterTypeTokenVault_lift(try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase_anchored(
+        FfiConverterString.lower(path),
+        FfiConverterString.lower(passphrase),
+        FfiConverterCallbackInterfaceStateAnchor_lower(anchor),
         FfiConverterOptionTypeOpenOptions.lower(options),uniffiCallStatus
     )
 })
@@ -1000,6 +1041,22 @@ open func loadProfileJson(json: String)throws  -> String  {
 }
     
     /**
+     * Move an account's session to `profile` and to its endpoint. A session's refresh
+     * credential is only sent to the origin it was stored with: after a profile was registered
+     * again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
+     */
+open func moveSession(account: String, profile: String)throws  -> SessionInfo  {
+    return try  FfiConverterTypeSessionInfo_lift(try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_tokenvault_move_session(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(account),
+        FfiConverterString.lower(profile),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
@@ -1016,7 +1073,10 @@ open func registerPreset(preset: Preset, name: String, url: String, settingsJson
 }
     
     /**
-     * Re-wrap the vault's data key under a new 32-byte key.
+     * Replace the vault's key and its data key (every record re-sealed, the log truncated).
+     * The key the vault was opened with keeps opening it until the first open with the new
+     * key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
+     * with the new key, then delete the old one. Other handles get `WrongKey`.
      */
 open func rekeyWithKey(key: Data)throws   {try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
         uniffiCallStatus in
@@ -1028,7 +1088,7 @@ open func rekeyWithKey(key: Data)throws   {try rustCallWithError(FfiConverterTyp
 }
     
     /**
-     * Re-wrap the vault's data key under a new passphrase.
+     * [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
      */
 open func rekeyWithPassphrase(passphrase: String)throws   {try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
         uniffiCallStatus in
@@ -2320,6 +2380,87 @@ public func FfiConverterTypeSessionInfo_lower(_ value: SessionInfo) -> RustBuffe
 
 
 /**
+ * Why the app's [`StateAnchor`] failed.
+ */
+public 
+enum AnchorError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
+
+    
+    
+    /**
+     * The anchor could not be read or written.
+     */
+    case Failed(reason: String
+    )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
+}
+
+#if compiler(>=6)
+extension AnchorError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAnchorError: FfiConverterRustBuffer {
+    typealias SwiftType = AnchorError
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AnchorError {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+
+        
+
+        
+        case 1: return .Failed(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+
+         default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: AnchorError, into buf: inout [UInt8]) {
+        switch value {
+
+        
+
+        
+        
+        case let .Failed(reason):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAnchorError_lift(_ buf: RustBuffer) throws -> AnchorError {
+    return try FfiConverterTypeAnchorError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAnchorError_lower(_ value: AnchorError) -> RustBuffer {
+    return FfiConverterTypeAnchorError.lower(value)
+}
+
+
+/**
  * The built-in refresh dialects (see the profile documentation).
  */
 
@@ -3285,6 +3426,178 @@ public func FfiConverterCallbackInterfaceHttpTransport_lower(_ v: HttpTransport)
 
 
 /**
+ * A counter the app keeps outside the vault file (the Keychain, Keystore-backed preferences, a
+ * file of its choosing), so that an old copy of the whole vault file is recognised at open
+ * (`Corrupt`). `store` is called after every write with the store locked: keep it quick.
+ */
+public protocol StateAnchor: AnyObject, Sendable {
+    
+    /**
+     * The counter last stored, or `None` if none was ever stored (a new install).
+     */
+    func load() throws  -> UInt64?
+    
+    /**
+     * Keep `counter` (it only grows).
+     */
+    func store(counter: UInt64) throws 
+    
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceStateAnchor {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceStateAnchor = UniffiVTableCallbackInterfaceStateAnchor(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterCallbackInterfaceStateAnchor.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface StateAnchor: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterCallbackInterfaceStateAnchor.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface StateAnchor: handle missing in uniffiClone")
+            }
+        },
+        load: { (
+            uniffiHandle: UInt64,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> UInt64? in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceStateAnchor.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.load(
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterOptionUInt64.lower($0) }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeAnchorError_lower
+            )
+        },
+        store: { (
+            uniffiHandle: UInt64,
+            counter: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceStateAnchor.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.store(
+                     counter: try FfiConverterUInt64.lift(counter)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeAnchorError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceStateAnchor> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceStateAnchor>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitStateAnchor() {
+    uniffi_tokenvault_fn_init_callback_vtable_stateanchor(UniffiCallbackInterfaceStateAnchor.vtablePtr)
+}
+
+// FfiConverter protocol for callback interfaces
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterCallbackInterfaceStateAnchor {
+    fileprivate static let handleMap = UniffiHandleMap<StateAnchor>()
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+extension FfiConverterCallbackInterfaceStateAnchor : FfiConverter {
+    typealias SwiftType = StateAnchor
+    typealias FfiType = UInt64
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lift(_ handle: UInt64) throws -> SwiftType {
+        try handleMap.get(handle: handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lower(_ v: SwiftType) -> UInt64 {
+        return handleMap.insert(obj: v)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func write(_ v: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(v))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceStateAnchor_lift(_ handle: UInt64) throws -> StateAnchor {
+    return try FfiConverterCallbackInterfaceStateAnchor.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceStateAnchor_lower(_ v: StateAnchor) -> UInt64 {
+    return FfiConverterCallbackInterfaceStateAnchor.lower(v)
+}
+
+
+
+
+/**
  * Receives [`VaultEvent`]s, in order, on the vault's event thread (never on the thread that
  * caused them, never under a vault lock: calling back into the vault is safe).
  */
@@ -3756,13 +4069,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tokenvault_checksum_method_tokenvault_load_profile_json() != 33409) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tokenvault_checksum_method_tokenvault_move_session() != 57650) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tokenvault_checksum_method_tokenvault_register_preset() != 32943) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key() != 46858) {
+    if (uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key() != 42517) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() != 9351) {
+    if (uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() != 30728) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_remove() != 1581) {
@@ -3807,10 +4123,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key() != 5711) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key_anchored() != 59961) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase() != 65208) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_anchored() != 8942) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tokenvault_checksum_method_httptransport_send() != 17651) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_stateanchor_load() != 23230) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_stateanchor_store() != 12846) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_vaultobserver_on_event() != 43258) {
@@ -3818,6 +4146,7 @@ private let initializationResult: InitializationResult = {
     }
 
     uniffiCallbackInitHttpTransport()
+    uniffiCallbackInitStateAnchor()
     uniffiCallbackInitVaultObserver()
     return InitializationResult.ok
 }()

@@ -250,6 +250,20 @@ typedef void (*UniffiCallbackInterfaceHttpTransportMethod0)(uint64_t, RustBuffer
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATE_ANCHOR_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATE_ANCHOR_METHOD0
+typedef void (*UniffiCallbackInterfaceStateAnchorMethod0)(uint64_t, RustBuffer* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATE_ANCHOR_METHOD1
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATE_ANCHOR_METHOD1
+typedef void (*UniffiCallbackInterfaceStateAnchorMethod1)(uint64_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VAULT_OBSERVER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VAULT_OBSERVER_METHOD0
 typedef void (*UniffiCallbackInterfaceVaultObserverMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -264,6 +278,16 @@ typedef struct UniffiVTableCallbackInterfaceHttpTransport {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceHttpTransportMethod0 _Nonnull send;
 } UniffiVTableCallbackInterfaceHttpTransport;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_STATE_ANCHOR
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_STATE_ANCHOR
+typedef struct UniffiVTableCallbackInterfaceStateAnchor {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceStateAnchorMethod0 _Nonnull load;
+    UniffiCallbackInterfaceStateAnchorMethod1 _Nonnull store;
+} UniffiVTableCallbackInterfaceStateAnchor;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_VAULT_OBSERVER
@@ -290,9 +314,19 @@ void uniffi_tokenvault_fn_free_tokenvault(uint64_t handle, RustCallStatus *_Nonn
 uint64_t uniffi_tokenvault_fn_constructor_tokenvault_open_with_key(RustBuffer path, RustBuffer key, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_KEY_ANCHORED
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_KEY_ANCHORED
+uint64_t uniffi_tokenvault_fn_constructor_tokenvault_open_with_key_anchored(RustBuffer path, RustBuffer key, uint64_t anchor, RustBuffer options, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE
 uint64_t uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase(RustBuffer path, RustBuffer passphrase, RustBuffer options, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE_ANCHORED
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE_ANCHORED
+uint64_t uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase_anchored(RustBuffer path, RustBuffer passphrase, uint64_t anchor, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_ACCESS_TOKEN
@@ -348,6 +382,11 @@ RustBuffer uniffi_tokenvault_fn_method_tokenvault_list_accounts(uint64_t ptr, Ru
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_LOAD_PROFILE_JSON
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_LOAD_PROFILE_JSON
 RustBuffer uniffi_tokenvault_fn_method_tokenvault_load_profile_json(uint64_t ptr, RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_MOVE_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_MOVE_SESSION
+RustBuffer uniffi_tokenvault_fn_method_tokenvault_move_session(uint64_t ptr, RustBuffer account, RustBuffer profile, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_REGISTER_PRESET
@@ -443,6 +482,11 @@ RustBuffer uniffi_tokenvault_fn_method_tokenwatch_token_if_changed(uint64_t ptr,
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_HTTPTRANSPORT
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_HTTPTRANSPORT
 void uniffi_tokenvault_fn_init_callback_vtable_httptransport(const UniffiVTableCallbackInterfaceHttpTransport* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_STATEANCHOR
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_STATEANCHOR
+void uniffi_tokenvault_fn_init_callback_vtable_stateanchor(const UniffiVTableCallbackInterfaceStateAnchor* _Nonnull vtable
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_VAULTOBSERVER
@@ -851,6 +895,12 @@ uint16_t uniffi_tokenvault_checksum_method_tokenvault_load_profile_json(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_MOVE_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_MOVE_SESSION
+uint16_t uniffi_tokenvault_checksum_method_tokenvault_move_session(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_REGISTER_PRESET
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_REGISTER_PRESET
 uint16_t uniffi_tokenvault_checksum_method_tokenvault_register_preset(void
@@ -953,15 +1003,39 @@ uint16_t uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_KEY_ANCHORED
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_KEY_ANCHORED
+uint16_t uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key_anchored(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE
 uint16_t uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE_ANCHORED
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_CONSTRUCTOR_TOKENVAULT_OPEN_WITH_PASSPHRASE_ANCHORED
+uint16_t uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_anchored(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_HTTPTRANSPORT_SEND
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_HTTPTRANSPORT_SEND
 uint16_t uniffi_tokenvault_checksum_method_httptransport_send(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_STATEANCHOR_LOAD
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_STATEANCHOR_LOAD
+uint16_t uniffi_tokenvault_checksum_method_stateanchor_load(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_STATEANCHOR_STORE
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_STATEANCHOR_STORE
+uint16_t uniffi_tokenvault_checksum_method_stateanchor_store(void
     
 );
 #endif

@@ -653,6 +653,12 @@ internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
 internal interface UniffiCallbackInterfaceHttpTransportMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`request`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceStateAnchorMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStateAnchorMethod1 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`counter`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceVaultObserverMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -672,6 +678,28 @@ internal open class UniffiVTableCallbackInterfaceHttpTransport(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `send` = other.`send`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "load", "store")
+internal open class UniffiVTableCallbackInterfaceStateAnchor(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `load`: UniffiCallbackInterfaceStateAnchorMethod0? = null,
+    @JvmField internal var `store`: UniffiCallbackInterfaceStateAnchorMethod1? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `load`: UniffiCallbackInterfaceStateAnchorMethod0? = null,
+        `store`: UniffiCallbackInterfaceStateAnchorMethod1? = null,
+    ): UniffiVTableCallbackInterfaceStateAnchor(`uniffiFree`,`uniffiClone`,`load`,`store`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceStateAnchor) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `load` = other.`load`
+        `store` = other.`store`
     }
 
 }
@@ -747,6 +775,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_load_profile_json(
     ): Int
+    external fun uniffi_tokenvault_checksum_method_tokenvault_move_session(
+    ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_register_preset(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key(
@@ -781,9 +811,17 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key(
     ): Int
+    external fun uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key_anchored(
+    ): Int
     external fun uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase(
     ): Int
+    external fun uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_anchored(
+    ): Int
     external fun uniffi_tokenvault_checksum_method_httptransport_send(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_stateanchor_load(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_stateanchor_store(
     ): Int
     external fun uniffi_tokenvault_checksum_method_vaultobserver_on_event(
     ): Int
@@ -804,6 +842,7 @@ internal object UniffiLib {
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "tokenvault"))
         uniffiCallbackInterfaceHttpTransport.register(this)
+        uniffiCallbackInterfaceStateAnchor.register(this)
         uniffiCallbackInterfaceVaultObserver.register(this)
         
     }
@@ -815,7 +854,11 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_tokenvault_fn_constructor_tokenvault_open_with_key(`path`: RustBuffer.ByValue,`key`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_tokenvault_fn_constructor_tokenvault_open_with_key_anchored(`path`: RustBuffer.ByValue,`key`: RustBuffer.ByValue,`anchor`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase(`path`: RustBuffer.ByValue,`passphrase`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase_anchored(`path`: RustBuffer.ByValue,`passphrase`: RustBuffer.ByValue,`anchor`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_tokenvault_fn_method_tokenvault_access_token(`ptr`: Long,`account`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -838,6 +881,8 @@ internal object UniffiLib {
     external fun uniffi_tokenvault_fn_method_tokenvault_list_accounts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_load_profile_json(`ptr`: Long,`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_tokenvault_move_session(`ptr`: Long,`account`: RustBuffer.ByValue,`profile`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_register_preset(`ptr`: Long,`preset`: RustBuffer.ByValue,`name`: RustBuffer.ByValue,`url`: RustBuffer.ByValue,`settingsJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -876,6 +921,8 @@ internal object UniffiLib {
     external fun uniffi_tokenvault_fn_method_tokenwatch_token_if_changed(`ptr`: Long,`knownGeneration`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_init_callback_vtable_httptransport(`vtable`: UniffiVTableCallbackInterfaceHttpTransport,
+    ): Unit
+    external fun uniffi_tokenvault_fn_init_callback_vtable_stateanchor(`vtable`: UniffiVTableCallbackInterfaceStateAnchor,
     ): Unit
     external fun uniffi_tokenvault_fn_init_callback_vtable_vaultobserver(`vtable`: UniffiVTableCallbackInterfaceVaultObserver,
     ): Unit
@@ -1062,13 +1109,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json() and 0xFFFF) != 33409) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_move_session() and 0xFFFF) != 57650) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_register_preset() and 0xFFFF) != 32943) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key() and 0xFFFF) != 46858) {
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key() and 0xFFFF) != 42517) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() and 0xFFFF) != 9351) {
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() and 0xFFFF) != 30728) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_remove() and 0xFFFF) != 1581) {
@@ -1113,10 +1163,22 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key() and 0xFFFF) != 5711) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key_anchored() and 0xFFFF) != 59961) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase() and 0xFFFF) != 65208) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_anchored() and 0xFFFF) != 8942) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_tokenvault_checksum_method_httptransport_send() and 0xFFFF) != 17651) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_stateanchor_load() and 0xFFFF) != 23230) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_stateanchor_store() and 0xFFFF) != 12846) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_vaultobserver_on_event() and 0xFFFF) != 43258) {
@@ -1691,18 +1753,28 @@ public interface TokenVaultInterface {
     fun `loadProfileJson`(`json`: kotlin.String): kotlin.String
     
     /**
+     * Move an account's session to `profile` and to its endpoint. A session's refresh
+     * credential is only sent to the origin it was stored with: after a profile was registered
+     * again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
+     */
+    fun `moveSession`(`account`: kotlin.String, `profile`: kotlin.String): SessionInfo
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
     fun `registerPreset`(`preset`: Preset, `name`: kotlin.String, `url`: kotlin.String, `settingsJson`: kotlin.String? = null)
     
     /**
-     * Re-wrap the vault's data key under a new 32-byte key.
+     * Replace the vault's key and its data key (every record re-sealed, the log truncated).
+     * The key the vault was opened with keeps opening it until the first open with the new
+     * key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
+     * with the new key, then delete the old one. Other handles get `WrongKey`.
      */
     fun `rekeyWithKey`(`key`: kotlin.ByteArray)
     
     /**
-     * Re-wrap the vault's data key under a new passphrase.
+     * [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
      */
     fun `rekeyWithPassphrase`(`passphrase`: kotlin.String)
     
@@ -2060,6 +2132,27 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
 
     
     /**
+     * Move an account's session to `profile` and to its endpoint. A session's refresh
+     * credential is only sent to the origin it was stored with: after a profile was registered
+     * again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
+     */
+    @Throws(TokenVaultException::class)override fun `moveSession`(`account`: kotlin.String, `profile`: kotlin.String): SessionInfo {
+            return FfiConverterTypeSessionInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TokenVaultException) { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_tokenvault_move_session(
+        it,
+        
+        FfiConverterString.lower(`account`),
+        FfiConverterString.lower(`profile`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
@@ -2081,7 +2174,10 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
 
     
     /**
-     * Re-wrap the vault's data key under a new 32-byte key.
+     * Replace the vault's key and its data key (every record re-sealed, the log truncated).
+     * The key the vault was opened with keeps opening it until the first open with the new
+     * key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
+     * with the new key, then delete the old one. Other handles get `WrongKey`.
      */
     @Throws(TokenVaultException::class)override fun `rekeyWithKey`(`key`: kotlin.ByteArray)
         = 
@@ -2098,7 +2194,7 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
 
     
     /**
-     * Re-wrap the vault's data key under a new passphrase.
+     * [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
      */
     @Throws(TokenVaultException::class)override fun `rekeyWithPassphrase`(`passphrase`: kotlin.String)
         = 
@@ -2287,6 +2383,26 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
 
         
     /**
+     * [`open_with_key`](Self::open_with_key) with a host anchor: an old copy of the whole
+     * file (a restored backup) is refused with `Corrupt`, the file left as it was.
+     */
+    @Throws(TokenVaultException::class) fun `openWithKeyAnchored`(`path`: kotlin.String, `key`: kotlin.ByteArray, `anchor`: StateAnchor, `options`: OpenOptions? = null): TokenVault {
+            return FfiConverterTypeTokenVault.lift(
+    uniffiRustCallWithError(TokenVaultException) { _status ->
+    UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_key_anchored(
+    
+        
+        FfiConverterString.lower(`path`),
+        FfiConverterByteArray.lower(`key`),
+        FfiConverterTypeStateAnchor.lower(`anchor`),
+        FfiConverterOptionalTypeOpenOptions.lower(`options`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
      * Open (or create) the vault at `path` with a passphrase (stretched with Argon2id).
      */
     @Throws(TokenVaultException::class) fun `openWithPassphrase`(`path`: kotlin.String, `passphrase`: kotlin.String, `options`: OpenOptions? = null): TokenVault {
@@ -2297,6 +2413,25 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
         
         FfiConverterString.lower(`path`),
         FfiConverterString.lower(`passphrase`),
+        FfiConverterOptionalTypeOpenOptions.lower(`options`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * [`open_with_passphrase`](Self::open_with_passphrase) with a host anchor.
+     */
+    @Throws(TokenVaultException::class) fun `openWithPassphraseAnchored`(`path`: kotlin.String, `passphrase`: kotlin.String, `anchor`: StateAnchor, `options`: OpenOptions? = null): TokenVault {
+            return FfiConverterTypeTokenVault.lift(
+    uniffiRustCallWithError(TokenVaultException) { _status ->
+    UniffiLib.uniffi_tokenvault_fn_constructor_tokenvault_open_with_passphrase_anchored(
+    
+        
+        FfiConverterString.lower(`path`),
+        FfiConverterString.lower(`passphrase`),
+        FfiConverterTypeStateAnchor.lower(`anchor`),
         FfiConverterOptionalTypeOpenOptions.lower(`options`),_status)
 }
     )
@@ -3367,6 +3502,74 @@ public object FfiConverterTypeSessionInfo: FfiConverterRustBuffer<SessionInfo> {
             FfiConverterBoolean.write(value.`hasRefreshCredential`, buf)
             FfiConverterMapStringString.write(value.`hints`, buf)
     }
+}
+
+
+
+
+
+/**
+ * Why the app's [`StateAnchor`] failed.
+ */
+sealed class AnchorException: kotlin.Exception() {
+    
+    /**
+     * The anchor could not be read or written.
+     */
+    class Failed(
+        
+        val `reason`: kotlin.String
+        ) : AnchorException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+
+    
+
+
+    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<AnchorException> {
+        override fun lift(error_buf: RustBuffer.ByValue): AnchorException = FfiConverterTypeAnchorError.lift(error_buf)
+    }
+
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAnchorError : FfiConverterRustBuffer<AnchorException> {
+    override fun read(buf: ByteBuffer): AnchorException {
+        
+
+        return when(buf.getInt()) {
+            1 -> AnchorException.Failed(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: AnchorException): ULong {
+        return when(value) {
+            is AnchorException.Failed -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: AnchorException, buf: ByteBuffer) {
+        when(value) {
+            is AnchorException.Failed -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+
 }
 
 
@@ -4463,6 +4666,101 @@ internal object uniffiCallbackInterfaceHttpTransport {
  * @suppress
  */
 public object FfiConverterTypeHttpTransport: FfiConverterCallbackInterface<HttpTransport>()
+
+
+
+
+
+/**
+ * A counter the app keeps outside the vault file (the Keychain, Keystore-backed preferences, a
+ * file of its choosing), so that an old copy of the whole vault file is recognised at open
+ * (`Corrupt`). `store` is called after every write with the store locked: keep it quick.
+ */
+public interface StateAnchor {
+    
+    /**
+     * The counter last stored, or `None` if none was ever stored (a new install).
+     */
+    fun `load`(): kotlin.ULong?
+    
+    /**
+     * Keep `counter` (it only grows).
+     */
+    fun `store`(`counter`: kotlin.ULong)
+    
+    companion object
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceStateAnchor {
+    internal object `load`: UniffiCallbackInterfaceStateAnchorMethod0 {
+        override fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStateAnchor.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`load`(
+                )
+            }
+            val writeReturn = { value: kotlin.ULong? -> uniffiOutReturn.setValue(FfiConverterOptionalULong.lower(value)) }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: AnchorException -> FfiConverterTypeAnchorError.lower(e) }
+            )
+        }
+    }
+    internal object `store`: UniffiCallbackInterfaceStateAnchorMethod1 {
+        override fun callback(`uniffiHandle`: Long,`counter`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStateAnchor.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`store`(
+                    FfiConverterULong.lift(`counter`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: AnchorException -> FfiConverterTypeAnchorError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeStateAnchor.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeStateAnchor.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceStateAnchor.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `load`,
+        `store`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_tokenvault_fn_init_callback_vtable_stateanchor(vtable)
+    }
+}
+
+/**
+ * The ffiConverter which transforms the Callbacks in to handles to pass to Rust.
+ *
+ * @suppress
+ */
+public object FfiConverterTypeStateAnchor: FfiConverterCallbackInterface<StateAnchor>()
 
 
 
