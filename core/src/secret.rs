@@ -19,6 +19,58 @@ pub(crate) fn wipe(bytes: &mut [u8]) {
     zeroize::optimization_barrier(&*bytes);
 }
 
+/// A growable byte buffer for secrets: whenever it must grow, the old allocation is wiped before
+/// it is freed (a plain `Vec` leaves the bytes it held in the block `realloc` releases), and the
+/// bytes are wiped on drop.
+pub(crate) struct SecretBuf(Vec<u8>);
+
+impl SecretBuf {
+    pub(crate) fn with_capacity(n: usize) -> SecretBuf {
+        SecretBuf(Vec::with_capacity(n))
+    }
+
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        let need = self.0.len().saturating_add(bytes.len());
+        if need > self.0.capacity() {
+            let mut grown = Vec::with_capacity(need.max(self.0.capacity().saturating_mul(2)));
+            grown.extend_from_slice(&self.0);
+            let mut old = std::mem::replace(&mut self.0, grown);
+            old.resize(old.capacity(), 0);
+            wipe(&mut old);
+        }
+        self.0.extend_from_slice(bytes);
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::io::Write for SecretBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.extend(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SecretBuf {
+    fn drop(&mut self) {
+        let len = self.0.capacity();
+        self.0.resize(len, 0);
+        wipe(&mut self.0);
+    }
+}
+
+/// Serialize `value` as JSON into a [`SecretBuf`].
+pub(crate) fn to_json_secret<T: Serialize>(value: &T) -> serde_json::Result<SecretBuf> {
+    let mut buf = SecretBuf::with_capacity(2048);
+    serde_json::to_writer(&mut buf, value)?;
+    Ok(buf)
+}
+
 /// A secret string: redacted `Debug`, cleared on drop, read only through [`expose`](Self::expose).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecretString(String);

@@ -533,12 +533,19 @@ static void test_full_cycle(void) {
   v = NULL;
   CHECK(destroyed_transport == 1 && destroyed_events == 1);
 
-  /* Reopen: the old key is refused without touching the file, the passphrase opens it. */
-  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_WRONG_KEY);
-  CHECK(v == NULL);
+  /* Reopen. Until the first open with the new passphrase, the key the rekey replaced still
+   * opens (a host that crashed before saving the new key is not locked out). */
   CHECK_STATUS(tv_vault_open_with_passphrase(path, "wrong passphrase", &v), TV_WRONG_KEY);
+  CHECK(v == NULL);
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+  tv_vault_free(v);
+  v = NULL;
   CHECK_STATUS(tv_vault_open_with_passphrase(path, "correct horse battery staple", &v), TV_OK);
   if (v) {
+    /* That open confirmed the new passphrase: the old key opens nothing any more. */
+    tv_vault *old_key = NULL;
+    CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &old_key), TV_WRONG_KEY);
+    CHECK(old_key == NULL);
     CHECK_STATUS(tv_vault_list_accounts(v, &list), TV_OK);
     CHECK_STATUS(tv_account_list_count(list, &n), TV_OK);
     CHECK(n == 1);
@@ -628,10 +635,119 @@ static void test_concurrent_reads(void) {
   tvt_server_stop(&srv);
 }
 
+/* ---- the host anchor ------------------------------------------------------------------- */
+
+typedef struct {
+  uint64_t counter;
+  int present;
+  int stores;
+  int fail_load;
+  int destroyed;
+} anchor_state;
+
+static int32_t anchor_load(void *user_data, uint64_t *out_counter, int32_t *out_present) {
+  anchor_state *a = (anchor_state *)user_data;
+  if (a->fail_load) return 4;
+  *out_counter = a->counter;
+  *out_present = a->present;
+  return TV_OK;
+}
+
+static int32_t anchor_store(void *user_data, uint64_t counter) {
+  anchor_state *a = (anchor_state *)user_data;
+  a->counter = counter;
+  a->present = 1;
+  a->stores++;
+  return TV_OK;
+}
+
+static void anchor_destroy(void *user_data) { ((anchor_state *)user_data)->destroyed++; }
+
+static int copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  int ok = in && out;
+  char b[8192];
+  size_t n;
+  while (ok && (n = fread(b, 1, sizeof b, in)) > 0) ok = fwrite(b, 1, n, out) == n;
+  if (in) fclose(in);
+  if (out) fclose(out);
+  return ok;
+}
+
+static void test_anchor_and_move_session(void) {
+  char *dir = tvt_tempdir();
+  char *path = db_path(dir);
+  char backup[1024];
+  snprintf(backup, sizeof backup, "%s/backup.db", dir);
+  anchor_state st;
+  memset(&st, 0, sizeof st);
+  tv_anchor anchor;
+  memset(&anchor, 0, sizeof anchor);
+  anchor.struct_size = sizeof anchor;
+  anchor.load = anchor_load;
+  anchor.store = anchor_store;
+  anchor.user_data = &st;
+  anchor.destroy = anchor_destroy;
+
+  tv_anchor bad = anchor;
+  bad.struct_size = 8;
+  tv_vault *v = NULL;
+  CHECK_STATUS(tv_vault_open_with_key_anchored(path, KEY, sizeof KEY, &bad, &v), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_open_with_key_anchored(path, KEY, sizeof KEY, NULL, &v), TV_INVALID_INPUT);
+
+  CHECK_STATUS(tv_vault_open_with_key_anchored(path, KEY, sizeof KEY, &anchor, &v), TV_OK);
+  if (v) {
+    CHECK_STATUS(tv_vault_load_profile_json(
+                     v, "{\"preset\":\"oauth2\",\"name\":\"game\",\"url\":\"http://127.0.0.1:9/token\","
+                        "\"client_id\":\"c\"}"),
+                 TV_OK);
+    CHECK_STATUS(store(v, "ada", "access-1", "refresh-1", NULL), TV_OK);
+    /* The profile now points elsewhere: the session's credential is not sent there... */
+    CHECK_STATUS(tv_vault_load_profile_json(
+                     v, "{\"preset\":\"oauth2\",\"name\":\"game\",\"url\":\"http://127.0.0.1:10/token\","
+                        "\"client_id\":\"c\"}"),
+                 TV_OK);
+    tv_buf tok = {0};
+    CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_INVALID_INPUT);
+    CHECK(strstr(tvt_last_error(), "move_session") != NULL);
+    /* ...until the host moves it (then the request goes out, and fails: nothing listens). */
+    CHECK_STATUS(tv_vault_move_session(v, "ada", "game"), TV_OK);
+    CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_TRANSIENT);
+    CHECK_STATUS(tv_vault_move_session(v, "nobody", "game"), TV_NOT_FOUND);
+    CHECK_STATUS(tv_vault_move_session(v, "ada", NULL), TV_INVALID_INPUT);
+    tv_vault_free(v);
+    v = NULL;
+  }
+  CHECK(st.destroyed == 1 && st.present && st.stores >= 2);
+  CHECK(copy_file(path, backup));
+
+  st.destroyed = 0;
+  CHECK_STATUS(tv_vault_open_with_key_anchored(path, KEY, sizeof KEY, &anchor, &v), TV_OK);
+  if (v) {
+    CHECK_STATUS(store(v, "ada", "access-2", "refresh-2", NULL), TV_OK);
+    tv_vault_free(v);
+    v = NULL;
+  }
+  /* The whole file restored from the older copy: refused with the anchor, user_data kept. */
+  CHECK(copy_file(backup, path));
+  st.destroyed = 0;
+  CHECK_STATUS(tv_vault_open_with_key_anchored(path, KEY, sizeof KEY, &anchor, &v), TV_CORRUPT);
+  CHECK(v == NULL && st.destroyed == 0);
+  st.fail_load = 1;
+  CHECK_STATUS(tv_vault_open_with_key_anchored(path, KEY, sizeof KEY, &anchor, &v), TV_STORAGE_UNAVAILABLE);
+  CHECK(v == NULL && st.destroyed == 0);
+  /* Without the anchor the old copy is consistent and opens (the limit SECURITY.md states). */
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+  tv_vault_free(v);
+  free(path);
+  tvt_rmdir(dir);
+}
+
 int main(void) {
   test_static_functions_and_null_checks();
   test_full_cycle();
   test_concurrent_reads();
+  test_anchor_and_move_session();
   printf("test_c_api: %d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

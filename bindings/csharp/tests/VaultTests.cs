@@ -50,6 +50,7 @@ namespace Tokenvault.Tests
                 Assert.Equal(88, sizeof(NativeSessionInfo), "tv_session_info");
                 Assert.Equal(48, sizeof(NativeEvent), "tv_event");
                 Assert.Equal(16, sizeof(NativeBuf), "tv_buf");
+                Assert.Equal(40, sizeof(NativeAnchor), "tv_anchor");
             }
         }
 
@@ -249,9 +250,26 @@ namespace Tokenvault.Tests
                 Assert.Equal(1, v.ListAccounts().Length, "still there");
                 v.RekeyWithPassphrase("new passphrase");
             }
-            Assert.Throws<WrongKeyException>(() => TokenVault.OpenWithKey(path, Env.Key), "old key after rekey");
-            using (var v = TokenVault.OpenWithPassphrase(path, "new passphrase")) v.Rekey(Env.Key);
-            TokenVault.OpenWithKey(path, Env.Key).Dispose();
+            // Two key slots: until the new secret opened the vault once, the old key still opens
+            // it (a game that crashed before saving its new key is not locked out)...
+            using (var v = TokenVault.OpenWithKey(path, Env.Key))
+                Assert.Equal(1, v.ListAccounts().Length, "old key before the new one was used");
+            using (var v = TokenVault.OpenWithKey(path, Env.Key))
+                Assert.Equal(1, v.ListAccounts().Length, "old key, again");
+            // ...and the first open with the new secret retires it.
+            using (var v = TokenVault.OpenWithPassphrase(path, "new passphrase"))
+                Assert.Equal(1, v.ListAccounts().Length, "new passphrase");
+            before = Hash(path);
+            Assert.Throws<WrongKeyException>(() => TokenVault.OpenWithKey(path, Env.Key), "old key after the new one was used");
+            Assert.True(before.SequenceEqual(Hash(path)), "file untouched by the refused key");
+
+            // Back to a raw key: the passphrase keeps opening until the key was used once.
+            using (var v = TokenVault.OpenWithPassphrase(path, "new passphrase")) v.Rekey(Env.OtherKey);
+            TokenVault.OpenWithPassphrase(path, "new passphrase").Dispose();
+            using (var v = TokenVault.OpenWithKey(path, Env.OtherKey))
+                Assert.Equal(1, v.ListAccounts().Length, "new key");
+            Assert.Throws<WrongKeyException>(() => TokenVault.OpenWithPassphrase(path, "new passphrase"), "old passphrase after the new key was used");
+            Assert.Throws<WrongKeyException>(() => TokenVault.OpenWithKey(path, Env.Key), "the first key");
         }
 
         [Test]

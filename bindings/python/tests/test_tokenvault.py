@@ -213,11 +213,75 @@ def test_passphrase_and_rekey(tmpdir_path):
     _store_local(v)
     v.rekey_with_key(TEST_KEY)
     v.close()
-    with pytest.raises(tv.TokenVaultError.WrongKey):
-        tv.TokenVault.open_with_passphrase(path, "correct horse battery staple")
+    # Until the first open with the new key, the replaced passphrase still opens the vault.
+    tv.TokenVault.open_with_passphrase(path, "correct horse battery staple").close()
     v = tv.TokenVault.open_with_key(path, TEST_KEY)
     assert v.list_accounts() == ["player"]
     v.close()
+    with pytest.raises(tv.TokenVaultError.WrongKey):
+        tv.TokenVault.open_with_passphrase(path, "correct horse battery staple")
+
+
+class FileAnchor(tv.StateAnchor):
+    """The app's anchor: a counter kept outside the vault file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fail = False
+
+    def load(self):
+        if self.fail:
+            raise tv.AnchorError.Failed("keychain locked")
+        return int(open(self.path).read()) if os.path.exists(self.path) else None
+
+    def store(self, counter):
+        with open(self.path, "w") as f:
+            f.write(str(counter))
+
+
+def test_anchor_refuses_a_restored_old_copy(tmpdir_path):
+    path = os.path.join(tmpdir_path, "v.db")
+    backup = os.path.join(tmpdir_path, "backup.db")
+    anchor = FileAnchor(os.path.join(tmpdir_path, "anchor"))
+    v = tv.TokenVault.open_with_key_anchored(path, TEST_KEY, anchor)
+    _store_local(v, token="first")
+    v.close()
+    del v
+    with open(path, "rb") as f, open(backup, "wb") as g:
+        g.write(f.read())
+    v = tv.TokenVault.open_with_key_anchored(path, TEST_KEY, anchor)
+    _store_local(v, token="second")
+    v.close()
+    del v
+    with open(backup, "rb") as f:
+        old = f.read()
+    with open(path, "wb") as g:
+        g.write(old)
+    with pytest.raises(tv.TokenVaultError.Corrupt):
+        tv.TokenVault.open_with_key_anchored(path, TEST_KEY, anchor)
+    assert open(path, "rb").read() == old
+    anchor.fail = True
+    with pytest.raises(tv.TokenVaultError.StorageUnavailable):
+        tv.TokenVault.open_with_key_anchored(path, TEST_KEY, anchor)
+    # Without an anchor an old copy of the whole file is consistent: it opens.
+    v = tv.TokenVault.open_with_key(path, TEST_KEY)
+    v.register_preset(tv.Preset.OAUTH2, "backend", "http://127.0.0.1:9/token", None)
+    assert v.access_token("player").token == "first"
+    v.close()
+
+
+def test_session_moves_to_a_new_endpoint_only_when_asked(server_factory, vault):
+    server = server_factory("001")
+    server.register(vault)
+    server.login_and_store(vault, "player")
+    vault.register_preset(tv.Preset.OAUTH2, "backend", "http://127.0.0.1:9/token", None)
+    with pytest.raises(tv.TokenVaultError.InvalidInput):
+        vault.force_refresh("player")
+    assert server.stat("refresh_requests") == 0
+    server.register(vault, name="other")
+    vault.move_session("player", "other")
+    vault.force_refresh("player")
+    assert server.stat("refresh_successes") == 1
 
 
 def test_utf8_round_trip(tmpdir_path):

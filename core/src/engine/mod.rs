@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use zeroize::Zeroizing;
 
 pub(crate) use coordinator::{Mode, PeerWait, Start};
 pub(crate) use flight::{AccountRefresh, Lead};
@@ -237,14 +236,13 @@ impl Engine {
         expected: Option<u64>,
         record: &SessionRecord,
     ) -> Result<Option<u64>> {
-        let plain = Zeroizing::new(
-            serde_json::to_vec(record).map_err(|_| VaultError::internal("record serialisation failed"))?,
-        );
+        let plain = crate::secret::to_json_secret(record)
+            .map_err(|_| VaultError::internal("record serialisation failed"))?;
         let hash = &key.hash;
         self.with_store(|s| {
             let keys = Arc::clone(&s.keys);
             let written = s.store.write_session(hash, expected, &keys.record, |generation| {
-                let (nonce, ct) = keys.record.seal(hash, generation, &plain)?;
+                let (nonce, ct) = keys.record.seal(hash, generation, plain.as_slice())?;
                 Ok((RECORD_FORMAT, nonce, ct))
             })?;
             if let Some(g) = written {

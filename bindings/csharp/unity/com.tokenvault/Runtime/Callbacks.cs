@@ -1,15 +1,17 @@
-// Callbacks from the library into C#: the host's HTTP transport and the event handler.
+// Callbacks from the library into C#: the host's HTTP transport, the event handler and the
+// host anchor.
 //
 // IL2CPP compiles ahead of time and cannot marshal an instance delegate to a function pointer:
 // every callback is a static method marked [AOT.MonoPInvokeCallback], and the C# object it
 // serves travels as user_data, a GCHandle. The library calls the destroy function exactly once
-// when it no longer needs user_data (transport or handler replaced, vault freed), which frees
-// the GCHandle. The delegates themselves live in static fields, so the GC never moves or
-// collects what the library holds a pointer to.
+// when it no longer needs user_data (transport or handler replaced, vault closed or freed),
+// which frees the GCHandle. The delegates themselves live in static fields, so the GC never
+// moves or collects what the library holds a pointer to (the anchor's struct carries function
+// pointers taken once from those same static delegates).
 //
 // No exception may unwind into the library: every callback catches everything. A transport
-// exception becomes a transport failure; an event handler exception is reported through
-// TokenVault.UnhandledCallbackException.
+// exception becomes a transport failure; an anchor exception becomes a non-zero status; event
+// handler and anchor exceptions are reported through TokenVault.UnhandledCallbackException.
 
 using System;
 using System.Collections.Generic;
@@ -150,12 +152,58 @@ namespace Tokenvault
         public string Reason { get; internal set; }
     }
 
+    /// <summary>A counter the game keeps outside the vault file, so that an old copy of the whole
+    /// file (a restored backup, a copied save folder) is refused at open with
+    /// <see cref="CorruptException"/> instead of silently bringing back old sessions. Keep it
+    /// where restoring the app's data does not restore it too: the iOS Keychain, Keystore-backed
+    /// storage on Android, DPAPI-protected data outside the save folder, a server.
+    /// <c>PlayerPrefs</c> is NOT suitable (it is backed up and restored with the app).
+    ///
+    /// <para>Both methods may be called from any thread. <see cref="Store"/> runs after every
+    /// write, on the writing thread, while the vault's store is locked: keep it quick, and never
+    /// call the vault from it. An exception from either method never reaches the library: it is
+    /// reported through <see cref="TokenVault.UnhandledCallbackException"/>; from
+    /// <see cref="TryLoad"/> it fails the open with <see cref="StorageUnavailableException"/>,
+    /// from <see cref="Store"/> the write still succeeds and the counter is stored again after
+    /// the next write.</para></summary>
+    public interface IVaultAnchor
+    {
+        /// <summary>The counter last stored, or false if none was ever stored (a new install).
+        /// Throw if it exists but cannot be read right now (e.g. the Keychain is locked).</summary>
+        bool TryLoad(out ulong counter);
+
+        /// <summary>Keep <paramref name="counter"/> (it only grows); replaces the previous value.</summary>
+        void Store(ulong counter);
+    }
+
     internal static unsafe class Callbacks
     {
         // Static delegates: the library keeps their function pointers for the vault's lifetime.
         internal static readonly Native.TransportFn TransportThunk = Transport;
         internal static readonly Native.EventFn EventThunk = Event;
         internal static readonly Native.DestroyFn DestroyThunk = Destroy;
+        internal static readonly Native.AnchorLoadFn AnchorLoadThunk = AnchorLoad;
+        internal static readonly Native.AnchorStoreFn AnchorStoreThunk = AnchorStore;
+
+        // tv_anchor holds raw function pointers: taken once, from the static delegates above
+        // (declared before these, so initialised first), valid for the process's lifetime.
+        private static readonly IntPtr AnchorLoadPtr = Marshal.GetFunctionPointerForDelegate(AnchorLoadThunk);
+        private static readonly IntPtr AnchorStorePtr = Marshal.GetFunctionPointerForDelegate(AnchorStoreThunk);
+        private static readonly IntPtr DestroyPtr = Marshal.GetFunctionPointerForDelegate(DestroyThunk);
+
+        /// <summary>The tv_anchor for <paramref name="userData"/> (a <see cref="Hold"/> of an
+        /// <see cref="IVaultAnchor"/>).</summary>
+        internal static NativeAnchor Anchor(IntPtr userData)
+        {
+            return new NativeAnchor
+            {
+                StructSize = (UIntPtr)sizeof(NativeAnchor),
+                Load = AnchorLoadPtr,
+                Store = AnchorStorePtr,
+                UserData = userData,
+                Destroy = DestroyPtr,
+            };
+        }
 
         private static long liveStates;
         /// <summary>GCHandles held by the library right now (tests: freed by the destroy callback).</summary>
@@ -236,6 +284,59 @@ namespace Tokenvault
             finally
             {
                 if (managed != null) Utf8.Wipe(managed.Body);
+                InCallback = outer;
+            }
+        }
+
+        [AOT.MonoPInvokeCallback(typeof(Native.AnchorLoadFn))]
+        private static int AnchorLoad(IntPtr userData, ulong* outCounter, int* outPresent)
+        {
+            bool outer = InCallback;
+            InCallback = true;
+            try
+            {
+                *outPresent = 0;
+                *outCounter = 0;
+                var anchor = (IVaultAnchor)GCHandle.FromIntPtr(userData).Target;
+                ulong counter;
+                if (anchor.TryLoad(out counter))
+                {
+                    *outCounter = counter;
+                    *outPresent = 0;
+                }
+                return (int)StatusCode.Ok;
+            }
+            catch (Exception e)
+            {
+                // Any non-zero status: the library fails the open with StorageUnavailable.
+                TokenVault.ReportCallbackException(e);
+                return (int)StatusCode.StorageUnavailable;
+            }
+            finally
+            {
+                InCallback = outer;
+            }
+        }
+
+        [AOT.MonoPInvokeCallback(typeof(Native.AnchorStoreFn))]
+        private static int AnchorStore(IntPtr userData, ulong counter)
+        {
+            bool outer = InCallback;
+            InCallback = true;
+            try
+            {
+                var anchor = (IVaultAnchor)GCHandle.FromIntPtr(userData).Target;
+                anchor.Store(counter);
+                return (int)StatusCode.Ok;
+            }
+            catch (Exception e)
+            {
+                // The library logs it and stores the counter again after the next write.
+                TokenVault.ReportCallbackException(e);
+                return (int)StatusCode.StorageUnavailable;
+            }
+            finally
+            {
                 InCallback = outer;
             }
         }

@@ -32,6 +32,12 @@ namespace Tokenvault
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void DestroyFn(IntPtr userData);
 
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int AnchorLoadFn(IntPtr userData, ulong* outCounter, int* outPresent);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int AnchorStoreFn(IntPtr userData, ulong counter);
+
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern IntPtr tv_version();
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern IntPtr tv_status_name(int status);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_last_error_message(byte* buf, UIntPtr bufLen, out UIntPtr outLen);
@@ -40,6 +46,8 @@ namespace Tokenvault
 
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_open_with_key(byte* path, byte* key, UIntPtr keyLen, out VaultHandle outVault);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_open_with_passphrase(byte* path, byte* passphrase, out VaultHandle outVault);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_open_with_key_anchored(byte* path, byte* key, UIntPtr keyLen, NativeAnchor* anchor, out VaultHandle outVault);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_open_with_passphrase_anchored(byte* path, byte* passphrase, NativeAnchor* anchor, out VaultHandle outVault);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_close(VaultHandle vault);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern void tv_vault_free(IntPtr vault);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_load_profile_json(VaultHandle vault, byte* json);
@@ -56,6 +64,7 @@ namespace Tokenvault
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_account_list_get(AccountListHandle list, UIntPtr index, out IntPtr outAccount);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern void tv_account_list_free(IntPtr list);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_remove(VaultHandle vault, byte* account, out byte outExisted);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_move_session(VaultHandle vault, byte* account, byte* profile);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_rekey_with_key(VaultHandle vault, byte* key, UIntPtr keyLen);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_rekey_with_passphrase(VaultHandle vault, byte* passphrase);
 
@@ -146,6 +155,19 @@ namespace Tokenvault
         public IntPtr Reason;
     }
 
+    /// <summary>tv_anchor (40 bytes on 64-bit targets). The function pointers come from
+    /// Marshal.GetFunctionPointerForDelegate on the static delegates of Callbacks, so the struct
+    /// stays blittable; it is borrowed for the open call only.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeAnchor
+    {
+        public UIntPtr StructSize;
+        public IntPtr Load;
+        public IntPtr Store;
+        public IntPtr UserData;
+        public IntPtr Destroy;
+    }
+
     /// <summary>Counts live native handles of every kind (tests check that finalizers release them).</summary>
     internal static class HandleCounter
     {
@@ -164,8 +186,8 @@ namespace Tokenvault
         protected override bool ReleaseHandle()
         {
             // The SafeHandle guarantees no P/Invoke on this handle is running: tv_vault_free's
-            // "call it last" contract. The destroy callbacks of the transport and the event
-            // handler run inside it and free their GCHandles.
+            // "call it last" contract. The destroy callbacks of the transport, the event
+            // handler and the anchor run inside it (or earlier, at close) and free their GCHandles.
             Native.tv_vault_free(handle);
             HandleCounter.Released();
             return true;

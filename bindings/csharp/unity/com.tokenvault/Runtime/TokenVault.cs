@@ -97,6 +97,72 @@ namespace Tokenvault
             return Task.Run(() => OpenWithPassphrase(path, passphrase));
         }
 
+        /// <summary><see cref="OpenWithKey(string, byte[])"/> with a host anchor: a file older than
+        /// the anchor's counter (an old copy of the whole vault restored over it) throws
+        /// <see cref="CorruptException"/> and is left exactly as it was; an anchor whose
+        /// <see cref="IVaultAnchor.TryLoad"/> throws makes the open throw
+        /// <see cref="StorageUnavailableException"/>. The vault keeps <paramref name="anchor"/>
+        /// until it is closed or disposed, and calls its <see cref="IVaultAnchor.Store"/> after
+        /// every write. Opening the same file without an anchor is not checked: always pass it.</summary>
+        public static TokenVault OpenWithKey(string path, byte[] key, IVaultAnchor anchor)
+        {
+            if (anchor == null) throw new InvalidInputException("invalid input: `anchor` is null");
+            byte[] p = Utf8.Encode(path, "path");
+            IntPtr state = Callbacks.Hold(anchor);
+            var a = Callbacks.Anchor(state);
+            VaultHandle h;
+            int status;
+            try
+            {
+                fixed (byte* pp = p)
+                fixed (byte* pk = key)
+                    status = Native.tv_vault_open_with_key_anchored(pp, pk, (UIntPtr)(key == null ? 0 : key.Length), &a, out h);
+            }
+            catch (Exception) { Callbacks.Release(state); throw; } // e.g. DllNotFoundException: never reached the library
+            return Anchored(status, h, state);
+        }
+
+        /// <summary><see cref="OpenWithPassphrase(string, string)"/> with a host anchor; see
+        /// <see cref="OpenWithKey(string, byte[], IVaultAnchor)"/>.</summary>
+        public static TokenVault OpenWithPassphrase(string path, string passphrase, IVaultAnchor anchor)
+        {
+            if (anchor == null) throw new InvalidInputException("invalid input: `anchor` is null");
+            byte[] p = Utf8.Encode(path, "path");
+            byte[] s = Utf8.Encode(passphrase, "passphrase");
+            IntPtr state = Callbacks.Hold(anchor);
+            var a = Callbacks.Anchor(state);
+            VaultHandle h;
+            int status;
+            try
+            {
+                fixed (byte* pp = p)
+                fixed (byte* ps = s)
+                    status = Native.tv_vault_open_with_passphrase_anchored(pp, ps, &a, out h);
+            }
+            catch (Exception) { Callbacks.Release(state); throw; } // never reached the library
+            finally { Utf8.Wipe(s); }
+            return Anchored(status, h, state);
+        }
+
+        /// <summary>OpenWithPassphrase with a host anchor, off the calling thread.</summary>
+        public static Task<TokenVault> OpenWithPassphraseAsync(string path, string passphrase, IVaultAnchor anchor)
+        {
+            return Task.Run(() => OpenWithPassphrase(path, passphrase, anchor));
+        }
+
+        /// <summary>After an anchored open: on success the library owns the anchor's GCHandle
+        /// (freed by the destroy callback); on failure it was never taken, so free it here.</summary>
+        private static TokenVault Anchored(int status, VaultHandle h, IntPtr state)
+        {
+            if (status != 0)
+            {
+                h.SetHandleAsInvalid();
+                Callbacks.Release(state);
+                throw Errors.From(status);
+            }
+            return new TokenVault(h);
+        }
+
         internal VaultHandle Handle
         {
             get
@@ -297,14 +363,33 @@ namespace Tokenvault
             return existed != 0;
         }
 
-        /// <summary>Re-wrap the vault's key under a new 32-byte key (the next open needs it).</summary>
+        /// <summary>Move <paramref name="account"/>'s session to the profile <paramref name="profile"/>
+        /// and to that profile's endpoint. A session's refresh credential is only ever sent to the
+        /// origin (scheme, host, port) it was stored with: after a profile was registered again
+        /// (<see cref="LoadProfileJson"/>) with a URL on another origin, refreshing that session
+        /// throws <see cref="InvalidInputException"/> and nothing is sent, until the game calls
+        /// this — only for an endpoint it trusts with the credential. Durable when it returns.
+        /// Throws <see cref="NotFoundException"/> for an account without a session.</summary>
+        public void MoveSession(string account, string profile)
+        {
+            byte[] a = Utf8.Encode(account, "account");
+            byte[] p = Utf8.Encode(profile, "profile");
+            fixed (byte* pa = a, pp = p)
+                Errors.Check(Native.tv_vault_move_session(Handle, pa, pp));
+        }
+
+        /// <summary>Replace the vault's key (and its data key) with a new 32-byte key. The key the
+        /// vault was opened with keeps opening it until the first successful open with the new key;
+        /// from then on it throws <see cref="WrongKeyException"/>. The safe sequence: keep the old
+        /// key, save the new key beside it, Rekey, reopen with the new key, then delete the old key.
+        /// Other open vaults on the same file throw <see cref="WrongKeyException"/> until reopened.</summary>
         public void Rekey(byte[] key)
         {
             fixed (byte* pk = key)
                 Errors.Check(Native.tv_vault_rekey_with_key(Handle, pk, (UIntPtr)(key == null ? 0 : key.Length)));
         }
 
-        /// <summary>Re-wrap the vault's key under a new passphrase.</summary>
+        /// <summary><see cref="Rekey"/> with a new passphrase (the same two-slot rule).</summary>
         public void RekeyWithPassphrase(string passphrase)
         {
             byte[] s = Utf8.Encode(passphrase, "passphrase");

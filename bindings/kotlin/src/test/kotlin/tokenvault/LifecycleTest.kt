@@ -8,6 +8,8 @@ import kotlin.test.assertNotEquals
 import kotlin.test.assertSame
 import kotlin.test.assertTrue
 import uniffi.tokenvault.AccessToken
+import uniffi.tokenvault.AnchorException
+import uniffi.tokenvault.StateAnchor
 import uniffi.tokenvault.HttpHeader
 import uniffi.tokenvault.NewSession
 import uniffi.tokenvault.Preset
@@ -72,12 +74,66 @@ class LifecycleTest {
                 vault.store(NewSession("player", "backend", "tok"))
                 vault.rekeyWithKey(TEST_KEY)
             }
+            // Until the first open with the new key, the replaced passphrase still opens it.
+            TokenVault.openWithPassphrase(path, "correct horse battery staple").close()
+            TokenVault.openWithKey(path, TEST_KEY).close()
             assertFailsWith<TokenVaultException.WrongKey> { TokenVault.openWithPassphrase(path, "correct horse battery staple") }
             TokenVault.openWithKey(path, TEST_KEY).use { vault ->
                 assertEquals(listOf("player"), vault.listAccounts())
                 vault.rekeyWithPassphrase("new passphrase")
             }
             TokenVault.openWithPassphrase(path, "new passphrase").use { assertEquals(1UL, it.sessionCount()) }
+        }
+    }
+
+    /** The app's anchor: a counter in a file of its own (the Keystore on Android). */
+    private class FileAnchor(val file: java.io.File) : StateAnchor {
+        var failing = false
+        override fun load(): ULong? {
+            if (failing) throw AnchorException.Failed("keystore locked")
+            return if (file.exists()) file.readText().toULong() else null
+        }
+        override fun store(counter: ULong) = file.writeText(counter.toString())
+    }
+
+    @Test
+    fun `an anchor refuses a restored old copy of the whole file`() {
+        TempDir().use { dir ->
+            val path = dir.file("v.db")
+            val anchor = FileAnchor(java.io.File(dir.file("anchor")))
+            fun open() = TokenVault.openWithKeyAnchored(path, TEST_KEY, anchor)
+            open().use { vault ->
+                vault.registerPreset(Preset.OAUTH2, "backend", "http://127.0.0.1:9/token", """{"client_id":"game"}""")
+                vault.store(NewSession(account = "player", profile = "backend", accessToken = "first", expiresInSecs = 3600UL))
+            }
+            val backup = java.io.File(path).readBytes()
+            open().use { vault ->
+                vault.registerPreset(Preset.OAUTH2, "backend", "http://127.0.0.1:9/token", """{"client_id":"game"}""")
+                vault.store(NewSession(account = "player", profile = "backend", accessToken = "second", expiresInSecs = 3600UL))
+            }
+            java.io.File(path).writeBytes(backup)
+            assertFailsWith<TokenVaultException.Corrupt> { open() }
+            assertTrue(java.io.File(path).readBytes().contentEquals(backup), "refused, nothing written")
+            anchor.failing = true
+            assertFailsWith<TokenVaultException.StorageUnavailable> { open() }
+            // Without an anchor the old copy is consistent and opens: the documented limit.
+            TokenVault.openWithKey(path, TEST_KEY).use { vault ->
+                vault.registerPreset(Preset.OAUTH2, "backend", "http://127.0.0.1:9/token", """{"client_id":"game"}""")
+                assertEquals("first", vault.accessToken("player").token)
+            }
+        }
+    }
+
+    @Test
+    fun `a session is sent to another endpoint only after moveSession`() {
+        TempDir().use { dir ->
+            openWithSession(dir.file("v.db")).use { vault ->
+                vault.registerPreset(Preset.OAUTH2, "backend", "http://127.0.0.1:10/token", """{"client_id":"game"}""")
+                assertFailsWith<TokenVaultException.InvalidInput> { vault.forceRefresh("player") }
+                vault.moveSession("player", "backend")
+                // Now the request goes out (and fails: nothing listens on port 10).
+                assertFailsWith<TokenVaultException.Transient> { vault.forceRefresh("player") }
+            }
         }
     }
 
