@@ -67,9 +67,9 @@ namespace Tokenvault.Tests
 
     public static class SecurityTests
     {
-        private static string Profile(string url)
+        private static string Profile(string url, string name = "game")
         {
-            return "{\"preset\":\"rotating-success-envelope\",\"name\":\"game\",\"url\":\"" + url + "\"}";
+            return "{\"preset\":\"rotating-success-envelope\",\"name\":\"" + name + "\",\"url\":\"" + url + "\"}";
         }
 
         /// <summary>A loopback port where nothing listens (bound, then released).</summary>
@@ -131,6 +131,15 @@ namespace Tokenvault.Tests
                 lock (urls) Assert.Equal(home, urls[1], "to the server");
                 Assert.Equal(200, server.Protected(t2), "accepted");
                 Assert.Equal(1L, server.Stat("refresh_successes"), "one refresh");
+
+                // To a profile of another name: the session follows that profile, not "game".
+                v.LoadProfileJson(Profile(home, "game-eu"));
+                v.MoveSession("ada", "game-eu");
+                v.LoadProfileJson(Profile(moved));
+                string t3 = v.ForceRefresh("ada");
+                Assert.NotEqual(t2, t3, "rotated");
+                lock (urls) Assert.Equal(home, urls[2], "through game-eu");
+                Assert.Equal(2L, server.Stat("refresh_successes"), "two refreshes");
             }
         }
 

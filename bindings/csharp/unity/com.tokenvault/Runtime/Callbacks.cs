@@ -302,7 +302,7 @@ namespace Tokenvault
                 if (anchor.TryLoad(out counter))
                 {
                     *outCounter = counter;
-                    *outPresent = 0;
+                    *outPresent = 1;
                 }
                 return (int)StatusCode.Ok;
             }
