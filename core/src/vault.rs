@@ -123,6 +123,7 @@ impl Vault {
         options.policy.validate()?;
         let path = path.as_ref().to_path_buf();
         let (mut store, state) = Store::open(&path, options.busy_timeout)?;
+        let created = state == FileState::Empty;
         let (keys, lookup) = match state {
             FileState::Empty => {
                 let data_key = crypto::new_data_key()?;
@@ -140,6 +141,14 @@ impl Vault {
         let root = store.manifest_version(&keys.record)?;
         if let Some(anchor) = &options.anchor {
             match anchor.load()? {
+                // A new vault (no file, or an empty one) starts the count again: there is nothing
+                // to roll back to, and a host whose anchor outlived the file (a Keychain item
+                // survives an uninstall) must not be locked out of a fresh vault.
+                _ if created => {
+                    if let Err(e) = anchor.store(root) {
+                        log::warn!("the host anchor refused the vault's counter ({})", e.code());
+                    }
+                }
                 Some(anchored) if root < anchored => {
                     return Err(VaultError::corrupt(
                         "the vault file is older than the host's anchor (restored from an older copy?)",

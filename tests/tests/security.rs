@@ -431,3 +431,25 @@ fn a_session_is_refreshed_only_at_the_origin_it_was_stored_with() {
     let _ = v.access_token("player");
     assert_eq!(b.stats().refresh_requests, 1);
 }
+
+#[test]
+fn an_anchor_that_outlived_its_file_starts_again_with_a_new_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let anchor = Arc::new(FileAnchor(dir.path().join("anchor"), Mutex::new(0)));
+    std::fs::write(&anchor.0, "1000").unwrap();
+    let open = || {
+        Vault::open(
+            &path,
+            KeySource::raw(&TEST_KEY).unwrap(),
+            VaultOptions {
+                anchor: Some(anchor.clone()),
+                ..VaultOptions::default()
+            },
+        )
+    };
+    drop(open().unwrap());
+    let now: u64 = std::fs::read_to_string(&anchor.0).unwrap().parse().unwrap();
+    assert!(now < 1000, "reset to the new vault's counter: {now}");
+    drop(open().unwrap());
+}

@@ -724,6 +724,10 @@ static void test_anchor_and_move_session(void) {
   st.destroyed = 0;
   CHECK_STATUS(tv_vault_open_with_key_anchored(path, KEY, sizeof KEY, &anchor, &v), TV_OK);
   if (v) {
+    CHECK_STATUS(tv_vault_load_profile_json(
+                     v, "{\"preset\":\"oauth2\",\"name\":\"game\",\"url\":\"http://127.0.0.1:10/token\","
+                        "\"client_id\":\"c\"}"),
+                 TV_OK);
     CHECK_STATUS(store(v, "ada", "access-2", "refresh-2", NULL), TV_OK);
     tv_vault_free(v);
     v = NULL;
