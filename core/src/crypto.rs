@@ -140,8 +140,7 @@ impl KdfParams {
     /// Bounds accepted when reading a file (see [`KdfParams::MAX_ACCEPTED`]).
     pub(crate) fn check_stored(self) -> Result<()> {
         let max = KdfParams::MAX_ACCEPTED;
-        if !(8..=max.m_kib).contains(&self.m_kib) || !(1..=max.t).contains(&self.t) || !(1..=max.p).contains(&self.p)
-        {
+        if !(8..=max.m_kib).contains(&self.m_kib) || !(1..=max.t).contains(&self.t) || !(1..=max.p).contains(&self.p) {
             return Err(VaultError::corrupt(
                 "key-derivation parameters in the file are outside what this version accepts",
             ));
@@ -402,7 +401,8 @@ impl LookupKey {
     /// Seal this key under a data key (stored after a rotation): (nonce, ciphertext).
     pub(crate) fn seal(&self, data_key: &[u8; KEY_LEN]) -> Result<(Vec<u8>, Vec<u8>)> {
         let k = subkey(data_key, b"tokenvault/lookup-seal-key/v1")?;
-        let aead = XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+        let aead =
+            XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
         let mut nonce = vec![0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
         let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
@@ -421,8 +421,10 @@ impl LookupKey {
     /// Open a sealed lookup key; any failure is `Corrupt` (the data key is known good).
     pub(crate) fn unseal(data_key: &[u8; KEY_LEN], nonce: &[u8], ct: &[u8]) -> Result<LookupKey> {
         let k = subkey(data_key, b"tokenvault/lookup-seal-key/v1")?;
-        let aead = XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
-        let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("the sealed lookup key has a bad nonce"))?;
+        let aead =
+            XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
+        let xnonce =
+            XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("the sealed lookup key has a bad nonce"))?;
         let plain = Zeroizing::new(
             aead.decrypt(
                 &xnonce,

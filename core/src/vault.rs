@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::clock::{Clock, SystemClock};
 use crate::anchor::StateAnchor;
+use crate::clock::{Clock, SystemClock};
 use crate::crypto::{self, Kek, KeySource, LookupKey, RecordCipher};
 use crate::engine::{new_record, refresh_lock, Engine, Keys, Mode, PeerWait, RefreshPolicy, Start, StoreState};
 use crate::error::{Result, VaultError};
@@ -455,7 +455,13 @@ impl Vault {
                 &old.record,
                 &record,
                 |row| {
-                    let plain = old.record.open(&row.account_hash, row.format, row.generation, &row.nonce, &row.ciphertext)?;
+                    let plain = old.record.open(
+                        &row.account_hash,
+                        row.format,
+                        row.generation,
+                        &row.nonce,
+                        &row.ciphertext,
+                    )?;
                     let (nonce, ct) = record.seal(&row.account_hash, row.generation, &plain)?;
                     Ok((crypto::RECORD_FORMAT, nonce, ct))
                 },

@@ -335,9 +335,12 @@ fn golden_v1_file_opens_with_every_later_version() {
     let (version, slots, buckets) = with_db(&path, |c| {
         (
             c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(),
-            c.query_row("SELECT count(*) FROM key_slot", [], |r| r.get::<_, i64>(0)).unwrap(),
-            c.query_row("SELECT count(*) FROM manifest WHERE slot < 256", [], |r| r.get::<_, i64>(0))
+            c.query_row("SELECT count(*) FROM key_slot", [], |r| r.get::<_, i64>(0))
                 .unwrap(),
+            c.query_row("SELECT count(*) FROM manifest WHERE slot < 256", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap(),
         )
     });
     assert_eq!((version, slots), (2, 1));
@@ -357,7 +360,8 @@ fn golden_v2_file_opens_and_refuses_a_row_it_does_not_vouch_for() {
     drop(v);
     // A row whose generation the manifest does not vouch for is refused.
     with_db(&path, |c| {
-        c.execute("UPDATE sessions SET generation = generation + 1", []).unwrap();
+        c.execute("UPDATE sessions SET generation = generation + 1", [])
+            .unwrap();
     });
     let v = open(&path, &KEY).unwrap();
     assert_eq!(v.session_info("golden-alice").unwrap_err().code(), ErrorCode::Corrupt);

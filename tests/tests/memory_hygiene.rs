@@ -50,7 +50,10 @@ fn scan(ptr: *const u8, len: usize) {
             HITS.fetch_add(1, Ordering::Relaxed);
             HIT_NEEDLE[i].fetch_add(1, Ordering::Relaxed);
             if TRACE.load(Ordering::Relaxed) && ACTIVE.swap(false, Ordering::SeqCst) {
-                eprintln!("needle {i} in a freed block of {len} bytes:\n{}", std::backtrace::Backtrace::force_capture());
+                eprintln!(
+                    "needle {i} in a freed block of {len} bytes:\n{}",
+                    std::backtrace::Backtrace::force_capture()
+                );
                 ACTIVE.store(true, Ordering::SeqCst);
             }
         }
@@ -96,7 +99,14 @@ static GLOBAL: Scanning = Scanning;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn report() -> String {
-    let names = ["refresh", "access", "rotated refresh", "new access", "passphrase", "raw key"];
+    let names = [
+        "refresh",
+        "access",
+        "rotated refresh",
+        "new access",
+        "passphrase",
+        "raw key",
+    ];
     names
         .iter()
         .zip(HIT_NEEDLE.iter())
@@ -106,7 +116,11 @@ fn report() -> String {
 }
 
 fn response(status: u16, body: String) -> HttpResponse {
-    HttpResponse::new(status, vec![("Content-Type".into(), "application/json".into())], body.into_bytes())
+    HttpResponse::new(
+        status,
+        vec![("Content-Type".into(), "application/json".into())],
+        body.into_bytes(),
+    )
 }
 
 #[test]
@@ -166,5 +180,10 @@ fn a_full_cycle_frees_no_block_that_still_holds_a_secret() {
     drop(v);
     ACTIVE.store(false, Ordering::SeqCst);
 
-    assert_eq!(HITS.load(Ordering::SeqCst), 0, "freed blocks still holding a secret: {}", report());
+    assert_eq!(
+        HITS.load(Ordering::SeqCst),
+        0,
+        "freed blocks still holding a secret: {}",
+        report()
+    );
 }

@@ -119,7 +119,14 @@ fn no_secret_in_any_log_line_debug_output_or_error() {
     v.remove(account).unwrap();
     drop(v);
     // The first open with the new passphrase confirms the rekey; then the old key is wrong.
-    drop(Vault::open(&path, KeySource::passphrase("passphrase-secret-91ab").unwrap(), VaultOptions::default()).unwrap());
+    drop(
+        Vault::open(
+            &path,
+            KeySource::passphrase("passphrase-secret-91ab").unwrap(),
+            VaultOptions::default(),
+        )
+        .unwrap(),
+    );
     texts.push(open(&TEST_KEY).unwrap_err().to_string());
     texts.push(format!(
         "{:?}",

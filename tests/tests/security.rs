@@ -12,8 +12,8 @@ use tokenvault::{
     ErrorCode, KeySource, ManualClock, NewSession, Preset, Profile, StateAnchor, SystemClock, Vault, VaultError,
     VaultOptions,
 };
-use tokenvault_tests::{login_and_store, open_vault, profile_for, TEST_KEY};
 use tokenvault_testkit::{Dialect, ReferenceServer, ServerConfig};
+use tokenvault_tests::{login_and_store, open_vault, profile_for, TEST_KEY};
 
 fn profile() -> Profile {
     Profile::preset(
@@ -117,7 +117,11 @@ fn an_older_row_copied_back_is_corrupt_for_that_account_only() {
         }
     }
     let v = open(&path);
-    assert_eq!(code(v.access_token("alice")), Some(ErrorCode::Corrupt), "the old token is never served");
+    assert_eq!(
+        code(v.access_token("alice")),
+        Some(ErrorCode::Corrupt),
+        "the old token is never served"
+    );
     assert_eq!(v.access_token("bob").unwrap().expose(), "bob-token-1");
     assert_eq!(v.list_accounts().unwrap(), vec!["bob".to_owned()]);
     // The host decides: storing a new sign-in repairs the account.
@@ -245,7 +249,10 @@ fn a_whole_file_restored_from_an_old_copy_is_refused_with_an_anchor_only() {
         store(&v, "alice", "alice-token-2");
         v
     });
-    assert!(*anchor.1.lock().unwrap() >= 2, "every write hands the counter to the anchor");
+    assert!(
+        *anchor.1.lock().unwrap() >= 2,
+        "every write hands the counter to the anchor"
+    );
     let restored = std::fs::read(&old).unwrap();
     std::fs::write(&path, &restored).unwrap();
     assert_eq!(code(with_anchor()), Some(ErrorCode::Corrupt));
@@ -291,7 +298,10 @@ fn rekey_replaces_the_data_key_and_leaves_no_old_ciphertext_or_wrapped_key() {
         assert!(!contains(&bytes, &r.4[..32]), "an old ciphertext survived the rekey");
         assert!(!contains(&bytes, &r.3), "an old nonce survived the rekey");
     }
-    assert!(!contains(&bytes, &old_wrapped), "the old wrapped key survived the rekey");
+    assert!(
+        !contains(&bytes, &old_wrapped),
+        "the old wrapped key survived the rekey"
+    );
     assert_eq!(v.access_token("alice").unwrap().expose(), "alice-token-1");
     assert!(v.remove("bob").unwrap());
     drop(v);
@@ -386,7 +396,8 @@ fn a_tampered_key_derivation_cost_is_refused_before_any_work() {
     let path = dir.path().join("v.db");
     drop(Vault::open(&path, KeySource::passphrase("pass").unwrap(), VaultOptions::default()).unwrap());
     let c = Connection::open(&path).unwrap();
-    c.execute("UPDATE key_slot SET kdf_m_kib = 1048576, kdf_t = 64", []).unwrap();
+    c.execute("UPDATE key_slot SET kdf_m_kib = 1048576, kdf_t = 64", [])
+        .unwrap();
     drop(c);
     let before = std::fs::read(&path).unwrap();
     let err = Vault::open(&path, KeySource::passphrase("pass").unwrap(), VaultOptions::default()).unwrap_err();
@@ -416,10 +427,12 @@ fn a_session_is_refreshed_only_at_the_origin_it_was_stored_with() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new();
     let v = open_vault(&dir.path().join("v.db"), clock.clone()).unwrap();
-    v.register_profile(profile_for(&a, "p", serde_json::json!({})).unwrap()).unwrap();
+    v.register_profile(profile_for(&a, "p", serde_json::json!({})).unwrap())
+        .unwrap();
     login_and_store(&v, &a, "player", "p").unwrap();
     // A configuration change (a mistake, or a hostile one) points the profile elsewhere.
-    v.register_profile(profile_for(&b, "p", serde_json::json!({})).unwrap()).unwrap();
+    v.register_profile(profile_for(&b, "p", serde_json::json!({})).unwrap())
+        .unwrap();
     clock.advance(Duration::from_secs(61));
     let err = v.access_token("player").unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidInput, "{err}");

@@ -36,8 +36,8 @@ pub(crate) use policy::CachedSession;
 pub use policy::RefreshPolicy;
 pub(crate) use record::{new_record, record_after_refresh};
 
-use crate::clock::Clock;
 use crate::anchor::StateAnchor;
+use crate::clock::Clock;
 use crate::crypto::{Kek, LookupKey, RecordCipher, RECORD_FORMAT};
 use crate::error::{Result, StoreResult, VaultError};
 use crate::events::EventDispatcher;
@@ -236,8 +236,8 @@ impl Engine {
         expected: Option<u64>,
         record: &SessionRecord,
     ) -> Result<Option<u64>> {
-        let plain = crate::secret::to_json_secret(record)
-            .map_err(|_| VaultError::internal("record serialisation failed"))?;
+        let plain =
+            crate::secret::to_json_secret(record).map_err(|_| VaultError::internal("record serialisation failed"))?;
         let hash = &key.hash;
         self.with_store(|s| {
             let keys = Arc::clone(&s.keys);

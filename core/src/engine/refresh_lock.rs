@@ -110,11 +110,12 @@ impl RefreshLocks {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let file = options
-            .open(self.dir.join(lock_file_name(account_hash)))
-            .map_err(|e| VaultError::StorageUnavailable {
-                reason: format!("cannot open a refresh lock file ({:?})", e.kind()),
-            })?;
+        let file =
+            options
+                .open(self.dir.join(lock_file_name(account_hash)))
+                .map_err(|e| VaultError::StorageUnavailable {
+                    reason: format!("cannot open a refresh lock file ({:?})", e.kind()),
+                })?;
         let slot = Arc::new(LockSlot {
             file,
             held: AtomicBool::new(false),

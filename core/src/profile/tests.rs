@@ -542,8 +542,14 @@ fn every_preset_builds_a_request_that_sends_the_credential() {
 
 #[test]
 fn origin_is_scheme_host_and_explicit_port() {
-    assert_eq!(origin_of("https://Auth.Example.com/token"), "https://auth.example.com:443");
-    assert_eq!(origin_of("https://auth.example.com:8443/a?b"), "https://auth.example.com:8443");
+    assert_eq!(
+        origin_of("https://Auth.Example.com/token"),
+        "https://auth.example.com:443"
+    );
+    assert_eq!(
+        origin_of("https://auth.example.com:8443/a?b"),
+        "https://auth.example.com:8443"
+    );
     assert_eq!(origin_of("http://127.0.0.1:9000/t"), "http://127.0.0.1:9000");
     assert_eq!(origin_of("http://[::1]/t"), "http://[::1]:80");
     assert_eq!(origin_of("http://[::1]:81/t"), "http://[::1]:81");

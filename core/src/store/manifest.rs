@@ -61,7 +61,10 @@ fn corrupt(reason: &str) -> Error {
     Error::Vault(VaultError::corrupt(reason))
 }
 
-fn read_slot(conn: &Connection, slot: i64) -> Result<Option<(u64, Vec<u8>, Vec<u8>)>> {
+/// A manifest row as stored: (version, body, MAC).
+type SlotRow = (u64, Vec<u8>, Vec<u8>);
+
+fn read_slot(conn: &Connection, slot: i64) -> Result<Option<SlotRow>> {
     let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
         .prepare_cached("SELECT version, body, mac FROM manifest WHERE slot = ?1")?
         .query_row(params![slot], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))

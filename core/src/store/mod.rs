@@ -140,6 +140,9 @@ pub(crate) struct SessionRow {
     pub ciphertext: Vec<u8>,
 }
 
+/// A sealed value as stored: (nonce, ciphertext).
+pub(crate) type SealedBlob = (Vec<u8>, Vec<u8>);
+
 /// What [`Store::open`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileState {
@@ -304,9 +307,10 @@ impl Store {
             if current == version {
                 tx.execute_batch(step)?;
                 if version + 1 == 2 {
-                    let floor: i64 = tx.query_row("SELECT removed_generation FROM vault_meta WHERE id = 1", [], |r| {
-                        r.get(0)
-                    })?;
+                    let floor: i64 =
+                        tx.query_row("SELECT removed_generation FROM vault_meta WHERE id = 1", [], |r| {
+                            r.get(0)
+                        })?;
                     let root = manifest::rebuild(&tx, cipher, to_u64(floor)?, 1)?;
                     self.root_seen = root.version;
                 }
@@ -381,8 +385,8 @@ impl Store {
         Ok(out)
     }
 
-    /// The key epoch and the sealed lookup key (nonce, ciphertext) once a rekey stored it.
-    pub(crate) fn key_state(&mut self) -> Result<(u64, Option<(Vec<u8>, Vec<u8>)>)> {
+    /// The key epoch and the sealed lookup key once a rekey stored it.
+    pub(crate) fn key_state(&mut self) -> Result<(u64, Option<SealedBlob>)> {
         let (epoch, nonce, sealed): (i64, Option<Vec<u8>>, Option<Vec<u8>>) = self
             .conn
             .query_row(
@@ -465,7 +469,9 @@ impl Store {
         for (i, w) in slots.iter().enumerate() {
             Self::write_slot(&tx, i64::try_from(i).unwrap_or(1) + 1, w)?;
         }
-        let next_epoch = epoch.checked_add(1).ok_or_else(|| VaultError::internal("key epoch overflow"))?;
+        let next_epoch = epoch
+            .checked_add(1)
+            .ok_or_else(|| VaultError::internal("key epoch overflow"))?;
         tx.execute(
             "UPDATE vault_meta SET key_epoch = ?1, lookup_nonce = ?2, lookup_sealed = ?3 WHERE id = 1",
             params![to_i64(next_epoch)?, lookup_sealed.0, lookup_sealed.1],
@@ -492,10 +498,9 @@ impl Store {
             .into());
         }
         if root.version < seen {
-            return Err(VaultError::corrupt(
-                "the vault file went back in time (an older copy replaced it while open)",
-            )
-            .into());
+            return Err(
+                VaultError::corrupt("the vault file went back in time (an older copy replaced it while open)").into(),
+            );
         }
         Ok(root)
     }

@@ -149,10 +149,14 @@ pub unsafe extern "C" fn tv_vault_open_with_passphrase_anchored(
     anchor: *const tv_anchor,
     out_vault: *mut *mut super::vault::tv_vault,
 ) -> tv_status {
-    boundary!("tv_vault_open_with_passphrase_anchored", [path, passphrase, anchor, out_vault], {
-        // SAFETY: non-NULL NUL-terminated strings (header contract).
-        let path = unsafe { utf8_arg(path, "path") }?;
-        let key = KeySource::passphrase(unsafe { utf8_arg(passphrase, "passphrase") }?)?;
-        open_anchored(path, key, anchor, out_vault)
-    })
+    boundary!(
+        "tv_vault_open_with_passphrase_anchored",
+        [path, passphrase, anchor, out_vault],
+        {
+            // SAFETY: non-NULL NUL-terminated strings (header contract).
+            let path = unsafe { utf8_arg(path, "path") }?;
+            let key = KeySource::passphrase(unsafe { utf8_arg(passphrase, "passphrase") }?)?;
+            open_anchored(path, key, anchor, out_vault)
+        }
+    )
 }
