@@ -24,7 +24,7 @@ use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 /// Options for [`Vault::open`].
 #[derive(Clone)]
 pub struct VaultOptions {
-    /// The clock (inject a [`crate::ManualClock`] in tests).
+    /// The clock (tests inject `ManualClock`, from the `test-support` feature).
     pub clock: Arc<dyn Clock>,
     /// When and how often to refresh.
     pub policy: RefreshPolicy,
