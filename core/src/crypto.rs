@@ -325,8 +325,8 @@ impl Kek {
     }
 }
 
-/// Wrap a data key under a key source (tests and fuzzing; the vault keeps the [`Kek`]).
-#[cfg(any(test, fuzzing))]
+/// Wrap a data key under a key source (tests; the vault keeps the [`Kek`]).
+#[cfg(test)]
 pub(crate) fn wrap_data_key(source: &KeySource, data_key: &[u8; KEY_LEN]) -> Result<WrappedKey> {
     Kek::fresh(source)?.wrap(data_key)
 }
