@@ -44,6 +44,80 @@ pub struct HttpRequest {
     pub timeout: Duration,
     /// Refuse response bodies larger than this many bytes.
     pub max_response_bytes: usize,
+    /// Whether this request may travel over plain `http://`. The profile sets it only for a
+    /// loopback literal (`127.0.0.0/8`, `[::1]`, `localhost`) or an explicit `allow_http`; a
+    /// transport must refuse an `http://` URL when it is false, before connecting.
+    pub allow_plain_http: bool,
+    /// Certificate pins: when not empty, the server's certificate chain must pass normal
+    /// validation AND contain a certificate whose SubjectPublicKeyInfo has one of these SHA-256
+    /// digests, or nothing of the request may be sent. The built-in [`HttpsTransport`]
+    /// enforces them; a host transport must enforce them too (OkHttp `CertificatePinner`,
+    /// a URLSession delegate, a .NET `ServerCertificateCustomValidationCallback`...).
+    pub pins: Vec<SpkiPin>,
+}
+
+/// A certificate pin: the SHA-256 digest of a DER-encoded SubjectPublicKeyInfo, written
+/// `sha256/<base64>` (the form OkHttp's `CertificatePinner` and HPKP use).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpkiPin([u8; 32]);
+
+impl SpkiPin {
+    /// A pin from its digest.
+    pub fn from_sha256(digest: [u8; 32]) -> Self {
+        SpkiPin(digest)
+    }
+
+    /// Parse `sha256/<standard base64 of 32 bytes>`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<SpkiPin> {
+        use base64::Engine as _;
+        let b64 = text.strip_prefix("sha256/")?;
+        if b64.len() != 44 {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        Some(SpkiPin(<[u8; 32]>::try_from(bytes.as_slice()).ok()?))
+    }
+
+    /// The pin of a DER-encoded SubjectPublicKeyInfo.
+    pub fn of_spki(spki_der: &[u8]) -> SpkiPin {
+        use sha2::Digest as _;
+        SpkiPin(sha2::Sha256::digest(spki_der).into())
+    }
+
+    /// The SHA-256 digest.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for SpkiPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use base64::Engine as _;
+        write!(f, "sha256/{}", base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for SpkiPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpkiPin({self})")
+    }
+}
+
+/// True if `url` uses plain `http://` (any case).
+fn is_plain_http(url: &str) -> bool {
+    url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+/// The checks every transport owes a request before it opens a connection: no plain http
+/// unless the request allows it, and no pins over plain http.
+pub fn check_request_scheme(request: &HttpRequest) -> Result<(), TransportError> {
+    if is_plain_http(&request.url) && (!request.allow_plain_http || !request.pins.is_empty()) {
+        return Err(TransportError::new(
+            TransportErrorKind::InsecureScheme,
+            "plain http refused: the profile allows it only for loopback or with allow_http",
+        ));
+    }
+    Ok(())
 }
 
 impl HttpRequest {
@@ -70,6 +144,8 @@ impl fmt::Debug for HttpRequest {
             .field("headers", &self.headers)
             .field("body", &format_args!("<redacted, {} bytes>", self.body.len()))
             .field("timeout", &self.timeout)
+            .field("allow_plain_http", &self.allow_plain_http)
+            .field("pins", &self.pins)
             .finish()
     }
 }
@@ -119,7 +195,9 @@ impl fmt::Debug for HttpResponse {
     }
 }
 
-/// Why a transport could not produce a response. All of these are transient for the session.
+/// Why a transport could not produce a response. `InsecureScheme` and `CertificatePin` are
+/// refusals of the configuration (the vault reports them as protocol errors); the others are
+/// transient for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportErrorKind {
     /// No answer in time.
@@ -132,6 +210,11 @@ pub enum TransportErrorKind {
     TooLarge,
     /// Anything else.
     Other,
+    /// The URL is plain `http://` and the request does not allow it. Nothing was sent.
+    InsecureScheme,
+    /// The server's certificate chain is valid but matches none of the request's pins.
+    /// Nothing of the request was sent.
+    CertificatePin,
 }
 
 /// A transport failure. The message must not contain secrets (never echo the request).
@@ -171,7 +254,9 @@ impl fmt::Display for TransportError {
 /// vault lock held, possibly from several threads at once (for different accounts).
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Send `request` and return the response, honouring `request.timeout` and
-    /// `request.max_response_bytes`. Must not follow redirects.
+    /// `request.max_response_bytes`. Must not follow redirects. Must refuse plain `http://`
+    /// unless `request.allow_plain_http` (see [`check_request_scheme`]) and must enforce
+    /// `request.pins` when there are any, before sending a byte of the request.
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
 }
 
@@ -246,6 +331,7 @@ fn classify_ureq(err: &ureq::Error) -> TransportError {
 #[cfg(feature = "https")]
 impl Transport for HttpsTransport {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        check_request_scheme(request)?;
         let method = ureq::http::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| TransportError::new(TransportErrorKind::Other, "invalid method"))?;
         let mut builder = ureq::http::Request::builder().method(method).uri(request.url.as_str());
@@ -281,6 +367,123 @@ impl Transport for HttpsTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A plain-TCP server on 127.0.0.1 that counts the connections and bytes it receives and
+    /// answers each connection with a small HTTP 200. Stopped (and joined) on drop.
+    pub(super) struct CountingServer {
+        pub(super) port: u16,
+        pub(super) connections: Arc<AtomicUsize>,
+        pub(super) bytes: Arc<AtomicUsize>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl CountingServer {
+        pub(super) fn start() -> CountingServer {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (connections, bytes, stop) = (
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let (c, b, st) = (connections.clone(), bytes.clone(), stop.clone());
+            let thread = std::thread::spawn(move || {
+                while !st.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((mut sock, _)) => {
+                            c.fetch_add(1, Ordering::SeqCst);
+                            sock.set_nonblocking(false).unwrap();
+                            sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n) = sock.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                b.fetch_add(n, Ordering::SeqCst);
+                                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                                    break;
+                                }
+                            }
+                            let _ = sock.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                            );
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+            CountingServer {
+                port,
+                connections,
+                bytes,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for CountingServer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    pub(super) fn request_to(url: String, allow_plain_http: bool, pins: Vec<SpkiPin>) -> HttpRequest {
+        HttpRequest {
+            method: "POST".into(),
+            url,
+            headers: vec![HttpHeader {
+                name: "Content-Type".into(),
+                value: SecretString::new("application/x-www-form-urlencoded"),
+            }],
+            body: b"refresh_token=sekrit-refresh".to_vec(),
+            timeout: Duration::from_secs(5),
+            max_response_bytes: 4096,
+            allow_plain_http,
+            pins,
+        }
+    }
+
+    /// The built-in transport refuses plain http on its own when the request does not allow
+    /// it: a typed error, and the loopback server sees no connection and no byte.
+    #[cfg(feature = "https")]
+    #[test]
+    fn https_transport_refuses_plain_http_unless_the_request_allows_it() {
+        let server = CountingServer::start();
+        let t = HttpsTransport::new();
+        let url = format!("http://127.0.0.1:{}/token", server.port);
+        let err = t.send(&request_to(url.clone(), false, vec![])).unwrap_err();
+        assert_eq!(err.kind, TransportErrorKind::InsecureScheme, "{err}");
+        assert!(!err.may_have_been_delivered());
+        let upper = format!("HTTP://127.0.0.1:{}/token", server.port);
+        assert_eq!(
+            t.send(&request_to(upper, false, vec![])).unwrap_err().kind,
+            TransportErrorKind::InsecureScheme
+        );
+        // Pins over plain http are refused too: a pin cannot be checked without TLS.
+        let pin = SpkiPin::from_sha256([7; 32]);
+        assert_eq!(
+            t.send(&request_to(url.clone(), true, vec![pin])).unwrap_err().kind,
+            TransportErrorKind::InsecureScheme
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(server.connections.load(Ordering::SeqCst), 0);
+        assert_eq!(server.bytes.load(Ordering::SeqCst), 0);
+        // The same server, allowed: the request arrives (the server above was really listening).
+        let resp = t.send(&request_to(url, true, vec![])).unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+        assert!(server.bytes.load(Ordering::SeqCst) > 0);
+    }
 
     #[test]
     fn debug_redacts_credentials() {
@@ -294,6 +497,8 @@ mod tests {
             body: b"refresh_token=sekrit".to_vec(),
             timeout: Duration::from_secs(1),
             max_response_bytes: 10,
+            allow_plain_http: false,
+            pins: vec![],
         };
         let s = format!("{req:?}");
         assert!(!s.contains("sekrit"), "{s}");

@@ -1212,6 +1212,8 @@ mod tests {
             body: b"x".to_vec(),
             timeout: Duration::from_secs(1),
             max_response_bytes: cap,
+            allow_plain_http: false,
+            pins: vec![],
         }
     }
 

@@ -65,6 +65,10 @@ pub struct Profile {
     refresh_lifetime: Option<Duration>,
     timeout: Duration,
     max_response_bytes: usize,
+    /// Plain `http://` is acceptable for this endpoint (a loopback literal, or `allow_http`).
+    plain_http_allowed: bool,
+    /// SPKI SHA-256 pins the server's chain must match (empty: no pinning).
+    pins: Vec<crate::transport::SpkiPin>,
 }
 
 impl fmt::Debug for Profile {
@@ -83,6 +87,7 @@ impl fmt::Debug for Profile {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("rotation", &self.rotation)
+            .field("pins", &self.pins.len())
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +162,12 @@ impl Profile {
     /// Whether the server rotates refresh credentials.
     pub fn rotation(&self) -> Rotation {
         self.rotation
+    }
+
+    /// The certificate pins (SPKI SHA-256) the endpoint's chain must match; empty when the
+    /// profile does not pin.
+    pub fn pins(&self) -> &[crate::transport::SpkiPin] {
+        &self.pins
     }
 
     /// The request timeout.

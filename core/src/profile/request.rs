@@ -109,6 +109,8 @@ impl Profile {
             body,
             timeout: self.timeout,
             max_response_bytes: self.max_response_bytes,
+            allow_plain_http: self.plain_http_allowed,
+            pins: self.pins.clone(),
         })
     }
 }

@@ -17,6 +17,7 @@ use super::template::{Piece, Template, Var};
 use super::{Profile, DEFAULT_MAX_RESPONSE_BYTES};
 use crate::error::{Result, VaultError};
 use crate::secret::SecretString;
+use crate::transport::SpkiPin;
 
 const MAX_RESPONSE_CAP: usize = 16 * 1024 * 1024;
 const MAX_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
@@ -166,6 +167,8 @@ pub(super) struct ProfileSpec {
     max_response_bytes: usize,
     #[serde(default)]
     allow_http: bool,
+    #[serde(default)]
+    pins: Vec<String>,
 }
 
 fn default_method() -> String {
@@ -240,16 +243,83 @@ fn check_url(url: &str) -> Result<(bool, bool)> {
     if authority.is_empty() || authority.contains('@') {
         return Err(VaultError::invalid("the URL needs a host and no user info"));
     }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| VaultError::invalid("the URL has an unclosed '[' in its host"))?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err(VaultError::invalid("the URL has text after its bracketed host"));
+        }
+        (host, after.strip_prefix(':'))
     } else {
-        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
     if host.is_empty() {
         return Err(VaultError::invalid("the URL has an empty host"));
     }
-    let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(VaultError::invalid("the URL's port is not a number"));
+    }
+    let loopback = is_loopback_host(host, authority.starts_with('['));
     Ok((https, loopback))
+}
+
+/// Most certificate pins a profile may carry.
+pub(super) const MAX_PINS: usize = 8;
+
+/// Validate `pins` (`sha256/<base64 of the SubjectPublicKeyInfo's SHA-256>`): at most
+/// [`MAX_PINS`], no duplicates, and only on an https URL (a pin means nothing without TLS).
+fn check_pins(pins: &[String], https: bool) -> Result<Vec<SpkiPin>> {
+    if pins.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !https {
+        return Err(VaultError::invalid("certificate pins need an https URL"));
+    }
+    if pins.len() > MAX_PINS {
+        return Err(VaultError::invalid(format!("at most {MAX_PINS} certificate pins")));
+    }
+    let mut out: Vec<SpkiPin> = Vec::with_capacity(pins.len());
+    for p in pins {
+        let pin = SpkiPin::parse(p).ok_or_else(|| {
+            VaultError::invalid("a certificate pin must be \"sha256/\" followed by the base64 of 32 bytes")
+        })?;
+        if out.contains(&pin) {
+            return Err(VaultError::invalid("a certificate pin is listed twice"));
+        }
+        out.push(pin);
+    }
+    if out.len() == 1 {
+        log::warn!(
+            "a profile pins a single certificate key: add a backup pin so a key rotation cannot lock every user out"
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a URL's host names this machine for the plain-http exception.
+///
+/// Only literals qualify: an IPv4 address in 127.0.0.0/8 in dotted-quad form (`127.0.0.1`,
+/// `127.1.2.3`), the bracketed IPv6 loopback `[::1]`, or the name `localhost` in any case.
+/// Everything else is not loopback, on purpose: DNS names that merely start with `127.` or
+/// `localhost` (`127.attacker.example`, `127.0.0.1.nip.io`, `localhost.attacker.example`)
+/// resolve wherever their owner likes; `localhost.` (trailing dot) is an absolute DNS name a
+/// resolver may send to the network; shorthand or octal IPv4 forms (`127.1`, `0177.0.0.1`) are
+/// read differently by different parsers; and IPv4-mapped IPv6 (`[::ffff:127.0.0.1]`) is
+/// refused rather than trusted to every stack's mapping rules.
+fn is_loopback_host(host: &str, bracketed: bool) -> bool {
+    if bracketed {
+        return host
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip == std::net::Ipv6Addr::LOCALHOST);
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return ip.is_loopback();
+    }
+    host.eq_ignore_ascii_case("localhost")
 }
 
 impl Profile {
@@ -266,6 +336,7 @@ impl Profile {
                 "plain http is only allowed to loopback hosts unless allow_http is set",
             ));
         }
+        let pins = check_pins(&s.pins, https)?;
         let method = s.method.to_ascii_uppercase();
         if method != "POST" && method != "PUT" {
             return Err(VaultError::invalid("the method must be POST or PUT"));
@@ -390,6 +461,8 @@ impl Profile {
             refresh_lifetime: s.refresh_lifetime_secs.map(Duration::from_secs),
             timeout: Duration::from_millis(s.timeout_ms),
             max_response_bytes: s.max_response_bytes,
+            plain_http_allowed: !https && (loopback || s.allow_http),
+            pins,
         })
     }
 }

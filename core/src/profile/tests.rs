@@ -539,3 +539,46 @@ fn every_preset_builds_a_request_that_sends_the_credential() {
         assert_eq!(Preset::from_name(preset.name()), Some(preset));
     }
 }
+
+/// Plain http is accepted only for loopback literals; names that merely look like loopback are
+/// refused, and the request carries the decision for the transport's own check.
+#[test]
+fn plain_http_only_to_loopback_literals() {
+    let load = |url: &str| {
+        let d = serde_json::json!({"preset": "seed-001", "name": "x", "url": url});
+        Profile::from_json(&d.to_string())
+    };
+    for url in [
+        "http://127.0.0.1/token",
+        "http://127.0.0.1:8080/token",
+        "http://127.1.2.3/token",
+        "http://[::1]/token",
+        "http://[::1]:9000/token",
+        "http://localhost/token",
+        "http://LOCALHOST:80/token",
+    ] {
+        let p = load(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(p.build_request("a", Some("r")).unwrap().allow_plain_http, "{url}");
+    }
+    for url in [
+        "http://127.attacker.example/token",
+        "http://127.0.0.1.nip.io/token",
+        "http://localhost.attacker.example/token",
+        "http://localhost./token",
+        "http://[::ffff:127.0.0.1]/token",
+        "http://127.1/token",
+        "http://0177.0.0.1/token",
+        "http://128.0.0.1/token",
+        "http://[::1]evil.example/token",
+        "http://127.0.0.1:80x/token",
+        "http://[::2]/token",
+    ] {
+        assert!(load(url).is_err(), "{url} must not count as loopback");
+    }
+    // https never needs the exception, and an explicit allow_http is carried to the transport.
+    let p = load("https://127.attacker.example/token").unwrap();
+    assert!(!p.build_request("a", Some("r")).unwrap().allow_plain_http);
+    let d = serde_json::json!({"preset": "seed-001", "name": "x", "url": "http://lan.example/t", "allow_http": true});
+    let p = Profile::from_json(&d.to_string()).unwrap();
+    assert!(p.build_request("a", Some("r")).unwrap().allow_plain_http);
+}

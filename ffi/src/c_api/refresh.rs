@@ -406,6 +406,8 @@ fn transport_error(kind: TransportErrorKind, by: &str) -> TransportError {
         TransportErrorKind::Io => "the connection broke",
         TransportErrorKind::TooLarge => "the response was too large",
         TransportErrorKind::Other => "failed",
+        TransportErrorKind::InsecureScheme => "refused plain http",
+        TransportErrorKind::CertificatePin => "certificate pin mismatch",
     };
     TransportError::new(kind, format!("{by}: {what}"))
 }
