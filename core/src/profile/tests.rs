@@ -582,3 +582,42 @@ fn plain_http_only_to_loopback_literals() {
     let p = Profile::from_json(&d.to_string()).unwrap();
     assert!(p.build_request("a", Some("r")).unwrap().allow_plain_http);
 }
+
+/// Certificate pins: `sha256/<base64 of 32 bytes>`, at most 8, no duplicates, https only; they
+/// travel on every request built from the profile.
+#[test]
+fn certificate_pins_are_validated_and_carried_on_the_request() {
+    let pin = |b: u8| format!("sha256/{}", STANDARD.encode([b; 32]));
+    let load = |url: &str, pins: Value| {
+        let d = serde_json::json!({"preset": "seed-001", "name": "x", "url": url, "pins": pins});
+        Profile::from_json(&d.to_string())
+    };
+    let p = load("https://a.example.test/r", serde_json::json!([pin(1), pin(2)])).unwrap();
+    assert_eq!(p.pins().len(), 2);
+    assert_eq!(p.pins()[0].to_string(), pin(1));
+    let req = p.build_request("a", Some("r")).unwrap();
+    assert_eq!(req.pins, p.pins());
+    assert!(
+        load("https://a.example.test/r", serde_json::json!([pin(1)])).is_ok(),
+        "one pin is allowed"
+    );
+    assert!(load("https://a.example.test/r", serde_json::json!([]))
+        .unwrap()
+        .pins()
+        .is_empty());
+    for bad in [
+        serde_json::json!(["sha1/AAAA"]),
+        serde_json::json!([format!("sha256/{}", STANDARD.encode([1u8; 31]))]),
+        serde_json::json!([format!("sha256/{}", STANDARD.encode([1u8; 33]))]),
+        serde_json::json!(["sha256/!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!="]),
+        serde_json::json!([pin(1), pin(1)]),
+        Value::Array((0..9).map(|i| Value::String(pin(i))).collect()),
+        serde_json::json!("sha256/not-a-list"),
+    ] {
+        assert!(load("https://a.example.test/r", bad.clone()).is_err(), "{bad}");
+    }
+    assert!(
+        load("http://127.0.0.1:8080/r", serde_json::json!([pin(1), pin(2)])).is_err(),
+        "pins need TLS"
+    );
+}
