@@ -102,8 +102,15 @@ impl Profile {
             )));
         }
         let mut value: Value = serde_json::from_str(json).map_err(|e| {
+            // Category and position only: serde_json's text never reaches the caller.
             VaultError::invalid(format!(
-                "the profile is not valid JSON (line {}, column {})",
+                "the profile is not valid JSON ({}, line {}, column {})",
+                match e.classify() {
+                    serde_json::error::Category::Io => "read error",
+                    serde_json::error::Category::Syntax => "syntax error",
+                    serde_json::error::Category::Data => "data error",
+                    serde_json::error::Category::Eof => "unexpected end",
+                },
                 e.line(),
                 e.column()
             ))
@@ -121,14 +128,8 @@ impl Profile {
             }
             Some(_) => return Err(VaultError::invalid("\"preset\" must be a string")),
         };
-        let spec: ProfileSpec = serde_json::from_value(value).map_err(|e| {
-            // serde's message names the offending key, never a value of ours.
-            let msg = e.to_string();
-            VaultError::invalid(format!(
-                "invalid profile: {}",
-                msg.chars().take(200).collect::<String>()
-            ))
-        })?;
+        let spec: ProfileSpec =
+            serde_path_to_error::deserialize(value).map_err(|e| VaultError::invalid(spec::describe_spec_error(&e)))?;
         Profile::from_spec(spec)
     }
 

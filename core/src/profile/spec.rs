@@ -184,6 +184,107 @@ fn default_cap() -> usize {
     DEFAULT_MAX_RESPONSE_BYTES
 }
 
+/// Every key the profile schema knows, at any depth: the only map keys an error may name.
+const SCHEMA_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "method",
+    "encoding",
+    "headers",
+    "body",
+    "client_auth",
+    "client_id",
+    "client_secret",
+    "scope",
+    "api_key",
+    "rotation",
+    "response",
+    "reauth_errors",
+    "reauth_statuses",
+    "refresh_expires_in_zero_is_offline",
+    "default_lifetime_secs",
+    "refresh_lifetime_secs",
+    "timeout_ms",
+    "max_response_bytes",
+    "allow_http",
+    "pins",
+    "access_token",
+    "refresh_token",
+    "expires_in",
+    "refresh_expires_in",
+    "token_type",
+    "success",
+    "envelope_status",
+    "error_code",
+    "path",
+    "equals",
+];
+
+/// Describe a profile that does not fit the schema without quoting anything from it.
+///
+/// serde's messages quote the offending value (`invalid type: string "s3cr3t", expected u64`)
+/// or key, and a profile holds client secrets and API keys. The description is rebuilt from
+/// parts that come from the schema alone: the kind of mismatch, what was expected, and the
+/// path to the field, naming only keys the schema defines (others become `?`) and list
+/// positions.
+pub(super) fn describe_spec_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    use serde_path_to_error::Segment;
+    let mut path = String::new();
+    for seg in e.path().iter() {
+        match seg {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(SCHEMA_KEYS.iter().find(|k| **k == key.as_str()).copied().unwrap_or("?"));
+            }
+            Segment::Unknown => path.push_str(".?"),
+        }
+    }
+    let msg = e.inner().to_string();
+    // What serde expected comes after the last ", expected " (the schema's words, after any quoted value).
+    let expected = || {
+        msg.rfind(", expected ")
+            .map(|i| &msg[i + ", expected ".len()..])
+            .map(|x| x.split(" at line ").next().unwrap_or(x))
+            .filter(|x| x.len() <= 160 && x.chars().all(|c| c.is_ascii_alphanumeric() || " `_,.-".contains(c)))
+            .map(|x| format!(" (expected {x})"))
+            .unwrap_or_default()
+    };
+    let missing = || {
+        msg.strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+            .and_then(|f| SCHEMA_KEYS.iter().find(|k| **k == f))
+            .map(|f| format!(" `{f}`"))
+            .unwrap_or_default()
+    };
+    let what = if msg.starts_with("invalid type: ") {
+        format!("a value has the wrong type{}", expected())
+    } else if msg.starts_with("invalid value: ") {
+        format!("a value is not acceptable{}", expected())
+    } else if msg.starts_with("invalid length ") {
+        format!("a list has the wrong length{}", expected())
+    } else if msg.starts_with("unknown variant ") {
+        format!("unknown choice{}", expected())
+    } else if msg.starts_with("unknown field ") {
+        "unknown key".to_owned()
+    } else if msg.starts_with("missing field ") {
+        format!("missing key{}", missing())
+    } else if msg.starts_with("duplicate field ") {
+        "a key appears twice".to_owned()
+    } else if msg.starts_with("too many entries") {
+        "too many entries".to_owned()
+    } else {
+        "a value does not fit the profile schema".to_owned()
+    };
+    if path.is_empty() {
+        format!("invalid profile: {what}")
+    } else {
+        format!("invalid profile: {what} at `{path}`")
+    }
+}
+
 /// Deep-merge `over` into `base` (objects merge key by key; anything else replaces).
 pub(super) fn merge(base: &mut Value, over: Value) {
     match (base, over) {

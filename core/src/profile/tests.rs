@@ -621,3 +621,95 @@ fn certificate_pins_are_validated_and_carried_on_the_request() {
         "pins need TLS"
     );
 }
+
+/// A profile that does not fit the schema is refused without quoting any of its values: a
+/// secret-looking value of the wrong type, an unknown enum choice, an unknown key, a bad
+/// template — in every kind of field — never appears in the error's `Display` or `Debug`.
+#[test]
+fn profile_load_errors_never_quote_the_profile() {
+    const SECRET: &str = "s3cr3t-Zq8x";
+    let base =
+        serde_json::json!({"preset": "seed-003", "name": "x", "url": "https://a.example.test/r", "client_id": "c"});
+    let n: Value = serde_json::json!(4_242_424_242u64); // a number that must not be echoed either
+    let s = || Value::String(format!("{SECRET}-value"));
+    let cases: Vec<(&str, Value)> = vec![
+        // string where a number is expected
+        ("timeout_ms", s()),
+        ("default_lifetime_secs", s()),
+        ("max_response_bytes", s()),
+        ("refresh_lifetime_secs", s()),
+        // number or object where a string is expected
+        ("client_secret", n.clone()),
+        ("client_secret", serde_json::json!({ SECRET: SECRET })),
+        ("api_key", serde_json::json!([SECRET])),
+        ("client_id", serde_json::json!({"k": SECRET})),
+        ("scope", serde_json::json!(true)),
+        ("name", n.clone()),
+        ("method", serde_json::json!([SECRET])),
+        // unknown enum choices
+        ("encoding", s()),
+        ("rotation", s()),
+        ("client_auth", s()),
+        // string or object where a bool or a list is expected
+        ("allow_http", s()),
+        ("refresh_expires_in_zero_is_offline", s()),
+        ("reauth_errors", serde_json::json!({ SECRET: 1 })),
+        ("reauth_statuses", serde_json::json!([s()])),
+        ("pins", serde_json::json!({ SECRET: SECRET })),
+        ("pins", serde_json::json!([n.clone()])),
+        // maps of strings with wrong values
+        ("headers", serde_json::json!({"X-Api-Key": n.clone()})),
+        ("headers", serde_json::json!({"X-Api-Key": {"v": SECRET}})),
+        ("body", serde_json::json!({"client_secret": [SECRET]})),
+        ("headers", s()),
+        (
+            "headers",
+            serde_json::json!({"X-Api-Key": format!("{SECRET}-{{{SECRET}}}")}),
+        ),
+        // nested response fields
+        ("response", s()),
+        ("response", serde_json::json!({"access_token": n.clone()})),
+        ("response", serde_json::json!({"access_token": "a", "surprise": SECRET})),
+        (
+            "response",
+            serde_json::json!({"access_token": "a", "success": {"path": "ok", "equals": 1, SECRET: 2}}),
+        ),
+        ("response", serde_json::json!({"access_token": "a", "error_code": s()})),
+        // an unknown key, named like a secret
+        (SECRET, s()),
+    ];
+    let numeric = n.to_string();
+    for (key, value) in cases {
+        let mut doc = base.clone();
+        doc[key] = value.clone();
+        let err = Profile::from_json(&doc.to_string()).expect_err(key);
+        let shown = format!("{err} | {err:?}");
+        assert!(!shown.contains(SECRET), "{key}={value}: {shown}");
+        assert!(!shown.contains(&numeric), "{key}={value}: {shown}");
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{shown}");
+    }
+    // A duplicate key in the text: the document is read (the last one wins) or refused, and the
+    // secret never shows either way.
+    let dup = format!(
+        r#"{{"preset":"seed-003","name":"x","url":"https://a.example.test/r","timeout_ms":"{SECRET}","timeout_ms":"{SECRET}"}}"#
+    );
+    let err = Profile::from_json(&dup).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains(SECRET));
+    // Syntax errors give a category and a position, never the text around it.
+    let broken = format!(r#"{{"preset":"seed-003","client_secret":"{SECRET}" "#);
+    let err = Profile::from_json(&broken).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(SECRET) && shown.contains("line 1"), "{shown}");
+    // The description still helps: what was expected, and where.
+    let mut doc = base.clone();
+    doc["timeout_ms"] = s();
+    let err = Profile::from_json(&doc.to_string()).unwrap_err().to_string();
+    assert!(
+        err.contains("wrong type") && err.contains("u64") && err.contains("`timeout_ms`"),
+        "{err}"
+    );
+    let mut doc = base.clone();
+    doc["response"] = serde_json::json!({"access_token": n});
+    let err = Profile::from_json(&doc.to_string()).unwrap_err().to_string();
+    assert!(err.contains("`response.access_token`"), "{err}");
+}
