@@ -533,6 +533,12 @@ tv_status tv_last_error_message(char *buf,
  * released, and `buf->data` / `buf->len` are reset to NULL / 0 (so a second call is
  * harmless). `buf` may be NULL, and `buf->data` may be NULL.
  *
+ * The library keeps each buffer's true length next to its bytes and frees by that length:
+ * a `buf->len` changed by the caller is ignored (the whole block is still zeroed and freed)
+ * and recorded as this thread's last error message. A `buf->data` the library did not hand
+ * out (or already freed) cannot be made safe; when its hidden marker is missing it is left
+ * alone and reported the same way.
+ *
  * Ownership: takes back what the library allocated; `buf` itself stays the caller's.
  * Thread-safe for distinct buffers.
  */
