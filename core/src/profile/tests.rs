@@ -351,7 +351,7 @@ fn transient_throttled_and_malformed_responses() {
             "{s}"
         );
     }
-    for s in [301, 302, 307] {
+    for s in [301, 302, 303, 307, 308] {
         assert_eq!(
             p.parse_response(&resp(s, "text/html", "<html>"), NOW)
                 .unwrap_err()
@@ -712,4 +712,27 @@ fn profile_load_errors_never_quote_the_profile() {
     doc["response"] = serde_json::json!({"access_token": n});
     let err = Profile::from_json(&doc.to_string()).unwrap_err().to_string();
     assert!(err.contains("`response.access_token`"), "{err}");
+}
+
+/// The request body is written without intermediate copies; it must still be exactly what
+/// serde_json writes for the same fields (escapes included), and the form body exact too.
+#[test]
+fn request_bodies_are_encoded_exactly() {
+    let tricky = "a\"b\\c\u{1}\u{8}\u{c}\n\r\t\u{1f}é€😀/<>&=+ %";
+    let p = seed001();
+    let req = p.build_request(tricky, Some(tricky)).unwrap();
+    let expected = serde_json::json!({"accessToken": tricky, "refreshToken": tricky}).to_string();
+    assert_eq!(std::str::from_utf8(&req.body).unwrap(), expected);
+    assert_eq!(
+        req.body.capacity(),
+        req.body.len(),
+        "sized exactly: no reallocation copies"
+    );
+    let form = seed003().build_request("a", Some(tricky)).unwrap();
+    let text = std::str::from_utf8(&form.body).unwrap();
+    assert!(
+        text.contains("refresh_token=a%22b%5Cc%01%08%0C%0A%0D%09%1F%C3%A9%E2%82%AC%F0%9F%98%80%2F%3C%3E%26%3D%2B+%25"),
+        "{text}"
+    );
+    assert_eq!(form.body.capacity(), form.body.len());
 }

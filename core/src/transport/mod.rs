@@ -257,7 +257,9 @@ impl fmt::Display for TransportError {
 /// vault lock held, possibly from several threads at once (for different accounts).
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Send `request` and return the response, honouring `request.timeout` and
-    /// `request.max_response_bytes`. Must not follow redirects. Must refuse plain `http://`
+    /// `request.max_response_bytes`. Must not follow redirects (a 307/308 would resend the
+    /// body, with the refresh credential, elsewhere): return the 3xx, which the vault treats
+    /// as a transient failure and stores nothing from. Must refuse plain `http://`
     /// unless `request.allow_plain_http` (see [`check_request_scheme`]) and must enforce
     /// `request.pins` when there are any, before sending a byte of the request.
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
@@ -364,7 +366,10 @@ impl HttpsTransport {
             .map_err(|_| TransportError::new(TransportErrorKind::Other, "TLS configuration failed"))?;
         use ureq::unversioned::transport::Connector as _;
         let connector =
-            ().chain(ureq::unversioned::transport::TcpConnector::default())
+            // The default connector's steps for a plain or CONNECT-proxied TCP stream, then TLS.
+            ()
+                .chain(ureq::unversioned::transport::ConnectProxyConnector::default())
+                .chain(ureq::unversioned::transport::TcpConnector::default())
                 .chain(pinning::PinnedTlsConnector { config });
         let agent = ureq::Agent::with_parts(
             agent_config(),
