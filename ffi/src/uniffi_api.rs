@@ -1268,6 +1268,20 @@ mod tests {
         );
     }
 
+    /// Foreign transports receive the plain-http permission and the pins.
+    #[test]
+    fn foreign_requests_carry_plain_http_permission_and_pins() {
+        let mut core = request(10);
+        core.allow_plain_http = true;
+        core.pins = vec![tv::SpkiPin::from_sha256([2; 32])];
+        let foreign = HttpRequest::from(&core);
+        assert!(foreign.allow_plain_http);
+        assert_eq!(foreign.pins, vec![core.pins[0].to_string()]);
+        let mapped = TransportError::CertificatePin { reason: "pin".into() }.into_core();
+        assert_eq!(mapped.kind, tv::TransportErrorKind::CertificatePin);
+        assert!(!mapped.may_have_been_delivered());
+    }
+
     #[test]
     fn debug_output_is_redacted() {
         let t = AccessToken {

@@ -783,4 +783,36 @@ mod tests {
         assert_eq!(transport_kind(TV_TRANSPORT_OK as i32), None);
         assert_eq!(transport_kind(99), None);
     }
+
+    /// A host transport sees the plain-http permission and the pins, in `sha256/` form.
+    #[test]
+    fn requests_expose_plain_http_permission_and_pins() {
+        use std::ffi::CStr;
+        let pin = tokenvault::SpkiPin::from_sha256([1; 32]);
+        let core = HttpRequest {
+            method: "POST".into(),
+            url: "https://auth.example.test/token".into(),
+            headers: vec![],
+            body: b"x".to_vec(),
+            timeout: std::time::Duration::from_secs(1),
+            max_response_bytes: 1024,
+            allow_plain_http: false,
+            pins: vec![pin],
+        };
+        let req = tv_http_request::from_core(&core).unwrap();
+        let (mut allowed, mut count, mut text) = (9u8, 0usize, std::ptr::null());
+        unsafe {
+            assert_eq!(tv_http_request_allows_plain_http(&req, &mut allowed), tv_status::TV_OK);
+            assert_eq!(tv_http_request_pin_count(&req, &mut count), tv_status::TV_OK);
+            assert_eq!(tv_http_request_pin(&req, 0, &mut text), tv_status::TV_OK);
+            assert_eq!(CStr::from_ptr(text).to_str().unwrap(), pin.to_string());
+            assert_eq!(tv_http_request_pin(&req, 1, &mut text), tv_status::TV_INVALID_INPUT);
+            assert_eq!(
+                tv_http_request_pin_count(std::ptr::null(), &mut count),
+                tv_status::TV_INVALID_INPUT
+            );
+        }
+        assert_eq!((allowed, count), (0, 1));
+        assert!(pin.to_string().starts_with("sha256/"));
+    }
 }
