@@ -1286,18 +1286,64 @@ class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
         buf.write_i32(len(value))
         buf.write(value)
 
+class _UniffiFfiConverterBoolean:
+    @classmethod
+    def check_lower(cls, value):
+        return not not value
+
+    @classmethod
+    def lower(cls, value):
+        return 1 if value else 0
+
+    @staticmethod
+    def lift(value):
+        return value != 0
+
+    @classmethod
+    def read(cls, buf):
+        return cls.lift(buf.read_u8())
+
+    @classmethod
+    def write(cls, value, buf):
+        buf.write_u8(value)
+
+class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterString.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterString.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterString.read(buf) for i in range(count)
+        ]
+
 @dataclass
 class HttpRequest:
     """
     A refresh request to send. Its headers and body contain credentials: never log them.
 """
-    def __init__(self, *, method:str, url:str, headers:typing.List[HttpHeader], body:bytes, timeout_ms:int, max_response_bytes:int):
+    def __init__(self, *, method:str, url:str, headers:typing.List[HttpHeader], body:bytes, timeout_ms:int, max_response_bytes:int, allow_plain_http:bool, pins:typing.List[str]):
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
         self.timeout_ms = timeout_ms
         self.max_response_bytes = max_response_bytes
+        self.allow_plain_http = allow_plain_http
+        self.pins = pins
         
     # The Rust `Debug::fmt` implementation.
     def __repr__(self) -> str:
@@ -1316,7 +1362,7 @@ class HttpRequest:
 
     
     def __str__(self):
-        return "HttpRequest(method={}, url={}, headers={}, body={}, timeout_ms={}, max_response_bytes={})".format(self.method, self.url, self.headers, self.body, self.timeout_ms, self.max_response_bytes)
+        return "HttpRequest(method={}, url={}, headers={}, body={}, timeout_ms={}, max_response_bytes={}, allow_plain_http={}, pins={})".format(self.method, self.url, self.headers, self.body, self.timeout_ms, self.max_response_bytes, self.allow_plain_http, self.pins)
     def __eq__(self, other):
         if self.method != other.method:
             return False
@@ -1330,6 +1376,10 @@ class HttpRequest:
             return False
         if self.max_response_bytes != other.max_response_bytes:
             return False
+        if self.allow_plain_http != other.allow_plain_http:
+            return False
+        if self.pins != other.pins:
+            return False
         return True
 
 class _UniffiFfiConverterTypeHttpRequest(_UniffiConverterRustBuffer):
@@ -1342,6 +1392,8 @@ class _UniffiFfiConverterTypeHttpRequest(_UniffiConverterRustBuffer):
             body=_UniffiFfiConverterBytes.read(buf),
             timeout_ms=_UniffiFfiConverterUInt64.read(buf),
             max_response_bytes=_UniffiFfiConverterUInt64.read(buf),
+            allow_plain_http=_UniffiFfiConverterBoolean.read(buf),
+            pins=_UniffiFfiConverterSequenceString.read(buf),
         )
 
     @staticmethod
@@ -1352,6 +1404,8 @@ class _UniffiFfiConverterTypeHttpRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBytes.check_lower(value.body)
         _UniffiFfiConverterUInt64.check_lower(value.timeout_ms)
         _UniffiFfiConverterUInt64.check_lower(value.max_response_bytes)
+        _UniffiFfiConverterBoolean.check_lower(value.allow_plain_http)
+        _UniffiFfiConverterSequenceString.check_lower(value.pins)
 
     @staticmethod
     def write(value, buf):
@@ -1361,6 +1415,8 @@ class _UniffiFfiConverterTypeHttpRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBytes.write(value.body, buf)
         _UniffiFfiConverterUInt64.write(value.timeout_ms, buf)
         _UniffiFfiConverterUInt64.write(value.max_response_bytes, buf)
+        _UniffiFfiConverterBoolean.write(value.allow_plain_http, buf)
+        _UniffiFfiConverterSequenceString.write(value.pins, buf)
 
 class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u16"
@@ -1482,27 +1538,6 @@ class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterUInt64.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
-
-class _UniffiFfiConverterBoolean:
-    @classmethod
-    def check_lower(cls, value):
-        return not not value
-
-    @classmethod
-    def lower(cls, value):
-        return 1 if value else 0
-
-    @staticmethod
-    def lift(value):
-        return value != 0
-
-    @classmethod
-    def read(cls, buf):
-        return cls.lift(buf.read_u8())
-
-    @classmethod
-    def write(cls, value, buf):
-        buf.write_u8(value)
 
 class _UniffiFfiConverterMapStringString(_UniffiConverterRustBuffer):
     @classmethod
@@ -2913,6 +2948,36 @@ class TransportError:  # type: ignore
         def __repr__(self):
             return "TransportError.Other({})".format(str(self))
     _UniffiTempTransportError.Other = Other # type: ignore
+    class CertificatePin(_UniffiTempTransportError):
+        """
+        The server's certificate chain matched none of the request's `pins`; nothing of the
+        request was sent.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "TransportError.CertificatePin({})".format(str(self))
+    _UniffiTempTransportError.CertificatePin = CertificatePin # type: ignore
+    class InsecureScheme(_UniffiTempTransportError):
+        """
+        The URL is plain `http://` and the request's `allow_plain_http` is false; nothing was
+        sent.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "TransportError.InsecureScheme({})".format(str(self))
+    _UniffiTempTransportError.InsecureScheme = InsecureScheme # type: ignore
 
 TransportError = _UniffiTempTransportError # type: ignore
 del _UniffiTempTransportError
@@ -2942,6 +3007,14 @@ class _UniffiFfiConverterTypeTransportError(_UniffiConverterRustBuffer):
             return TransportError.Other(
                 _UniffiFfiConverterString.read(buf),
             )
+        if variant == 6:
+            return TransportError.CertificatePin(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 7:
+            return TransportError.InsecureScheme(
+                _UniffiFfiConverterString.read(buf),
+            )
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
@@ -2961,6 +3034,12 @@ class _UniffiFfiConverterTypeTransportError(_UniffiConverterRustBuffer):
         if isinstance(value, TransportError.Other):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
+        if isinstance(value, TransportError.CertificatePin):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, TransportError.InsecureScheme):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
 
     @staticmethod
     def write(value, buf):
@@ -2978,6 +3057,12 @@ class _UniffiFfiConverterTypeTransportError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TransportError.Other):
             buf.write_i32(5)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, TransportError.CertificatePin):
+            buf.write_i32(6)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, TransportError.InsecureScheme):
+            buf.write_i32(7)
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
@@ -3218,29 +3303,6 @@ class _UniffiFfiConverterTypeVaultEvent(_UniffiConverterRustBuffer):
 
 
 
-class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        for item in value:
-            _UniffiFfiConverterString.check_lower(item)
-
-    @classmethod
-    def write(cls, value, buf):
-        items = len(value)
-        buf.write_i32(items)
-        for item in value:
-            _UniffiFfiConverterString.write(item, buf)
-
-    @classmethod
-    def read(cls, buf):
-        count = buf.read_i32()
-        if count < 0:
-            raise InternalError("Unexpected negative sequence length")
-
-        return [
-            _UniffiFfiConverterString.read(buf) for i in range(count)
-        ]
-
 
 
 
@@ -3332,7 +3394,18 @@ class HttpTransport(typing.Protocol):
     The app's own HTTP client (OkHttp, `java.net.http`, URLSession, requests...), used by
     blocking refreshes instead of the built-in one. Called on the thread that needs the refresh,
     possibly from several threads at once (for different accounts), with no vault lock held.
-    It must not follow redirects and must honour `timeout_ms` and `max_response_bytes`.
+    It must honour `timeout_ms` and `max_response_bytes`, refuse plain `http://` unless
+    `allow_plain_http` ([`TransportError::InsecureScheme`]), and enforce `pins` when there are
+    any ([`TransportError::CertificatePin`]), before sending anything.
+
+    It must not follow redirects, and most clients do by default: a 307/308 resends the body,
+    with the refresh credential, to wherever `Location` points. OkHttp:
+    `followRedirects(false)` and `followSslRedirects(false)`. URLSession: a delegate whose
+    `urlSession(_:task:willPerformHTTPRedirection:newRequest:completionHandler:)` calls
+    `completionHandler(nil)`. `java.net.http`: `followRedirects(HttpClient.Redirect.NEVER)`.
+    Python `requests`: `allow_redirects=False`; urllib: an `HTTPRedirectHandler` whose
+    `redirect_request` returns `None`. Return the 3xx as the response: the vault treats it as a
+    transient failure and stores nothing. The same holds for a request from `begin_refresh`.
 """
     
     def send(self, request: HttpRequest) -> HttpResponse:

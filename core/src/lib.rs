@@ -57,7 +57,9 @@ pub use secret::{AccessToken, SecretString};
 pub use session::{ExpiryValue, NewSession, ReceivedTokens, RefreshExpiry, RefreshFailure, SessionInfo, SessionState};
 #[cfg(feature = "https")]
 pub use transport::HttpsTransport;
-pub use transport::{HttpHeader, HttpRequest, HttpResponse, Transport, TransportError, TransportErrorKind};
+pub use transport::{
+    check_request_scheme, HttpHeader, HttpRequest, HttpResponse, SpkiPin, Transport, TransportError, TransportErrorKind,
+};
 pub use vault::{PendingRefresh, RefreshStep, TokenOptions, Vault, VaultOptions};
 
 /// The newest schema version this library reads and writes.

@@ -192,24 +192,89 @@ pub(crate) fn wipe(bytes: &mut [u8]) {
     zeroize::optimization_barrier(&*bytes);
 }
 
-/// `text` as a NUL-terminated, Rust-owned heap block of `len + 1` bytes (see `tv_buf`).
-pub(crate) fn into_raw_text(text: &[u8]) -> *mut c_char {
-    let mut v = Vec::with_capacity(text.len() + 1);
-    v.extend_from_slice(text);
-    v.push(0);
-    Box::into_raw(v.into_boxed_slice()).cast::<c_char>()
+/// The hidden header in front of every block [`into_raw_text`] hands out: a magic word and the
+/// text's true length, so freeing never depends on the length the caller passes back.
+#[repr(C)]
+struct TextHeader {
+    magic: u64,
+    len: usize,
 }
 
-/// Free (after zeroing) a block made by [`into_raw_text`] for a text of `len` bytes.
+/// Marks a live block (an arbitrary constant; zeroed when the block is freed).
+const TEXT_MAGIC: u64 = 0x7476_6275_665f_6f6b;
+const HEADER: usize = std::mem::size_of::<TextHeader>();
+
+fn text_layout(len: usize) -> Option<std::alloc::Layout> {
+    let size = HEADER.checked_add(len)?.checked_add(1)?;
+    std::alloc::Layout::from_size_align(size, std::mem::align_of::<TextHeader>()).ok()
+}
+
+/// `text` as a NUL-terminated, Rust-owned heap block (see `tv_buf`): the returned pointer is to
+/// the text, preceded by a hidden header holding its length. NULL only if the allocation is
+/// impossible (a length near `usize::MAX`); an allocation failure aborts as everywhere in Rust.
+pub(crate) fn into_raw_text(text: &[u8]) -> *mut c_char {
+    let Some(layout) = text_layout(text.len()) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: the layout has a non-zero size (at least the header and the NUL).
+    let block = unsafe { std::alloc::alloc(layout) };
+    if block.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `block` is a fresh allocation of HEADER + len + 1 bytes, aligned for the header.
+    unsafe {
+        block.cast::<TextHeader>().write(TextHeader {
+            magic: TEXT_MAGIC,
+            len: text.len(),
+        });
+        let data = block.add(HEADER);
+        std::ptr::copy_nonoverlapping(text.as_ptr(), data, text.len());
+        data.add(text.len()).write(0);
+        data.cast::<c_char>()
+    }
+}
+
+/// What [`free_raw_text`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FreedText {
+    /// Nothing to free (NULL).
+    Null,
+    /// Freed; the caller's length matched.
+    Freed,
+    /// Freed with the stored length; the caller's length was wrong (and ignored).
+    FreedLengthMismatch,
+    /// Not a live block of this library (no header magic): left alone rather than freed.
+    NotOurs,
+}
+
+/// Zero and free a block made by [`into_raw_text`]. The length comes from the block's own
+/// header; `caller_len` is only compared with it.
 ///
 /// # Safety
-/// `ptr` came from `into_raw_text` with a text of exactly `len` bytes and is not used again.
-pub(crate) unsafe fn free_raw_text(ptr: *mut c_char, len: usize) {
+/// `ptr` is NULL or a pointer returned by `into_raw_text` that has not been freed yet.
+pub(crate) unsafe fn free_raw_text(ptr: *mut c_char, caller_len: usize) -> FreedText {
     if ptr.is_null() {
-        return;
+        return FreedText::Null;
     }
-    let slice = std::ptr::slice_from_raw_parts_mut(ptr.cast::<u8>(), len + 1);
-    // SAFETY: the block was a `Box<[u8]>` of `len + 1` bytes, per the caller's contract.
-    let mut block = unsafe { Box::from_raw(slice) };
-    wipe(&mut block);
+    // SAFETY: a pointer from `into_raw_text` is HEADER bytes into its block (caller contract).
+    let block = unsafe { ptr.cast::<u8>().sub(HEADER) };
+    // SAFETY: the header was written by `into_raw_text` and is aligned.
+    let header = unsafe { block.cast::<TextHeader>().read() };
+    if header.magic != TEXT_MAGIC {
+        return FreedText::NotOurs;
+    }
+    let Some(layout) = text_layout(header.len) else {
+        return FreedText::NotOurs;
+    };
+    // SAFETY: the whole block is `layout.size()` bytes we own; zero it (header included, so a
+    // stale pointer no longer carries the magic) and give it back with the layout it came from.
+    unsafe {
+        wipe(std::slice::from_raw_parts_mut(block, layout.size()));
+        std::alloc::dealloc(block, layout);
+    }
+    if caller_len == header.len {
+        FreedText::Freed
+    } else {
+        FreedText::FreedLengthMismatch
+    }
 }

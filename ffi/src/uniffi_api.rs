@@ -197,6 +197,12 @@ pub enum TransportError {
     TooLarge { reason: String },
     /// Anything else (also: an unexpected exception thrown by the host's transport).
     Other { reason: String },
+    /// The server's certificate chain matched none of the request's `pins`; nothing of the
+    /// request was sent.
+    CertificatePin { reason: String },
+    /// The URL is plain `http://` and the request's `allow_plain_http` is false; nothing was
+    /// sent.
+    InsecureScheme { reason: String },
 }
 
 impl fmt::Display for TransportError {
@@ -217,6 +223,8 @@ impl TransportError {
             TransportError::Io { reason } => (K::Io, reason),
             TransportError::TooLarge { reason } => (K::TooLarge, reason),
             TransportError::Other { reason } => (K::Other, reason),
+            TransportError::CertificatePin { reason } => (K::CertificatePin, reason),
+            TransportError::InsecureScheme { reason } => (K::InsecureScheme, reason),
         }
     }
 
@@ -486,6 +494,15 @@ pub struct HttpRequest {
     pub timeout_ms: u64,
     /// Refuse (as [`TransportError::TooLarge`]) response bodies larger than this.
     pub max_response_bytes: u64,
+    /// Whether the request may travel over plain `http://` (a loopback endpoint, or a profile
+    /// with `allow_http`). When false, refuse an `http://` URL with
+    /// [`TransportError::InsecureScheme`] before connecting.
+    pub allow_plain_http: bool,
+    /// Certificate pins, each `sha256/<base64 of the SHA-256 of the DER SubjectPublicKeyInfo>`
+    /// (OkHttp's `CertificatePinner` form). When not empty, besides normal certificate
+    /// validation, some certificate of the chain the server presents must match one, or
+    /// nothing of the request may be sent ([`TransportError::CertificatePin`]).
+    pub pins: Vec<String>,
 }
 
 impl fmt::Debug for HttpRequest {
@@ -496,6 +513,8 @@ impl fmt::Debug for HttpRequest {
             .field("headers", &self.headers)
             .field("body", &format_args!("<redacted, {} bytes>", self.body.len()))
             .field("timeout_ms", &self.timeout_ms)
+            .field("allow_plain_http", &self.allow_plain_http)
+            .field("pins", &self.pins)
             .finish()
     }
 }
@@ -516,6 +535,8 @@ impl From<&tv::HttpRequest> for HttpRequest {
             body: r.body.clone(),
             timeout_ms: millis(r.timeout),
             max_response_bytes: u64::try_from(r.max_response_bytes).unwrap_or(u64::MAX),
+            allow_plain_http: r.allow_plain_http,
+            pins: r.pins.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -681,7 +702,18 @@ impl OpenOptions {
 /// The app's own HTTP client (OkHttp, `java.net.http`, URLSession, requests...), used by
 /// blocking refreshes instead of the built-in one. Called on the thread that needs the refresh,
 /// possibly from several threads at once (for different accounts), with no vault lock held.
-/// It must not follow redirects and must honour `timeout_ms` and `max_response_bytes`.
+/// It must honour `timeout_ms` and `max_response_bytes`, refuse plain `http://` unless
+/// `allow_plain_http` ([`TransportError::InsecureScheme`]), and enforce `pins` when there are
+/// any ([`TransportError::CertificatePin`]), before sending anything.
+///
+/// It must not follow redirects, and most clients do by default: a 307/308 resends the body,
+/// with the refresh credential, to wherever `Location` points. OkHttp:
+/// `followRedirects(false)` and `followSslRedirects(false)`. URLSession: a delegate whose
+/// `urlSession(_:task:willPerformHTTPRedirection:newRequest:completionHandler:)` calls
+/// `completionHandler(nil)`. `java.net.http`: `followRedirects(HttpClient.Redirect.NEVER)`.
+/// Python `requests`: `allow_redirects=False`; urllib: an `HTTPRedirectHandler` whose
+/// `redirect_request` returns `None`. Return the 3xx as the response: the vault treats it as a
+/// transient failure and stores nothing. The same holds for a request from `begin_refresh`.
 #[uniffi::export(callback_interface)]
 pub trait HttpTransport: Send + Sync {
     /// Send `request` and return the response, or the reason there is none.
@@ -817,6 +849,7 @@ impl TokenVault {
     /// nothing.
     #[uniffi::constructor(default(options = None))]
     pub fn open_with_key(path: String, key: Vec<u8>, options: Option<OpenOptions>) -> Result<Arc<Self>> {
+        let key = zeroize::Zeroizing::new(key);
         guarded(|| {
             let key = tv::KeySource::raw(&key)?;
             TokenVault::open(&path, key, options)
@@ -855,6 +888,7 @@ impl TokenVault {
     /// Open (or create) the vault at `path` with a passphrase (stretched with Argon2id).
     #[uniffi::constructor(default(options = None))]
     pub fn open_with_passphrase(path: String, passphrase: String, options: Option<OpenOptions>) -> Result<Arc<Self>> {
+        let passphrase = zeroize::Zeroizing::new(passphrase);
         guarded(|| {
             let key = tv::KeySource::passphrase(&passphrase)?;
             TokenVault::open(&path, key, options)
@@ -978,11 +1012,13 @@ impl TokenVault {
     /// key. The app's sequence: keep the old key, save the new one beside it, rekey, reopen
     /// with the new key, then delete the old one. Other handles get `WrongKey`.
     pub fn rekey_with_key(&self, key: Vec<u8>) -> Result<()> {
+        let key = zeroize::Zeroizing::new(key);
         guarded(|| self.vault.rekey(tv::KeySource::raw(&key)?))
     }
 
     /// [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
     pub fn rekey_with_passphrase(&self, passphrase: String) -> Result<()> {
+        let passphrase = zeroize::Zeroizing::new(passphrase);
         guarded(|| self.vault.rekey(tv::KeySource::passphrase(&passphrase)?))
     }
 
@@ -1331,6 +1367,8 @@ mod tests {
             body: b"x".to_vec(),
             timeout: Duration::from_secs(1),
             max_response_bytes: cap,
+            allow_plain_http: false,
+            pins: vec![],
         }
     }
 
@@ -1347,6 +1385,20 @@ mod tests {
             down.send(&request(10)).unwrap_err().kind,
             tv::TransportErrorKind::Connect
         );
+    }
+
+    /// Foreign transports receive the plain-http permission and the pins.
+    #[test]
+    fn foreign_requests_carry_plain_http_permission_and_pins() {
+        let mut core = request(10);
+        core.allow_plain_http = true;
+        core.pins = vec![tv::SpkiPin::from_sha256([2; 32])];
+        let foreign = HttpRequest::from(&core);
+        assert!(foreign.allow_plain_http);
+        assert_eq!(foreign.pins, vec![core.pins[0].to_string()]);
+        let mapped = TransportError::CertificatePin { reason: "pin".into() }.into_core();
+        assert_eq!(mapped.kind, tv::TransportErrorKind::CertificatePin);
+        assert!(!mapped.may_have_been_delivered());
     }
 
     #[test]

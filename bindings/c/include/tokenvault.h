@@ -246,6 +246,16 @@ enum tv_transport_result
    * Anything else.
    */
   TV_TRANSPORT_OTHER = 5,
+  /**
+   * The server's certificate chain matched none of the request's pins
+   * (`tv_http_request_pin`); nothing of the request was sent.
+   */
+  TV_TRANSPORT_CERTIFICATE_PIN = 6,
+  /**
+   * The URL is plain `http://` and `tv_http_request_allows_plain_http` said no; nothing was
+   * sent.
+   */
+  TV_TRANSPORT_INSECURE_SCHEME = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -441,8 +451,11 @@ typedef struct tv_http_header {
 
 /**
  * Performs one HTTP exchange for a blocking refresh: send `request` (method, URL, headers,
- * body, within its timeout; never follow redirects), fill `response` with
- * `tv_http_response_*`, and return `TV_TRANSPORT_OK`, or a `tv_transport_result` failure.
+ * body, within its timeout), fill `response` with `tv_http_response_*`, and return
+ * `TV_TRANSPORT_OK`, or a `tv_transport_result` failure. Never follow redirects (a 307/308
+ * would resend the refresh credential; how to turn them off in common clients: see
+ * `tv_vault_begin_refresh`): return the 3xx as the response. Refuse plain `http://` unless
+ * `tv_http_request_allows_plain_http`, and enforce the request's pins (`tv_http_request_pin`).
  */
 typedef int32_t (*tv_transport_fn)(void *user_data,
                                    const struct tv_http_request *request,
@@ -578,6 +591,12 @@ tv_status tv_last_error_message(char *buf,
  * Free a buffer returned by a `tv_` function: its bytes are overwritten with zeros, then
  * released, and `buf->data` / `buf->len` are reset to NULL / 0 (so a second call is
  * harmless). `buf` may be NULL, and `buf->data` may be NULL.
+ *
+ * The library keeps each buffer's true length next to its bytes and frees by that length:
+ * a `buf->len` changed by the caller is ignored (the whole block is still zeroed and freed)
+ * and recorded as this thread's last error message. A `buf->data` the library did not hand
+ * out (or already freed) cannot be made safe; when its hidden marker is missing it is left
+ * alone and reported the same way.
  *
  * Ownership: takes back what the library allocated; `buf` itself stays the caller's.
  * Thread-safe for distinct buffers.
@@ -905,6 +924,39 @@ tv_status tv_http_request_header(const struct tv_http_request *request,
                                  const char **out_value);
 
 /**
+ * Whether the request may be sent over plain `http://`: `*out_allowed` is 1 only for a
+ * loopback endpoint (`127.0.0.0/8`, `[::1]`, `localhost`) or a profile with `allow_http`.
+ * A host transport must refuse (`TV_TRANSPORT_INSECURE_SCHEME`) an `http://` URL when it is 0,
+ * before connecting.
+ *
+ * Ownership: borrows `request`. Thread-safe.
+ */
+tv_status tv_http_request_allows_plain_http(const struct tv_http_request *request,
+                                            uint8_t *out_allowed);
+
+/**
+ * The number of certificate pins of the endpoint (0: not pinned). When there are pins, a
+ * host transport must, besides its normal certificate validation, require that some
+ * certificate of the chain the server presents has a SubjectPublicKeyInfo whose SHA-256 is
+ * one of them, and send nothing of the request otherwise (report `TV_TRANSPORT_CERTIFICATE_PIN`).
+ *
+ * Ownership: borrows `request`. Thread-safe.
+ */
+tv_status tv_http_request_pin_count(const struct tv_http_request *request,
+                                    size_t *out_count);
+
+/**
+ * The pin at `index` (0-based, below the count), as `sha256/<base64 of the SHA-256 of the
+ * DER SubjectPublicKeyInfo>` (OkHttp's `CertificatePinner` form).
+ *
+ * Ownership: `*out_pin` is borrowed from `request` (see `tv_http_request_method`).
+ * Thread-safe.
+ */
+tv_status tv_http_request_pin(const struct tv_http_request *request,
+                              size_t index,
+                              const char **out_pin);
+
+/**
  * The body: `*out_len` bytes at `*out_body` (followed by a NUL byte, not counted, so a text
  * body can be used as a C string). It contains credentials: never log it.
  *
@@ -950,6 +1002,18 @@ void tv_http_request_free(struct tv_http_request *request);
  * attempt that is never finished is abandoned at its deadline (the request's timeout plus a
  * few seconds), and other callers can refresh again.
  *
+ * Sending the request: do not follow redirects. Most HTTP clients follow them by default,
+ * and a 307/308 resends the body (the refresh credential) to wherever the `Location` points.
+ * Turn them off: OkHttp `followRedirects(false)` and `followSslRedirects(false)`; URLSession
+ * a delegate whose `urlSession(_:task:willPerformHTTPRedirection:newRequest:completionHandler:)`
+ * calls `completionHandler(nil)`; UnityWebRequest `redirectLimit = 0`; .NET
+ * `HttpClientHandler.AllowAutoRedirect = false`; libcurl leaves `CURLOPT_FOLLOWLOCATION` off;
+ * Python `requests` `allow_redirects=False`, urllib an `HTTPRedirectHandler` whose
+ * `redirect_request` returns `None`. Hand a 3xx to `tv_vault_finish_refresh` as received: it
+ * is a transient failure and nothing is stored. Refuse `http://` unless
+ * `tv_http_request_allows_plain_http` says 1, and enforce `tv_http_request_pin` when there are
+ * pins (report `TV_TRANSPORT_INSECURE_SCHEME` / `TV_TRANSPORT_CERTIFICATE_PIN`).
+ *
  * Ownership: `*out_request` is owned by the caller: release it with `tv_http_request_free`
  * (any time: finishing needs only the attempt number). Thread-safe.
  */
@@ -981,7 +1045,7 @@ tv_status tv_vault_finish_refresh(const struct tv_vault *vault,
 
 /**
  * Finish a two-step refresh whose request failed on the network; `kind` is one of
- * `TV_TRANSPORT_TIMEOUT` … `TV_TRANSPORT_OTHER`. The session is kept: while its token is
+ * `TV_TRANSPORT_TIMEOUT` … `TV_TRANSPORT_INSECURE_SCHEME`. The session is kept: while its token is
  * still valid (and the refresh was not forced) that token is returned with `TV_OK`; otherwise
  * `TV_TRANSIENT`.
  *

@@ -320,6 +320,16 @@ static void test_full_cycle(void) {
   CHECK(tok.data && strcmp(tok.data, access) == 0 && tok.len == strlen(access));
   tv_buf_free(&tok);
   CHECK(tok.data == NULL && tok.len == 0);
+  /* A wrong len cannot make tv_buf_free free the wrong size (ASan and valgrind watch this):
+   * the library frees by the length it stored, and says the caller's was wrong. */
+  size_t wrong_lens[] = {0, 1, 4096, (size_t)-1};
+  for (size_t i = 0; i < sizeof wrong_lens / sizeof wrong_lens[0]; i++) {
+    CHECK_STATUS(tv_vault_access_token(v, "ada", 0, &tok, NULL), TV_OK);
+    tok.len = wrong_lens[i];
+    tv_buf_free(&tok);
+    CHECK(tok.data == NULL && tok.len == 0);
+    CHECK(strstr(tvt_last_error(), "true length") != NULL);
+  }
   CHECK_STATUS(tv_vault_access_token_copy(v, "\xc3\x28", 0, buf, sizeof buf, &len, NULL), TV_INVALID_INPUT);
   CHECK_STATUS(tv_vault_access_token_copy(v, "nobody", 0, buf, sizeof buf, &len, NULL), TV_NOT_FOUND);
   CHECK_STATUS(tv_vault_access_token_copy(v, "ada", 0, buf, sizeof buf, NULL, NULL), TV_INVALID_INPUT);

@@ -280,6 +280,26 @@ class HttpRequest {
     tv_http_request_max_response_bytes(p_, &n);
     return n;
   }
+  /// Whether plain `http://` is allowed (loopback, or `allow_http`); refuse it otherwise with
+  /// `TransportResult::InsecureScheme` before connecting.
+  bool allows_plain_http() const noexcept {
+    uint8_t allowed = 0;
+    return tv_http_request_allows_plain_http(p_, &allowed) == TV_OK && allowed != 0;
+  }
+  /// Certificate pins (`sha256/<base64>` of the SPKI's SHA-256); when not empty, a transport
+  /// must find one in the presented chain, on top of normal validation, or send nothing and
+  /// return `TransportResult::CertificatePin`.
+  std::vector<std::string_view> pins() const {
+    size_t n = 0;
+    std::vector<std::string_view> out;
+    if (tv_http_request_pin_count(p_, &n) != TV_OK) return out;
+    out.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+      const char *pin = nullptr;
+      if (tv_http_request_pin(p_, i, &pin) == TV_OK) out.emplace_back(pin);
+    }
+    return out;
+  }
 
  private:
   HttpRequest(tv_http_request *p, bool owned) noexcept : p_(p), owned_(owned) {}
@@ -316,6 +336,8 @@ enum class TransportResult : int32_t {
   Io = TV_TRANSPORT_IO,
   TooLarge = TV_TRANSPORT_TOO_LARGE,
   Other = TV_TRANSPORT_OTHER,
+  CertificatePin = TV_TRANSPORT_CERTIFICATE_PIN,
+  InsecureScheme = TV_TRANSPORT_INSECURE_SCHEME,
 };
 
 /// One vault event; the views are valid only during the callback.

@@ -33,10 +33,13 @@ pub(crate) enum Outcome {
 impl Outcome {
     /// The outcome of a transport failure.
     pub(crate) fn from_transport(te: &TransportError) -> Outcome {
-        let error = if te.kind == TransportErrorKind::TooLarge {
-            VaultError::protocol(format!("the response was too large ({})", te.message))
-        } else {
-            VaultError::transient(format!("network: {te}"))
+        let error = match te.kind {
+            TransportErrorKind::TooLarge => {
+                VaultError::protocol(format!("the response was too large ({})", te.message))
+            }
+            TransportErrorKind::CertificatePin => VaultError::protocol("certificate pin mismatch"),
+            TransportErrorKind::InsecureScheme => VaultError::protocol("plain http refused by the transport"),
+            _ => VaultError::transient(format!("network: {te}")),
         };
         Outcome::NoAnswer {
             error,

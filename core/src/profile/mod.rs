@@ -65,6 +65,10 @@ pub struct Profile {
     refresh_lifetime: Option<Duration>,
     timeout: Duration,
     max_response_bytes: usize,
+    /// Plain `http://` is acceptable for this endpoint (a loopback literal, or `allow_http`).
+    plain_http_allowed: bool,
+    /// SPKI SHA-256 pins the server's chain must match (empty: no pinning).
+    pins: Vec<crate::transport::SpkiPin>,
 }
 
 impl fmt::Debug for Profile {
@@ -83,6 +87,7 @@ impl fmt::Debug for Profile {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("rotation", &self.rotation)
+            .field("pins", &self.pins.len())
             .finish_non_exhaustive()
     }
 }
@@ -97,8 +102,15 @@ impl Profile {
             )));
         }
         let mut value: Value = serde_json::from_str(json).map_err(|e| {
+            // Category and position only: serde_json's text never reaches the caller.
             VaultError::invalid(format!(
-                "the profile is not valid JSON (line {}, column {})",
+                "the profile is not valid JSON ({}, line {}, column {})",
+                match e.classify() {
+                    serde_json::error::Category::Io => "read error",
+                    serde_json::error::Category::Syntax => "syntax error",
+                    serde_json::error::Category::Data => "data error",
+                    serde_json::error::Category::Eof => "unexpected end",
+                },
                 e.line(),
                 e.column()
             ))
@@ -116,14 +128,8 @@ impl Profile {
             }
             Some(_) => return Err(VaultError::invalid("\"preset\" must be a string")),
         };
-        let spec: ProfileSpec = serde_json::from_value(value).map_err(|e| {
-            // serde's message names the offending key, never a value of ours.
-            let msg = e.to_string();
-            VaultError::invalid(format!(
-                "invalid profile: {}",
-                msg.chars().take(200).collect::<String>()
-            ))
-        })?;
+        let spec: ProfileSpec =
+            serde_path_to_error::deserialize(value).map_err(|e| VaultError::invalid(spec::describe_spec_error(&e)))?;
         Profile::from_spec(spec)
     }
 
@@ -164,6 +170,12 @@ impl Profile {
     /// Whether the server rotates refresh credentials.
     pub fn rotation(&self) -> Rotation {
         self.rotation
+    }
+
+    /// The certificate pins (SPKI SHA-256) the endpoint's chain must match; empty when the
+    /// profile does not pin.
+    pub fn pins(&self) -> &[crate::transport::SpkiPin] {
+        &self.pins
     }
 
     /// The request timeout.

@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::Value;
+use zeroize::Zeroizing;
 
 use super::spec::{BodyEncoding, ClientAuth};
 use super::template::{Values, Var};
@@ -35,22 +35,36 @@ impl Profile {
                 fields.push((name.as_str(), v));
             }
         }
-        let body = match self.encoding {
+        // Each buffer that holds a secret is sized exactly before it is written, so no
+        // reallocation leaves a copy behind, and is wiped if an error ends the build early.
+        let body: Zeroizing<Vec<u8>> = match self.encoding {
             BodyEncoding::Json => {
-                let mut s = String::from("{");
+                let len = 2
+                    + fields
+                        .iter()
+                        .map(|(name, v)| json_string_len(name) + 1 + json_string_len(v.expose()))
+                        .sum::<usize>()
+                    + fields.len().saturating_sub(1);
+                let mut s = Zeroizing::new(String::with_capacity(len));
+                s.push('{');
                 for (i, (name, v)) in fields.iter().enumerate() {
                     if i > 0 {
                         s.push(',');
                     }
-                    s.push_str(&Value::String((*name).to_owned()).to_string());
+                    push_json_string(name, &mut s);
                     s.push(':');
-                    s.push_str(&Value::String(v.expose().to_owned()).to_string());
+                    push_json_string(v.expose(), &mut s);
                 }
                 s.push('}');
-                s.into_bytes()
+                Zeroizing::new(std::mem::take(&mut *s).into_bytes())
             }
             BodyEncoding::Form => {
-                let mut s = String::new();
+                let len = fields
+                    .iter()
+                    .map(|(name, v)| form_encoded_len(name) + 1 + form_encoded_len(v.expose()))
+                    .sum::<usize>()
+                    + fields.len().saturating_sub(1);
+                let mut s = Zeroizing::new(String::with_capacity(len));
                 for (i, (name, v)) in fields.iter().enumerate() {
                     if i > 0 {
                         s.push('&');
@@ -59,9 +73,10 @@ impl Profile {
                     s.push('=');
                     form_encode(v.expose(), &mut s);
                 }
-                s.into_bytes()
+                Zeroizing::new(std::mem::take(&mut *s).into_bytes())
             }
         };
+        drop(fields);
         let content_type = match self.encoding {
             BodyEncoding::Json => "application/json",
             BodyEncoding::Form => "application/x-www-form-urlencoded",
@@ -77,18 +92,22 @@ impl Profile {
             },
         ];
         if basic {
-            let mut userpass = String::new();
-            form_encode(self.client_id.as_deref().unwrap_or(""), &mut userpass);
+            let id = self.client_id.as_deref().unwrap_or("");
+            let secret = self.client_secret.as_ref().map(|s| s.expose()).unwrap_or("");
+            let mut userpass = Zeroizing::new(String::with_capacity(
+                form_encoded_len(id) + 1 + form_encoded_len(secret),
+            ));
+            form_encode(id, &mut userpass);
             userpass.push(':');
-            form_encode(
-                self.client_secret.as_ref().map(|s| s.expose()).unwrap_or(""),
-                &mut userpass,
-            );
-            let value = SecretString::new(format!("Basic {}", STANDARD.encode(userpass.as_bytes())));
-            drop(SecretString::new(userpass));
+            form_encode(secret, &mut userpass);
+            let encoded_len = base64::encoded_len(userpass.len(), true)
+                .ok_or_else(|| VaultError::invalid("the client credentials are too long"))?;
+            let mut value = String::with_capacity("Basic ".len() + encoded_len);
+            value.push_str("Basic ");
+            STANDARD.encode_string(userpass.as_bytes(), &mut value);
             headers.push(HttpHeader {
                 name: "Authorization".into(),
-                value,
+                value: SecretString::new(value),
             });
         }
         for (name, t) in &self.headers {
@@ -102,15 +121,64 @@ impl Profile {
                 });
             }
         }
+        let mut body = body;
         Ok(HttpRequest {
             method: self.method.clone(),
             url: self.url.clone(),
             headers,
-            body,
+            body: std::mem::take(&mut *body),
             timeout: self.timeout,
             max_response_bytes: self.max_response_bytes,
+            allow_plain_http: self.plain_http_allowed,
+            pins: self.pins.clone(),
         })
     }
+}
+
+/// The length of `s` once [`form_encode`]d.
+fn form_encoded_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' | b' ' => 1,
+            _ => 3,
+        })
+        .sum()
+}
+
+/// The length of `s` as a JSON string literal written by [`push_json_string`].
+fn json_string_len(s: &str) -> usize {
+    2 + s
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\u{08}' | '\u{0c}' | '\n' | '\r' | '\t' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum::<usize>()
+}
+
+/// Append `s` as a JSON string literal (RFC 8259 escaping), without intermediate copies.
+fn push_json_string(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                out.push(HEX[(c as usize) >> 4] as char);
+                out.push(HEX[(c as usize) & 15] as char);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn form_encode(s: &str, out: &mut String) {

@@ -49,14 +49,15 @@ impl Profile {
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|b| *b == b'{');
-        let json: Option<Value> = if ct_json || (ct.is_empty() && body_looks_json) {
-            serde_json::from_slice(&response.body).ok()
+        // Wiped when dropped, on every return below: the document holds the new tokens.
+        let json: Option<WipedJson> = if ct_json || (ct.is_empty() && body_looks_json) {
+            serde_json::from_slice(&response.body).ok().map(WipedJson)
         } else {
             None
         };
 
         if status >= 400 {
-            let code = json.as_ref().and_then(|j| self.error_code(j));
+            let code = json.as_ref().and_then(|j| self.error_code(&j.0));
             if let Some(code) = &code {
                 if self.reauth_errors.iter().any(|e| e == code) {
                     return Err(VaultError::reauth(code.clone()));
@@ -75,7 +76,7 @@ impl Profile {
         }
 
         // 2xx
-        let Some(json) = json else {
+        let Some(wiped) = json else {
             if ct_html {
                 return Err(VaultError::transient(
                     "an HTML page instead of JSON (a captive portal?)",
@@ -86,12 +87,13 @@ impl Profile {
             }
             return Err(VaultError::protocol("unexpected response content type"));
         };
+        let json = &wiped.0;
         if let Some(rule) = &self.response.success {
-            if get_path(&json, &rule.path) != Some(&rule.equals) {
-                return Err(self.envelope_failure(&json, now_wall_ms));
+            if get_path(json, &rule.path) != Some(&rule.equals) {
+                return Err(self.envelope_failure(json, now_wall_ms));
             }
         }
-        let access = match get_path(&json, &self.response.access_token) {
+        let access = match get_path(json, &self.response.access_token) {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 return Err(VaultError::protocol("the response has no access token"));
@@ -101,7 +103,7 @@ impl Profile {
         validate_token("access token in the response", access)
             .map_err(|_| VaultError::protocol("the access token in the response is malformed"))?;
         let refresh = match (&self.response.refresh_token, self.rotation) {
-            (Some(path), Rotation::Always | Rotation::Optional) => match get_path(&json, path) {
+            (Some(path), Rotation::Always | Rotation::Optional) => match get_path(json, path) {
                 Some(Value::String(s)) if !s.is_empty() => {
                     validate_token("refresh token in the response", s)
                         .map_err(|_| VaultError::protocol("the refresh token in the response is malformed"))?;
@@ -118,7 +120,7 @@ impl Profile {
         };
         let expires = match &self.response.expires_in {
             None => None,
-            Some(path) => match get_path(&json, path) {
+            Some(path) => match get_path(json, path) {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(ExpiryValue::classify(
                     number(v).ok_or_else(|| VaultError::protocol("expires_in is not a number"))?,
@@ -127,7 +129,7 @@ impl Profile {
         };
         let refresh_expiry = match &self.response.refresh_expires_in {
             None => RefreshExpiry::Unknown,
-            Some(path) => match get_path(&json, path) {
+            Some(path) => match get_path(json, path) {
                 None | Some(Value::Null) => RefreshExpiry::Unknown,
                 Some(v) => {
                     let n = number(v).ok_or_else(|| VaultError::protocol("refresh_expires_in is not a number"))?;
@@ -144,7 +146,7 @@ impl Profile {
         };
         let text = |p: &Option<String>| -> Option<String> {
             p.as_ref()
-                .and_then(|p| get_path(&json, p))
+                .and_then(|p| get_path(json, p))
                 .and_then(|v| v.as_str())
                 .filter(|s| s.len() <= 4096)
                 .map(str::to_owned)
@@ -158,7 +160,7 @@ impl Profile {
             scope: text(&self.response.scope),
             server_date_ms: server_date_ms(response),
         };
-        wipe_json(json);
+        drop(wiped);
         Ok(received)
     }
 
@@ -196,8 +198,18 @@ impl Profile {
     }
 }
 
-/// Overwrite the strings of a parsed JSON document before it is freed.
-fn wipe_json(mut v: Value) {
+/// A parsed response document whose strings are overwritten before it is freed, whichever
+/// way [`Profile::parse_response`] returns.
+struct WipedJson(Value);
+
+impl Drop for WipedJson {
+    fn drop(&mut self) {
+        wipe_json(&mut self.0);
+    }
+}
+
+/// Overwrite the string values of a parsed JSON document.
+fn wipe_json(v: &mut Value) {
     fn walk(v: &mut Value) {
         match v {
             Value::String(s) => {
@@ -209,7 +221,7 @@ fn wipe_json(mut v: Value) {
             _ => {}
         }
     }
-    walk(&mut v);
+    walk(v);
 }
 
 /// `a.b.0.c` into a JSON document; `""` is the root.

@@ -17,6 +17,7 @@ use super::template::{Piece, Template, Var};
 use super::{Profile, DEFAULT_MAX_RESPONSE_BYTES};
 use crate::error::{Result, VaultError};
 use crate::secret::SecretString;
+use crate::transport::SpkiPin;
 
 const MAX_RESPONSE_CAP: usize = 16 * 1024 * 1024;
 const MAX_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
@@ -166,6 +167,8 @@ pub(super) struct ProfileSpec {
     max_response_bytes: usize,
     #[serde(default)]
     allow_http: bool,
+    #[serde(default)]
+    pins: Vec<String>,
 }
 
 fn default_method() -> String {
@@ -179,6 +182,107 @@ fn default_timeout() -> u64 {
 }
 fn default_cap() -> usize {
     DEFAULT_MAX_RESPONSE_BYTES
+}
+
+/// Every key the profile schema knows, at any depth: the only map keys an error may name.
+const SCHEMA_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "method",
+    "encoding",
+    "headers",
+    "body",
+    "client_auth",
+    "client_id",
+    "client_secret",
+    "scope",
+    "api_key",
+    "rotation",
+    "response",
+    "reauth_errors",
+    "reauth_statuses",
+    "refresh_expires_in_zero_is_offline",
+    "default_lifetime_secs",
+    "refresh_lifetime_secs",
+    "timeout_ms",
+    "max_response_bytes",
+    "allow_http",
+    "pins",
+    "access_token",
+    "refresh_token",
+    "expires_in",
+    "refresh_expires_in",
+    "token_type",
+    "success",
+    "envelope_status",
+    "error_code",
+    "path",
+    "equals",
+];
+
+/// Describe a profile that does not fit the schema without quoting anything from it.
+///
+/// serde's messages quote the offending value (`invalid type: string "s3cr3t", expected u64`)
+/// or key, and a profile holds client secrets and API keys. The description is rebuilt from
+/// parts that come from the schema alone: the kind of mismatch, what was expected, and the
+/// path to the field, naming only keys the schema defines (others become `?`) and list
+/// positions.
+pub(super) fn describe_spec_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    use serde_path_to_error::Segment;
+    let mut path = String::new();
+    for seg in e.path().iter() {
+        match seg {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(SCHEMA_KEYS.iter().find(|k| **k == key.as_str()).copied().unwrap_or("?"));
+            }
+            Segment::Unknown => path.push_str(".?"),
+        }
+    }
+    let msg = e.inner().to_string();
+    // What serde expected comes after the last ", expected " (the schema's words, after any quoted value).
+    let expected = || {
+        msg.rfind(", expected ")
+            .map(|i| &msg[i + ", expected ".len()..])
+            .map(|x| x.split(" at line ").next().unwrap_or(x))
+            .filter(|x| x.len() <= 160 && x.chars().all(|c| c.is_ascii_alphanumeric() || " `_,.-".contains(c)))
+            .map(|x| format!(" (expected {x})"))
+            .unwrap_or_default()
+    };
+    let missing = || {
+        msg.strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+            .and_then(|f| SCHEMA_KEYS.iter().find(|k| **k == f))
+            .map(|f| format!(" `{f}`"))
+            .unwrap_or_default()
+    };
+    let what = if msg.starts_with("invalid type: ") {
+        format!("a value has the wrong type{}", expected())
+    } else if msg.starts_with("invalid value: ") {
+        format!("a value is not acceptable{}", expected())
+    } else if msg.starts_with("invalid length ") {
+        format!("a list has the wrong length{}", expected())
+    } else if msg.starts_with("unknown variant ") {
+        format!("unknown choice{}", expected())
+    } else if msg.starts_with("unknown field ") {
+        "unknown key".to_owned()
+    } else if msg.starts_with("missing field ") {
+        format!("missing key{}", missing())
+    } else if msg.starts_with("duplicate field ") {
+        "a key appears twice".to_owned()
+    } else if msg.starts_with("too many entries") {
+        "too many entries".to_owned()
+    } else {
+        "a value does not fit the profile schema".to_owned()
+    };
+    if path.is_empty() {
+        format!("invalid profile: {what}")
+    } else {
+        format!("invalid profile: {what} at `{path}`")
+    }
 }
 
 /// Deep-merge `over` into `base` (objects merge key by key; anything else replaces).
@@ -240,16 +344,83 @@ fn check_url(url: &str) -> Result<(bool, bool)> {
     if authority.is_empty() || authority.contains('@') {
         return Err(VaultError::invalid("the URL needs a host and no user info"));
     }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| VaultError::invalid("the URL has an unclosed '[' in its host"))?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err(VaultError::invalid("the URL has text after its bracketed host"));
+        }
+        (host, after.strip_prefix(':'))
     } else {
-        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
     if host.is_empty() {
         return Err(VaultError::invalid("the URL has an empty host"));
     }
-    let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(VaultError::invalid("the URL's port is not a number"));
+    }
+    let loopback = is_loopback_host(host, authority.starts_with('['));
     Ok((https, loopback))
+}
+
+/// Most certificate pins a profile may carry.
+pub(super) const MAX_PINS: usize = 8;
+
+/// Validate `pins` (`sha256/<base64 of the SubjectPublicKeyInfo's SHA-256>`): at most
+/// [`MAX_PINS`], no duplicates, and only on an https URL (a pin means nothing without TLS).
+fn check_pins(pins: &[String], https: bool) -> Result<Vec<SpkiPin>> {
+    if pins.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !https {
+        return Err(VaultError::invalid("certificate pins need an https URL"));
+    }
+    if pins.len() > MAX_PINS {
+        return Err(VaultError::invalid(format!("at most {MAX_PINS} certificate pins")));
+    }
+    let mut out: Vec<SpkiPin> = Vec::with_capacity(pins.len());
+    for p in pins {
+        let pin = SpkiPin::parse(p).ok_or_else(|| {
+            VaultError::invalid("a certificate pin must be \"sha256/\" followed by the base64 of 32 bytes")
+        })?;
+        if out.contains(&pin) {
+            return Err(VaultError::invalid("a certificate pin is listed twice"));
+        }
+        out.push(pin);
+    }
+    if out.len() == 1 {
+        log::warn!(
+            "a profile pins a single certificate key: add a backup pin so a key rotation cannot lock every user out"
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a URL's host names this machine for the plain-http exception.
+///
+/// Only literals qualify: an IPv4 address in 127.0.0.0/8 in dotted-quad form (`127.0.0.1`,
+/// `127.1.2.3`), the bracketed IPv6 loopback `[::1]`, or the name `localhost` in any case.
+/// Everything else is not loopback, on purpose: DNS names that merely start with `127.` or
+/// `localhost` (`127.attacker.example`, `127.0.0.1.nip.io`, `localhost.attacker.example`)
+/// resolve wherever their owner likes; `localhost.` (trailing dot) is an absolute DNS name a
+/// resolver may send to the network; shorthand or octal IPv4 forms (`127.1`, `0177.0.0.1`) are
+/// read differently by different parsers; and IPv4-mapped IPv6 (`[::ffff:127.0.0.1]`) is
+/// refused rather than trusted to every stack's mapping rules.
+fn is_loopback_host(host: &str, bracketed: bool) -> bool {
+    if bracketed {
+        return host
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip == std::net::Ipv6Addr::LOCALHOST);
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return ip.is_loopback();
+    }
+    host.eq_ignore_ascii_case("localhost")
 }
 
 impl Profile {
@@ -266,6 +437,7 @@ impl Profile {
                 "plain http is only allowed to loopback hosts unless allow_http is set",
             ));
         }
+        let pins = check_pins(&s.pins, https)?;
         let method = s.method.to_ascii_uppercase();
         if method != "POST" && method != "PUT" {
             return Err(VaultError::invalid("the method must be POST or PUT"));
@@ -390,6 +562,8 @@ impl Profile {
             refresh_lifetime: s.refresh_lifetime_secs.map(Duration::from_secs),
             timeout: Duration::from_millis(s.timeout_ms),
             max_response_bytes: s.max_response_bytes,
+            plain_http_allowed: !https && (loopback || s.allow_http),
+            pins,
         })
     }
 }

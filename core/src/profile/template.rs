@@ -46,12 +46,8 @@ impl Template {
                 "client_secret" => Var::ClientSecret,
                 "scope" => Var::Scope,
                 "api_key" => Var::ApiKey,
-                other => {
-                    return Err(VaultError::invalid(format!(
-                        "unknown placeholder {{{}}} in a template",
-                        other.chars().take(40).collect::<String>()
-                    )))
-                }
+                // The name is not quoted: a mistyped template may hold a literal secret.
+                _ => return Err(VaultError::invalid("unknown placeholder in a template")),
             };
             pieces.push(Piece::Var(var));
             rest = &after[close + 1..];
@@ -77,7 +73,16 @@ impl Template {
         if let Some(v) = self.sole_var() {
             return Ok(vals.get(v).map(SecretString::new));
         }
-        let mut out = String::new();
+        // Sized exactly up front: growing would leave copies of the secret parts in freed memory.
+        let len = self
+            .0
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Var(v) => vals.get(*v).map_or(0, str::len),
+            })
+            .sum();
+        let mut out = String::with_capacity(len);
         for p in &self.0 {
             match p {
                 Piece::Text(t) => out.push_str(t),

@@ -351,7 +351,7 @@ fn transient_throttled_and_malformed_responses() {
             "{s}"
         );
     }
-    for s in [301, 302, 307] {
+    for s in [301, 302, 303, 307, 308] {
         assert_eq!(
             p.parse_response(&resp(s, "text/html", "<html>"), NOW)
                 .unwrap_err()
@@ -553,4 +553,199 @@ fn origin_is_scheme_host_and_explicit_port() {
     assert_eq!(origin_of("http://127.0.0.1:9000/t"), "http://127.0.0.1:9000");
     assert_eq!(origin_of("http://[::1]/t"), "http://[::1]:80");
     assert_eq!(origin_of("http://[::1]:81/t"), "http://[::1]:81");
+/// Plain http is accepted only for loopback literals; names that merely look like loopback are
+/// refused, and the request carries the decision for the transport's own check.
+#[test]
+fn plain_http_only_to_loopback_literals() {
+    let load = |url: &str| {
+        let d = serde_json::json!({"preset": "seed-001", "name": "x", "url": url});
+        Profile::from_json(&d.to_string())
+    };
+    for url in [
+        "http://127.0.0.1/token",
+        "http://127.0.0.1:8080/token",
+        "http://127.1.2.3/token",
+        "http://[::1]/token",
+        "http://[::1]:9000/token",
+        "http://localhost/token",
+        "http://LOCALHOST:80/token",
+    ] {
+        let p = load(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(p.build_request("a", Some("r")).unwrap().allow_plain_http, "{url}");
+    }
+    for url in [
+        "http://127.attacker.example/token",
+        "http://127.0.0.1.nip.io/token",
+        "http://localhost.attacker.example/token",
+        "http://localhost./token",
+        "http://[::ffff:127.0.0.1]/token",
+        "http://127.1/token",
+        "http://0177.0.0.1/token",
+        "http://128.0.0.1/token",
+        "http://[::1]evil.example/token",
+        "http://127.0.0.1:80x/token",
+        "http://[::2]/token",
+    ] {
+        assert!(load(url).is_err(), "{url} must not count as loopback");
+    }
+    // https never needs the exception, and an explicit allow_http is carried to the transport.
+    let p = load("https://127.attacker.example/token").unwrap();
+    assert!(!p.build_request("a", Some("r")).unwrap().allow_plain_http);
+    let d = serde_json::json!({"preset": "seed-001", "name": "x", "url": "http://lan.example/t", "allow_http": true});
+    let p = Profile::from_json(&d.to_string()).unwrap();
+    assert!(p.build_request("a", Some("r")).unwrap().allow_plain_http);
+}
+
+/// Certificate pins: `sha256/<base64 of 32 bytes>`, at most 8, no duplicates, https only; they
+/// travel on every request built from the profile.
+#[test]
+fn certificate_pins_are_validated_and_carried_on_the_request() {
+    let pin = |b: u8| format!("sha256/{}", STANDARD.encode([b; 32]));
+    let load = |url: &str, pins: Value| {
+        let d = serde_json::json!({"preset": "seed-001", "name": "x", "url": url, "pins": pins});
+        Profile::from_json(&d.to_string())
+    };
+    let p = load("https://a.example.test/r", serde_json::json!([pin(1), pin(2)])).unwrap();
+    assert_eq!(p.pins().len(), 2);
+    assert_eq!(p.pins()[0].to_string(), pin(1));
+    let req = p.build_request("a", Some("r")).unwrap();
+    assert_eq!(req.pins, p.pins());
+    assert!(
+        load("https://a.example.test/r", serde_json::json!([pin(1)])).is_ok(),
+        "one pin is allowed"
+    );
+    assert!(load("https://a.example.test/r", serde_json::json!([]))
+        .unwrap()
+        .pins()
+        .is_empty());
+    for bad in [
+        serde_json::json!(["sha1/AAAA"]),
+        serde_json::json!([format!("sha256/{}", STANDARD.encode([1u8; 31]))]),
+        serde_json::json!([format!("sha256/{}", STANDARD.encode([1u8; 33]))]),
+        serde_json::json!(["sha256/!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!="]),
+        serde_json::json!([pin(1), pin(1)]),
+        Value::Array((0..9).map(|i| Value::String(pin(i))).collect()),
+        serde_json::json!("sha256/not-a-list"),
+    ] {
+        assert!(load("https://a.example.test/r", bad.clone()).is_err(), "{bad}");
+    }
+    assert!(
+        load("http://127.0.0.1:8080/r", serde_json::json!([pin(1), pin(2)])).is_err(),
+        "pins need TLS"
+    );
+}
+
+/// A profile that does not fit the schema is refused without quoting any of its values: a
+/// secret-looking value of the wrong type, an unknown enum choice, an unknown key, a bad
+/// template — in every kind of field — never appears in the error's `Display` or `Debug`.
+#[test]
+fn profile_load_errors_never_quote_the_profile() {
+    const SECRET: &str = "s3cr3t-Zq8x";
+    let base =
+        serde_json::json!({"preset": "seed-003", "name": "x", "url": "https://a.example.test/r", "client_id": "c"});
+    let n: Value = serde_json::json!(4_242_424_242u64); // a number that must not be echoed either
+    let s = || Value::String(format!("{SECRET}-value"));
+    let cases: Vec<(&str, Value)> = vec![
+        // string where a number is expected
+        ("timeout_ms", s()),
+        ("default_lifetime_secs", s()),
+        ("max_response_bytes", s()),
+        ("refresh_lifetime_secs", s()),
+        // number or object where a string is expected
+        ("client_secret", n.clone()),
+        ("client_secret", serde_json::json!({ SECRET: SECRET })),
+        ("api_key", serde_json::json!([SECRET])),
+        ("client_id", serde_json::json!({"k": SECRET})),
+        ("scope", serde_json::json!(true)),
+        ("name", n.clone()),
+        ("method", serde_json::json!([SECRET])),
+        // unknown enum choices
+        ("encoding", s()),
+        ("rotation", s()),
+        ("client_auth", s()),
+        // string or object where a bool or a list is expected
+        ("allow_http", s()),
+        ("refresh_expires_in_zero_is_offline", s()),
+        ("reauth_errors", serde_json::json!({ SECRET: 1 })),
+        ("reauth_statuses", serde_json::json!([s()])),
+        ("pins", serde_json::json!({ SECRET: SECRET })),
+        ("pins", serde_json::json!([n.clone()])),
+        // maps of strings with wrong values
+        ("headers", serde_json::json!({"X-Api-Key": n.clone()})),
+        ("headers", serde_json::json!({"X-Api-Key": {"v": SECRET}})),
+        ("body", serde_json::json!({"client_secret": [SECRET]})),
+        ("headers", s()),
+        (
+            "headers",
+            serde_json::json!({"X-Api-Key": format!("{SECRET}-{{{SECRET}}}")}),
+        ),
+        // nested response fields
+        ("response", s()),
+        ("response", serde_json::json!({"access_token": n.clone()})),
+        ("response", serde_json::json!({"access_token": "a", "surprise": SECRET})),
+        (
+            "response",
+            serde_json::json!({"access_token": "a", "success": {"path": "ok", "equals": 1, SECRET: 2}}),
+        ),
+        ("response", serde_json::json!({"access_token": "a", "error_code": s()})),
+        // an unknown key, named like a secret
+        (SECRET, s()),
+    ];
+    let numeric = n.to_string();
+    for (key, value) in cases {
+        let mut doc = base.clone();
+        doc[key] = value.clone();
+        let err = Profile::from_json(&doc.to_string()).expect_err(key);
+        let shown = format!("{err} | {err:?}");
+        assert!(!shown.contains(SECRET), "{key}={value}: {shown}");
+        assert!(!shown.contains(&numeric), "{key}={value}: {shown}");
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{shown}");
+    }
+    // A duplicate key in the text: the document is read (the last one wins) or refused, and the
+    // secret never shows either way.
+    let dup = format!(
+        r#"{{"preset":"seed-003","name":"x","url":"https://a.example.test/r","timeout_ms":"{SECRET}","timeout_ms":"{SECRET}"}}"#
+    );
+    let err = Profile::from_json(&dup).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains(SECRET));
+    // Syntax errors give a category and a position, never the text around it.
+    let broken = format!(r#"{{"preset":"seed-003","client_secret":"{SECRET}" "#);
+    let err = Profile::from_json(&broken).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(SECRET) && shown.contains("line 1"), "{shown}");
+    // The description still helps: what was expected, and where.
+    let mut doc = base.clone();
+    doc["timeout_ms"] = s();
+    let err = Profile::from_json(&doc.to_string()).unwrap_err().to_string();
+    assert!(
+        err.contains("wrong type") && err.contains("u64") && err.contains("`timeout_ms`"),
+        "{err}"
+    );
+    let mut doc = base.clone();
+    doc["response"] = serde_json::json!({"access_token": n});
+    let err = Profile::from_json(&doc.to_string()).unwrap_err().to_string();
+    assert!(err.contains("`response.access_token`"), "{err}");
+}
+
+/// The request body is written without intermediate copies; it must still be exactly what
+/// serde_json writes for the same fields (escapes included), and the form body exact too.
+#[test]
+fn request_bodies_are_encoded_exactly() {
+    let tricky = "a\"b\\c\u{1}\u{8}\u{c}\n\r\t\u{1f}é€😀/<>&=+ %";
+    let p = seed001();
+    let req = p.build_request(tricky, Some(tricky)).unwrap();
+    let expected = serde_json::json!({"accessToken": tricky, "refreshToken": tricky}).to_string();
+    assert_eq!(std::str::from_utf8(&req.body).unwrap(), expected);
+    assert_eq!(
+        req.body.capacity(),
+        req.body.len(),
+        "sized exactly: no reallocation copies"
+    );
+    let form = seed003().build_request("a", Some(tricky)).unwrap();
+    let text = std::str::from_utf8(&form.body).unwrap();
+    assert!(
+        text.contains("refresh_token=a%22b%5Cc%01%08%0C%0A%0D%09%1F%C3%A9%E2%82%AC%F0%9F%98%80%2F%3C%3E%26%3D%2B+%25"),
+        "{text}"
+    );
+    assert_eq!(form.body.capacity(), form.body.len());
 }

@@ -210,6 +210,12 @@ fn buffer_too_small(needed: usize) -> tokenvault::VaultError {
 /// released, and `buf->data` / `buf->len` are reset to NULL / 0 (so a second call is
 /// harmless). `buf` may be NULL, and `buf->data` may be NULL.
 ///
+/// The library keeps each buffer's true length next to its bytes and frees by that length:
+/// a `buf->len` changed by the caller is ignored (the whole block is still zeroed and freed)
+/// and recorded as this thread's last error message. A `buf->data` the library did not hand
+/// out (or already freed) cannot be made safe; when its hidden marker is missing it is left
+/// alone and reported the same way.
+///
 /// Ownership: takes back what the library allocated; `buf` itself stays the caller's.
 /// Thread-safe for distinct buffers.
 #[no_mangle]
@@ -219,11 +225,21 @@ pub unsafe extern "C" fn tv_buf_free(buf: *mut tv_buf) {
             return;
         }
         // SAFETY: `buf` points to a `tv_buf` filled by this library (header contract).
-        unsafe {
+        let outcome = unsafe {
             let b = &mut *buf;
-            boundary::free_raw_text(b.data, b.len);
+            let outcome = boundary::free_raw_text(b.data, b.len);
             b.data = std::ptr::null_mut();
             b.len = 0;
+            outcome
+        };
+        match outcome {
+            boundary::FreedText::Null | boundary::FreedText::Freed => {}
+            boundary::FreedText::FreedLengthMismatch => boundary::set_last_error(
+                "tv_buf_free: `buf->len` was not the buffer's length; the buffer was freed by its true length".to_owned(),
+            ),
+            boundary::FreedText::NotOurs => boundary::set_last_error(
+                "tv_buf_free: `buf->data` is not a live buffer of this library; it was not freed".to_owned(),
+            ),
         }
     })
 }
@@ -324,6 +340,53 @@ mod tests {
         assert!(b.data.is_null());
         assert_eq!(b.len, 0);
         unsafe { tv_buf_free(&mut b) };
+    }
+
+    /// A caller that changes `len` (shorter, longer, absurd) before freeing still gets the
+    /// whole block zeroed and freed by its true length, and a message saying so; under
+    /// Miri/ASan/valgrind a length-trusting free would be a mismatched deallocation.
+    #[test]
+    fn buf_free_ignores_a_wrong_length() {
+        for wrong in [0usize, 3, 7, 1 << 20, usize::MAX] {
+            let mut b = tv_buf::from_bytes(b"secret-token");
+            b.len = wrong;
+            crate::boundary::set_last_error(String::new());
+            unsafe { tv_buf_free(&mut b) };
+            assert!(b.data.is_null());
+            assert_eq!(b.len, 0);
+            let msg = crate::boundary::last_error();
+            assert!(msg.contains("true length"), "{wrong}: {msg}");
+        }
+        // The right length leaves no message.
+        let mut b = tv_buf::from_bytes(b"secret-token");
+        crate::boundary::set_last_error(String::new());
+        unsafe { tv_buf_free(&mut b) };
+        assert_eq!(crate::boundary::last_error(), "");
+        // An empty text is a real block too.
+        let mut e = tv_buf::from_bytes(b"");
+        assert!(!e.data.is_null());
+        e.len = 5;
+        unsafe { tv_buf_free(&mut e) };
+        assert!(e.data.is_null());
+    }
+
+    /// The bytes are zeroed before they are released, wherever `len` points.
+    #[test]
+    fn free_raw_text_zeroes_the_whole_block() {
+        let p = crate::boundary::into_raw_text(b"abcdef");
+        assert_eq!(
+            unsafe { crate::boundary::free_raw_text(p, 2) },
+            crate::boundary::FreedText::FreedLengthMismatch
+        );
+        let p = crate::boundary::into_raw_text(b"abcdef");
+        assert_eq!(
+            unsafe { crate::boundary::free_raw_text(p, 6) },
+            crate::boundary::FreedText::Freed
+        );
+        assert_eq!(
+            unsafe { crate::boundary::free_raw_text(std::ptr::null_mut(), 6) },
+            crate::boundary::FreedText::Null
+        );
     }
 
     #[test]

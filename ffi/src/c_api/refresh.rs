@@ -55,6 +55,9 @@ pub struct tv_http_request {
     body: SecretText,
     timeout_ms: u64,
     max_response_bytes: usize,
+    allow_plain_http: bool,
+    /// `sha256/<base64>` texts.
+    pins: Vec<CString>,
 }
 
 impl fmt::Debug for tv_http_request {
@@ -96,6 +99,12 @@ impl tv_http_request {
             body: SecretText::new(&r.body),
             timeout_ms: u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX),
             max_response_bytes: r.max_response_bytes,
+            allow_plain_http: r.allow_plain_http,
+            pins: r
+                .pins
+                .iter()
+                .map(|p| c_string(&p.to_string(), "pin"))
+                .collect::<Result<Vec<_>, _>>()?,
         })
     }
 }
@@ -171,6 +180,66 @@ pub unsafe extern "C" fn tv_http_request_header(
             out_name.write(name.as_ptr());
             out_value.write(value.as_ptr());
         }
+        Ok(())
+    })
+}
+
+/// Whether the request may be sent over plain `http://`: `*out_allowed` is 1 only for a
+/// loopback endpoint (`127.0.0.0/8`, `[::1]`, `localhost`) or a profile with `allow_http`.
+/// A host transport must refuse (`TV_TRANSPORT_INSECURE_SCHEME`) an `http://` URL when it is 0,
+/// before connecting.
+///
+/// Ownership: borrows `request`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_http_request_allows_plain_http(
+    request: *const tv_http_request,
+    out_allowed: *mut u8,
+) -> tv_status {
+    boundary!("tv_http_request_allows_plain_http", [request, out_allowed], {
+        // SAFETY: a live request and a valid out-pointer (header contract).
+        unsafe { out_allowed.write(u8::from((*request).allow_plain_http)) };
+        Ok(())
+    })
+}
+
+/// The number of certificate pins of the endpoint (0: not pinned). When there are pins, a
+/// host transport must, besides its normal certificate validation, require that some
+/// certificate of the chain the server presents has a SubjectPublicKeyInfo whose SHA-256 is
+/// one of them, and send nothing of the request otherwise (report `TV_TRANSPORT_CERTIFICATE_PIN`).
+///
+/// Ownership: borrows `request`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_http_request_pin_count(
+    request: *const tv_http_request,
+    out_count: *mut usize,
+) -> tv_status {
+    boundary!("tv_http_request_pin_count", [request, out_count], {
+        // SAFETY: a live request and a valid out-pointer (header contract).
+        unsafe { out_count.write((*request).pins.len()) };
+        Ok(())
+    })
+}
+
+/// The pin at `index` (0-based, below the count), as `sha256/<base64 of the SHA-256 of the
+/// DER SubjectPublicKeyInfo>` (OkHttp's `CertificatePinner` form).
+///
+/// Ownership: `*out_pin` is borrowed from `request` (see `tv_http_request_method`).
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_http_request_pin(
+    request: *const tv_http_request,
+    index: usize,
+    out_pin: *mut *const c_char,
+) -> tv_status {
+    boundary!("tv_http_request_pin", [request, out_pin], {
+        // SAFETY: a live request (header contract).
+        let request = unsafe { &*request };
+        let pin = request
+            .pins
+            .get(index)
+            .ok_or_else(|| invalid("`index` is not below the pin count"))?;
+        // SAFETY: a valid out-pointer (header contract).
+        unsafe { out_pin.write(pin.as_ptr()) };
         Ok(())
     })
 }
@@ -260,6 +329,18 @@ pub enum tv_refresh_step {
 /// attempt and `*out_request` is the request to send; otherwise they are set to 0 and NULL. An
 /// attempt that is never finished is abandoned at its deadline (the request's timeout plus a
 /// few seconds), and other callers can refresh again.
+///
+/// Sending the request: do not follow redirects. Most HTTP clients follow them by default,
+/// and a 307/308 resends the body (the refresh credential) to wherever the `Location` points.
+/// Turn them off: OkHttp `followRedirects(false)` and `followSslRedirects(false)`; URLSession
+/// a delegate whose `urlSession(_:task:willPerformHTTPRedirection:newRequest:completionHandler:)`
+/// calls `completionHandler(nil)`; UnityWebRequest `redirectLimit = 0`; .NET
+/// `HttpClientHandler.AllowAutoRedirect = false`; libcurl leaves `CURLOPT_FOLLOWLOCATION` off;
+/// Python `requests` `allow_redirects=False`, urllib an `HTTPRedirectHandler` whose
+/// `redirect_request` returns `None`. Hand a 3xx to `tv_vault_finish_refresh` as received: it
+/// is a transient failure and nothing is stored. Refuse `http://` unless
+/// `tv_http_request_allows_plain_http` says 1, and enforce `tv_http_request_pin` when there are
+/// pins (report `TV_TRANSPORT_INSECURE_SCHEME` / `TV_TRANSPORT_CERTIFICATE_PIN`).
 ///
 /// Ownership: `*out_request` is owned by the caller: release it with `tv_http_request_free`
 /// (any time: finishing needs only the attempt number). Thread-safe.
@@ -386,6 +467,12 @@ pub enum tv_transport_result {
     TV_TRANSPORT_TOO_LARGE = 4,
     /// Anything else.
     TV_TRANSPORT_OTHER = 5,
+    /// The server's certificate chain matched none of the request's pins
+    /// (`tv_http_request_pin`); nothing of the request was sent.
+    TV_TRANSPORT_CERTIFICATE_PIN = 6,
+    /// The URL is plain `http://` and `tv_http_request_allows_plain_http` said no; nothing was
+    /// sent.
+    TV_TRANSPORT_INSECURE_SCHEME = 7,
 }
 
 fn transport_kind(code: i32) -> Option<TransportErrorKind> {
@@ -395,6 +482,8 @@ fn transport_kind(code: i32) -> Option<TransportErrorKind> {
         3 => TransportErrorKind::Io,
         4 => TransportErrorKind::TooLarge,
         5 => TransportErrorKind::Other,
+        6 => TransportErrorKind::CertificatePin,
+        7 => TransportErrorKind::InsecureScheme,
         _ => return None,
     })
 }
@@ -406,12 +495,14 @@ fn transport_error(kind: TransportErrorKind, by: &str) -> TransportError {
         TransportErrorKind::Io => "the connection broke",
         TransportErrorKind::TooLarge => "the response was too large",
         TransportErrorKind::Other => "failed",
+        TransportErrorKind::InsecureScheme => "refused plain http",
+        TransportErrorKind::CertificatePin => "certificate pin mismatch",
     };
     TransportError::new(kind, format!("{by}: {what}"))
 }
 
 /// Finish a two-step refresh whose request failed on the network; `kind` is one of
-/// `TV_TRANSPORT_TIMEOUT` … `TV_TRANSPORT_OTHER`. The session is kept: while its token is
+/// `TV_TRANSPORT_TIMEOUT` … `TV_TRANSPORT_INSECURE_SCHEME`. The session is kept: while its token is
 /// still valid (and the refresh was not forced) that token is returned with `TV_OK`; otherwise
 /// `TV_TRANSIENT`.
 ///
@@ -503,17 +594,40 @@ pub unsafe extern "C" fn tv_http_response_append_body(
             response.too_large = true;
             return Err(invalid("the response body is larger than max_response_bytes"));
         }
-        response.body.extend_from_slice(data);
+        append_without_copies(&mut response.body, data, response.max_body);
         Ok(())
     })
+}
+
+/// Append `data` to a body that holds secrets (the new tokens). A `Vec` that grows leaves its
+/// old buffer behind unwiped, so growth is done here: a new buffer (doubling, capped at `cap`),
+/// the bytes copied over, the old buffer zeroed before it is freed.
+fn append_without_copies(body: &mut Vec<u8>, data: &[u8], cap: usize) {
+    let needed = body.len().saturating_add(data.len());
+    if needed > body.capacity() {
+        let grown = body
+            .capacity()
+            .saturating_mul(2)
+            .max(needed)
+            .max(256)
+            .min(cap.max(needed));
+        let mut bigger = Vec::with_capacity(grown);
+        bigger.extend_from_slice(body);
+        boundary::wipe(body);
+        *body = bigger;
+    }
+    body.extend_from_slice(data);
 }
 
 /// Frees a callback's `user_data` when the library no longer needs it.
 pub type tv_destroy_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Performs one HTTP exchange for a blocking refresh: send `request` (method, URL, headers,
-/// body, within its timeout; never follow redirects), fill `response` with
-/// `tv_http_response_*`, and return `TV_TRANSPORT_OK`, or a `tv_transport_result` failure.
+/// body, within its timeout), fill `response` with `tv_http_response_*`, and return
+/// `TV_TRANSPORT_OK`, or a `tv_transport_result` failure. Never follow redirects (a 307/308
+/// would resend the refresh credential; how to turn them off in common clients: see
+/// `tv_vault_begin_refresh`): return the 3xx as the response. Refuse plain `http://` unless
+/// `tv_http_request_allows_plain_http`, and enforce the request's pins (`tv_http_request_pin`).
 pub type tv_transport_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -661,10 +775,44 @@ mod tests {
             (TV_TRANSPORT_IO, TransportErrorKind::Io),
             (TV_TRANSPORT_TOO_LARGE, TransportErrorKind::TooLarge),
             (TV_TRANSPORT_OTHER, TransportErrorKind::Other),
+            (TV_TRANSPORT_CERTIFICATE_PIN, TransportErrorKind::CertificatePin),
+            (TV_TRANSPORT_INSECURE_SCHEME, TransportErrorKind::InsecureScheme),
         ] {
             assert_eq!(transport_kind(c as i32), Some(k));
         }
         assert_eq!(transport_kind(TV_TRANSPORT_OK as i32), None);
         assert_eq!(transport_kind(99), None);
+    }
+
+    /// A host transport sees the plain-http permission and the pins, in `sha256/` form.
+    #[test]
+    fn requests_expose_plain_http_permission_and_pins() {
+        use std::ffi::CStr;
+        let pin = tokenvault::SpkiPin::from_sha256([1; 32]);
+        let core = HttpRequest {
+            method: "POST".into(),
+            url: "https://auth.example.test/token".into(),
+            headers: vec![],
+            body: b"x".to_vec(),
+            timeout: std::time::Duration::from_secs(1),
+            max_response_bytes: 1024,
+            allow_plain_http: false,
+            pins: vec![pin],
+        };
+        let req = tv_http_request::from_core(&core).unwrap();
+        let (mut allowed, mut count, mut text) = (9u8, 0usize, std::ptr::null());
+        unsafe {
+            assert_eq!(tv_http_request_allows_plain_http(&req, &mut allowed), tv_status::TV_OK);
+            assert_eq!(tv_http_request_pin_count(&req, &mut count), tv_status::TV_OK);
+            assert_eq!(tv_http_request_pin(&req, 0, &mut text), tv_status::TV_OK);
+            assert_eq!(CStr::from_ptr(text).to_str().unwrap(), pin.to_string());
+            assert_eq!(tv_http_request_pin(&req, 1, &mut text), tv_status::TV_INVALID_INPUT);
+            assert_eq!(
+                tv_http_request_pin_count(std::ptr::null(), &mut count),
+                tv_status::TV_INVALID_INPUT
+            );
+        }
+        assert_eq!((allowed, count), (0, 1));
+        assert!(pin.to_string().starts_with("sha256/"));
     }
 }

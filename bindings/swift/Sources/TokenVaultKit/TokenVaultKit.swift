@@ -1657,6 +1657,19 @@ public struct HttpRequest: Equatable, Hashable, CustomDebugStringConvertible {
      * Refuse (as [`TransportError::TooLarge`]) response bodies larger than this.
      */
     public var maxResponseBytes: UInt64
+    /**
+     * Whether the request may travel over plain `http://` (a loopback endpoint, or a profile
+     * with `allow_http`). When false, refuse an `http://` URL with
+     * [`TransportError::InsecureScheme`] before connecting.
+     */
+    public var allowPlainHttp: Bool
+    /**
+     * Certificate pins, each `sha256/<base64 of the SHA-256 of the DER SubjectPublicKeyInfo>`
+     * (OkHttp's `CertificatePinner` form). When not empty, besides normal certificate
+     * validation, some certificate of the chain the server presents must match one, or
+     * nothing of the request may be sent ([`TransportError::CertificatePin`]).
+     */
+    public var pins: [String]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1678,13 +1691,26 @@ public struct HttpRequest: Equatable, Hashable, CustomDebugStringConvertible {
          */timeoutMs: UInt64, 
         /**
          * Refuse (as [`TransportError::TooLarge`]) response bodies larger than this.
-         */maxResponseBytes: UInt64) {
+         */maxResponseBytes: UInt64, 
+        /**
+         * Whether the request may travel over plain `http://` (a loopback endpoint, or a profile
+         * with `allow_http`). When false, refuse an `http://` URL with
+         * [`TransportError::InsecureScheme`] before connecting.
+         */allowPlainHttp: Bool, 
+        /**
+         * Certificate pins, each `sha256/<base64 of the SHA-256 of the DER SubjectPublicKeyInfo>`
+         * (OkHttp's `CertificatePinner` form). When not empty, besides normal certificate
+         * validation, some certificate of the chain the server presents must match one, or
+         * nothing of the request may be sent ([`TransportError::CertificatePin`]).
+         */pins: [String]) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
         self.timeoutMs = timeoutMs
         self.maxResponseBytes = maxResponseBytes
+        self.allowPlainHttp = allowPlainHttp
+        self.pins = pins
     }
 
     
@@ -1719,7 +1745,9 @@ public struct FfiConverterTypeHttpRequest: FfiConverterRustBuffer {
                 headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf), 
                 body: FfiConverterData.read(from: &buf), 
                 timeoutMs: FfiConverterUInt64.read(from: &buf), 
-                maxResponseBytes: FfiConverterUInt64.read(from: &buf)
+                maxResponseBytes: FfiConverterUInt64.read(from: &buf), 
+                allowPlainHttp: FfiConverterBool.read(from: &buf), 
+                pins: FfiConverterSequenceString.read(from: &buf)
         )
     }
 
@@ -1730,6 +1758,8 @@ public struct FfiConverterTypeHttpRequest: FfiConverterRustBuffer {
         FfiConverterData.write(value.body, into: &buf)
         FfiConverterUInt64.write(value.timeoutMs, into: &buf)
         FfiConverterUInt64.write(value.maxResponseBytes, into: &buf)
+        FfiConverterBool.write(value.allowPlainHttp, into: &buf)
+        FfiConverterSequenceString.write(value.pins, into: &buf)
     }
 }
 
@@ -3069,6 +3099,18 @@ enum TransportError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
      */
     case Other(reason: String
     )
+    /**
+     * The server's certificate chain matched none of the request's `pins`; nothing of the
+     * request was sent.
+     */
+    case CertificatePin(reason: String
+    )
+    /**
+     * The URL is plain `http://` and the request's `allow_plain_http` is false; nothing was
+     * sent.
+     */
+    case InsecureScheme(reason: String
+    )
 
     
 
@@ -3113,6 +3155,12 @@ public struct FfiConverterTypeTransportError: FfiConverterRustBuffer {
         case 5: return .Other(
             reason: try FfiConverterString.read(from: &buf)
             )
+        case 6: return .CertificatePin(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 7: return .InsecureScheme(
+            reason: try FfiConverterString.read(from: &buf)
+            )
 
          default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3147,6 +3195,16 @@ public struct FfiConverterTypeTransportError: FfiConverterRustBuffer {
         
         case let .Other(reason):
             writeInt(&buf, Int32(5))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .CertificatePin(reason):
+            writeInt(&buf, Int32(6))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InsecureScheme(reason):
+            writeInt(&buf, Int32(7))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -3284,7 +3342,18 @@ public func FfiConverterTypeVaultEvent_lower(_ value: VaultEvent) -> RustBuffer 
  * The app's own HTTP client (OkHttp, `java.net.http`, URLSession, requests...), used by
  * blocking refreshes instead of the built-in one. Called on the thread that needs the refresh,
  * possibly from several threads at once (for different accounts), with no vault lock held.
- * It must not follow redirects and must honour `timeout_ms` and `max_response_bytes`.
+ * It must honour `timeout_ms` and `max_response_bytes`, refuse plain `http://` unless
+ * `allow_plain_http` ([`TransportError::InsecureScheme`]), and enforce `pins` when there are
+ * any ([`TransportError::CertificatePin`]), before sending anything.
+ *
+ * It must not follow redirects, and most clients do by default: a 307/308 resends the body,
+ * with the refresh credential, to wherever `Location` points. OkHttp:
+ * `followRedirects(false)` and `followSslRedirects(false)`. URLSession: a delegate whose
+ * `urlSession(_:task:willPerformHTTPRedirection:newRequest:completionHandler:)` calls
+ * `completionHandler(nil)`. `java.net.http`: `followRedirects(HttpClient.Redirect.NEVER)`.
+ * Python `requests`: `allow_redirects=False`; urllib: an `HTTPRedirectHandler` whose
+ * `redirect_request` returns `None`. Return the 3xx as the response: the vault treats it as a
+ * transient failure and stores nothing. The same holds for a request from `begin_refresh`.
  */
 public protocol HttpTransport: AnyObject, Sendable {
     

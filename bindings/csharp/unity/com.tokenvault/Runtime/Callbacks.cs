@@ -46,6 +46,14 @@ namespace Tokenvault
         public TimeSpan Timeout { get; internal set; }
         /// <summary>A larger response body is <see cref="TransportFailure.TooLarge"/>.</summary>
         public long MaxResponseBytes { get; internal set; }
+        /// <summary>Whether plain http:// is allowed (a loopback endpoint, or allow_http). When false,
+        /// refuse an http:// URL with <see cref="TransportFailure.InsecureScheme"/> before connecting.</summary>
+        public bool AllowsPlainHttp { get; internal set; }
+        /// <summary>Certificate pins, each "sha256/&lt;base64 of the SHA-256 of the DER SubjectPublicKeyInfo&gt;".
+        /// When not empty, besides normal validation, some certificate of the server's chain must match one
+        /// (e.g. in HttpClientHandler.ServerCertificateCustomValidationCallback, or UnityWebRequest's
+        /// certificateHandler), or send nothing and throw <see cref="TransportFailure.CertificatePin"/>.</summary>
+        public IList<string> Pins { get; internal set; }
 
         /// <summary>The first header of that name (case-insensitive), or null.</summary>
         public string Header(string name)
@@ -72,6 +80,17 @@ namespace Tokenvault
             Errors.Check(Native.tv_http_request_body(request, out body, out bodyLen));
             Errors.Check(Native.tv_http_request_timeout_ms(request, out timeoutMs));
             Errors.Check(Native.tv_http_request_max_response_bytes(request, out max));
+            byte allowsPlain;
+            UIntPtr pinCount;
+            Errors.Check(Native.tv_http_request_allows_plain_http(request, out allowsPlain));
+            Errors.Check(Native.tv_http_request_pin_count(request, out pinCount));
+            var pins = new List<string>((int)pinCount.ToUInt64());
+            for (ulong i = 0; i < pinCount.ToUInt64(); i++)
+            {
+                IntPtr pin;
+                Errors.Check(Native.tv_http_request_pin(request, (UIntPtr)i, out pin));
+                pins.Add(Utf8.FromNative(pin));
+            }
             var bytes = new byte[(int)bodyLen.ToUInt64()];
             if (bytes.Length > 0) Marshal.Copy(body, bytes, 0, bytes.Length);
             return new RefreshRequest
@@ -82,6 +101,8 @@ namespace Tokenvault
                 Body = bytes,
                 Timeout = TimeSpan.FromMilliseconds(timeoutMs),
                 MaxResponseBytes = (long)Math.Min(max.ToUInt64(), long.MaxValue),
+                AllowsPlainHttp = allowsPlain != 0,
+                Pins = pins.AsReadOnly(),
             };
         }
     }
@@ -109,6 +130,10 @@ namespace Tokenvault
         /// <summary>The response was larger than <see cref="RefreshRequest.MaxResponseBytes"/>.</summary>
         TooLarge = 4,
         Other = 5,
+        /// <summary>The server's chain matched none of <see cref="RefreshRequest.Pins"/>; nothing was sent.</summary>
+        CertificatePin = 6,
+        /// <summary>Plain http:// while <see cref="RefreshRequest.AllowsPlainHttp"/> is false; nothing was sent.</summary>
+        InsecureScheme = 7,
     }
 
     /// <summary>Thrown by an <see cref="IRefreshTransport"/> that got no response. Any other
@@ -122,7 +147,10 @@ namespace Tokenvault
 
     /// <summary>The game's own HTTP client for blocking refreshes. <see cref="Send"/> runs on the
     /// thread that asked for the token (never Unity's main thread if you use the Async methods),
-    /// possibly on several threads at once. It must not follow redirects. It must not wait for a
+    /// possibly on several threads at once. It must not follow redirects (a 307/308 would resend
+    /// the refresh credential elsewhere): HttpClientHandler.AllowAutoRedirect = false, or
+    /// UnityWebRequest.redirectLimit = 0; return the 3xx as the response. It must refuse http://
+    /// unless RefreshRequest.AllowsPlainHttp, and enforce RefreshRequest.Pins. It must not wait for a
     /// refresh of the account it is refreshing, nor dispose the vault.</summary>
     public interface IRefreshTransport
     {

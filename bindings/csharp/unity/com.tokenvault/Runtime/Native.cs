@@ -76,6 +76,9 @@ namespace Tokenvault
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_http_request_body(IntPtr request, out IntPtr outBody, out UIntPtr outLen);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_http_request_timeout_ms(IntPtr request, out ulong outMs);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_http_request_max_response_bytes(IntPtr request, out UIntPtr outBytes);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_http_request_allows_plain_http(IntPtr request, out byte outAllowed);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_http_request_pin_count(IntPtr request, out UIntPtr outCount);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_http_request_pin(IntPtr request, UIntPtr index, out IntPtr outPin);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern void tv_http_request_free(IntPtr request);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_begin_refresh(VaultHandle vault, byte* account, byte force, out int outStep, out ulong outAttempt, out HttpRequestHandle outRequest);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_finish_refresh(VaultHandle vault, ulong attempt, ushort status, NativeHeader* headers, UIntPtr headerCount, byte* body, UIntPtr bodyLen, out NativeBuf outToken, out ulong outGeneration);

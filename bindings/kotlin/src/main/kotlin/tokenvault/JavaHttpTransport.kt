@@ -26,6 +26,11 @@ import java.net.http.HttpResponse as JavaResponse
  * would send a refresh token elsewhere); the request's timeout and response-size cap are honoured;
  * failures are classified for the core (connect failures never reached the server, a broken
  * exchange may have). Exception texts are not passed on: they may quote the URL's query.
+ *
+ * Plain `http://` is refused unless the request allows it (`allowPlainHttp`: a loopback endpoint,
+ * or a profile with `allow_http`). Certificate pins are not checked by this transport: a pinned
+ * request is refused ([TransportException.CertificatePin]) rather than sent unpinned; use the
+ * built-in transport (no `setTransport`) for pinned profiles.
  */
 class JavaHttpTransport(
     private val client: HttpClient = HttpClient.newBuilder()
@@ -35,6 +40,12 @@ class JavaHttpTransport(
 ) : HttpTransport {
 
     override fun send(request: HttpRequest): HttpResponse {
+        if (request.url.regionMatches(0, "http://", 0, 7, ignoreCase = true) && !request.allowPlainHttp) {
+            throw TransportException.InsecureScheme("plain http refused for this endpoint")
+        }
+        if (request.pins.isNotEmpty()) {
+            throw TransportException.CertificatePin("this transport cannot check certificate pins")
+        }
         val builder = try {
             JavaRequest.newBuilder(URI.create(request.url))
                 .timeout(Duration.ofMillis(request.timeoutMs.toLong().coerceAtLeast(1)))

@@ -2988,6 +2988,21 @@ data class HttpRequest (
      * Refuse (as [`TransportError::TooLarge`]) response bodies larger than this.
      */
     var `maxResponseBytes`: kotlin.ULong
+    , 
+    /**
+     * Whether the request may travel over plain `http://` (a loopback endpoint, or a profile
+     * with `allow_http`). When false, refuse an `http://` URL with
+     * [`TransportError::InsecureScheme`] before connecting.
+     */
+    var `allowPlainHttp`: kotlin.Boolean
+    , 
+    /**
+     * Certificate pins, each `sha256/<base64 of the SHA-256 of the DER SubjectPublicKeyInfo>`
+     * (OkHttp's `CertificatePinner` form). When not empty, besides normal certificate
+     * validation, some certificate of the chain the server presents must match one, or
+     * nothing of the request may be sent ([`TransportError::CertificatePin`]).
+     */
+    var `pins`: List<kotlin.String>
     
 ){
     
@@ -3019,6 +3034,8 @@ public object FfiConverterTypeHttpRequest: FfiConverterRustBuffer<HttpRequest> {
             FfiConverterByteArray.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterSequenceString.read(buf),
         )
     }
 
@@ -3028,7 +3045,9 @@ public object FfiConverterTypeHttpRequest: FfiConverterRustBuffer<HttpRequest> {
             FfiConverterSequenceTypeHttpHeader.allocationSize(value.`headers`) +
             FfiConverterByteArray.allocationSize(value.`body`) +
             FfiConverterULong.allocationSize(value.`timeoutMs`) +
-            FfiConverterULong.allocationSize(value.`maxResponseBytes`)
+            FfiConverterULong.allocationSize(value.`maxResponseBytes`) +
+            FfiConverterBoolean.allocationSize(value.`allowPlainHttp`) +
+            FfiConverterSequenceString.allocationSize(value.`pins`)
     )
 
     override fun write(value: HttpRequest, buf: ByteBuffer) {
@@ -3038,6 +3057,8 @@ public object FfiConverterTypeHttpRequest: FfiConverterRustBuffer<HttpRequest> {
             FfiConverterByteArray.write(value.`body`, buf)
             FfiConverterULong.write(value.`timeoutMs`, buf)
             FfiConverterULong.write(value.`maxResponseBytes`, buf)
+            FfiConverterBoolean.write(value.`allowPlainHttp`, buf)
+            FfiConverterSequenceString.write(value.`pins`, buf)
     }
 }
 
@@ -4322,6 +4343,30 @@ sealed class TransportException: kotlin.Exception() {
             get() = "reason=${ `reason` }"
     }
     
+    /**
+     * The server's certificate chain matched none of the request's `pins`; nothing of the
+     * request was sent.
+     */
+    class CertificatePin(
+        
+        val `reason`: kotlin.String
+        ) : TransportException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The URL is plain `http://` and the request's `allow_plain_http` is false; nothing was
+     * sent.
+     */
+    class InsecureScheme(
+        
+        val `reason`: kotlin.String
+        ) : TransportException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
 
     
 
@@ -4356,6 +4401,12 @@ public object FfiConverterTypeTransportError : FfiConverterRustBuffer<TransportE
             5 -> TransportException.Other(
                 FfiConverterString.read(buf),
                 )
+            6 -> TransportException.CertificatePin(
+                FfiConverterString.read(buf),
+                )
+            7 -> TransportException.InsecureScheme(
+                FfiConverterString.read(buf),
+                )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
     }
@@ -4387,6 +4438,16 @@ public object FfiConverterTypeTransportError : FfiConverterRustBuffer<TransportE
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
             )
+            is TransportException.CertificatePin -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is TransportException.InsecureScheme -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
         }
     }
 
@@ -4414,6 +4475,16 @@ public object FfiConverterTypeTransportError : FfiConverterRustBuffer<TransportE
             }
             is TransportException.Other -> {
                 buf.putInt(5)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is TransportException.CertificatePin -> {
+                buf.putInt(6)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is TransportException.InsecureScheme -> {
+                buf.putInt(7)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -4601,7 +4672,18 @@ public object FfiConverterTypeVaultEvent : FfiConverterRustBuffer<VaultEvent>{
  * The app's own HTTP client (OkHttp, `java.net.http`, URLSession, requests...), used by
  * blocking refreshes instead of the built-in one. Called on the thread that needs the refresh,
  * possibly from several threads at once (for different accounts), with no vault lock held.
- * It must not follow redirects and must honour `timeout_ms` and `max_response_bytes`.
+ * It must honour `timeout_ms` and `max_response_bytes`, refuse plain `http://` unless
+ * `allow_plain_http` ([`TransportError::InsecureScheme`]), and enforce `pins` when there are
+ * any ([`TransportError::CertificatePin`]), before sending anything.
+ *
+ * It must not follow redirects, and most clients do by default: a 307/308 resends the body,
+ * with the refresh credential, to wherever `Location` points. OkHttp:
+ * `followRedirects(false)` and `followSslRedirects(false)`. URLSession: a delegate whose
+ * `urlSession(_:task:willPerformHTTPRedirection:newRequest:completionHandler:)` calls
+ * `completionHandler(nil)`. `java.net.http`: `followRedirects(HttpClient.Redirect.NEVER)`.
+ * Python `requests`: `allow_redirects=False`; urllib: an `HTTPRedirectHandler` whose
+ * `redirect_request` returns `None`. Return the 3xx as the response: the vault treats it as a
+ * transient failure and stores nothing. The same holds for a request from `begin_refresh`.
  */
 public interface HttpTransport {
     

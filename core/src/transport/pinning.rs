@@ -1,0 +1,274 @@
+//! TLS for the built-in transport when a request carries certificate pins or the host added
+//! root certificates: a ureq connector that wraps the TCP stream in rustls with a verifier
+//! that first does the normal WebPKI validation (chain to a trusted root, name, validity) and
+//! then requires that some certificate of the chain the server presented has a
+//! SubjectPublicKeyInfo whose SHA-256 is one of the pins. The check runs inside the TLS
+//! handshake, so a mismatch ends the connection before a byte of the HTTP request is written.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport as UreqTransport,
+    TransportAdapter,
+};
+
+use super::SpkiPin;
+
+/// The `ureq::Error::Tls` text that marks a pin mismatch (read back by the error classifier).
+pub(super) const PIN_MISMATCH: &str = "certificate pin mismatch";
+/// The `ureq::Error::Tls` text of any other failed handshake (untrusted chain, wrong name...).
+pub(super) const HANDSHAKE_FAILED: &str = "TLS handshake failed";
+
+/// A rustls client configuration trusting the Mozilla roots plus `extra_roots`, enforcing
+/// `pins` when there are any.
+pub(super) fn client_config(
+    extra_roots: &[CertificateDer<'static>],
+    pins: &[SpkiPin],
+) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for root in extra_roots {
+        roots.add(root.clone())?;
+    }
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|_| rustls::Error::General("the certificate verifier could not be built".into()))?;
+    let verifier = PinningVerifier {
+        inner,
+        pins: pins.to_vec(),
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Normal WebPKI validation, then the pin check.
+#[derive(Debug)]
+struct PinningVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    pins: Vec<SpkiPin>,
+}
+
+impl ServerCertVerifier for PinningVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        if self.pins.is_empty() || chain_matches(end_entity, intermediates, &self.pins) {
+            return Ok(verified);
+        }
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// True if a certificate of the presented chain has a pinned public key.
+fn chain_matches(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], pins: &[SpkiPin]) -> bool {
+    std::iter::once(end_entity)
+        .chain(intermediates)
+        .filter_map(|cert| spki_of(cert.as_ref()))
+        .any(|spki| pins.contains(&SpkiPin::of_spki(spki)))
+}
+
+/// One DER element read from the front of a byte string.
+struct DerElement<'a> {
+    tag: u8,
+    /// The element with its tag and length.
+    whole: &'a [u8],
+    /// Its contents.
+    contents: &'a [u8],
+    /// What follows it.
+    rest: &'a [u8],
+}
+
+fn der_element(input: &[u8]) -> Option<DerElement<'_>> {
+    let tag = *input.first()?;
+    let first = *input.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = input
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    let whole = input.get(..end)?;
+    Some(DerElement {
+        tag,
+        whole,
+        contents: whole.get(header..)?,
+        rest: input.get(end..)?,
+    })
+}
+
+/// The DER SubjectPublicKeyInfo of an X.509 certificate (the bytes a pin hashes).
+pub(super) fn spki_of(cert: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    let certificate = der_element(cert).filter(|e| e.tag == SEQUENCE)?;
+    let tbs = der_element(certificate.contents).filter(|e| e.tag == SEQUENCE)?;
+    let mut rest = tbs.contents;
+    // [0] EXPLICIT version, present from v2 on.
+    if rest.first() == Some(&0xa0) {
+        rest = der_element(rest)?.rest;
+    }
+    // serialNumber, signature, issuer, validity, subject.
+    for _ in 0..5 {
+        rest = der_element(rest)?.rest;
+    }
+    der_element(rest).filter(|e| e.tag == SEQUENCE).map(|e| e.whole)
+}
+
+/// The ureq connector step that wraps TCP in TLS with a pinning configuration. Plain `http://`
+/// connections pass through untouched (the transport refused them earlier unless allowed; a
+/// pinned request is never plain http).
+pub(super) struct PinnedTlsConnector {
+    pub(super) config: Arc<ClientConfig>,
+}
+
+impl fmt::Debug for PinnedTlsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PinnedTlsConnector")
+    }
+}
+
+impl<In: UreqTransport> Connector<In> for PinnedTlsConnector {
+    type Out = Either<In, PinnedTlsTransport>;
+
+    fn connect(&self, details: &ConnectionDetails, chained: Option<In>) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Err(ureq::Error::ConnectionFailed);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details.uri.host().ok_or(ureq::Error::Tls("the URL has no host"))?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let name = ServerName::try_from(host)
+            .map_err(|_| ureq::Error::Tls("invalid server name"))?
+            .to_owned();
+        let mut conn = ClientConnection::new(self.config.clone(), name).map_err(ureq::Error::Rustls)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        // Finish the handshake (and so the pin check) before ureq writes the request.
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut sock) {
+                let pin_failed = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| {
+                        matches!(
+                            r,
+                            rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+                        )
+                    });
+                let timed_out = matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock);
+                // The handshake did not finish: nothing of the request was written.
+                return Err(if pin_failed {
+                    ureq::Error::Tls(PIN_MISMATCH)
+                } else if timed_out {
+                    ureq::Error::Io(e)
+                } else {
+                    ureq::Error::Tls(HANDSHAKE_FAILED)
+                });
+            }
+        }
+        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+        Ok(Some(Either::B(PinnedTlsTransport {
+            buffers,
+            stream: StreamOwned { conn, sock },
+        })))
+    }
+}
+
+/// A TLS stream established by [`PinnedTlsConnector`].
+pub(super) struct PinnedTlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl fmt::Debug for PinnedTlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PinnedTlsTransport")
+    }
+}
+
+impl UreqTransport for PinnedTlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        use std::io::Write as _;
+        self.stream.sock.set_timeout(timeout);
+        let output = self
+            .buffers
+            .output()
+            .get(..amount)
+            .ok_or(ureq::Error::Tls("output beyond the buffer"))?;
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        use std::io::Read as _;
+        self.stream.sock.set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.sock.get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
