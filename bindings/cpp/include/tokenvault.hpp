@@ -497,6 +497,14 @@ class Vault {
     return existed != 0;
   }
 
+  /// Move a session to `profile` and its endpoint (a session's refresh credential is only sent
+  /// to the origin it was stored with; see tv_vault_move_session).
+  Result<void> move_session(detail::zstring account, detail::zstring profile) {
+    return detail::check(tv_vault_move_session(v_, account.c_str(), profile.c_str()));
+  }
+
+  /// Replace the key and the data key; the old key opens the vault until the new key's first
+  /// open (see tv_vault_rekey_with_key for the host's sequence).
   Result<void> rekey_with_key(const uint8_t *key, size_t key_len) { return detail::check(tv_vault_rekey_with_key(v_, key, key_len)); }
   Result<void> rekey_with_passphrase(detail::zstring passphrase) {
     return detail::check(tv_vault_rekey_with_passphrase(v_, passphrase.c_str()));

@@ -123,7 +123,13 @@ TEST(TokenVault, ErrorPaths) {
     EXPECT_EQ(v.access_token("nobody").status(), tv::Status::NotFound);
     EXPECT_EQ(v.access_token("\xc3\x28").status(), tv::Status::InvalidInput);
     EXPECT_EQ(v.load_profile_json("{}").status(), tv::Status::InvalidInput);
+    // move_session: an unregistered profile is invalid input; an unknown account, not found.
+    EXPECT_EQ(v.move_session("nobody", "game").status(), tv::Status::InvalidInput);
+    ASSERT_TRUE(v.load_profile_json(
+        R"({"preset":"oauth2","name":"game","url":"http://127.0.0.1:9/token","client_id":"c"})"));
+    EXPECT_EQ(v.move_session("nobody", "game").status(), tv::Status::NotFound);
     ASSERT_TRUE(v.close());
+    EXPECT_EQ(v.move_session("nobody", "game").status(), tv::Status::Closed);
     EXPECT_TRUE(v.close());
     EXPECT_EQ(v.access_token("a").status(), tv::Status::Closed);
     EXPECT_EQ(v.list_accounts().status(), tv::Status::Closed);
