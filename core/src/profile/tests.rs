@@ -553,6 +553,8 @@ fn origin_is_scheme_host_and_explicit_port() {
     assert_eq!(origin_of("http://127.0.0.1:9000/t"), "http://127.0.0.1:9000");
     assert_eq!(origin_of("http://[::1]/t"), "http://[::1]:80");
     assert_eq!(origin_of("http://[::1]:81/t"), "http://[::1]:81");
+}
+
 /// Plain http is accepted only for loopback literals; names that merely look like loopback are
 /// refused, and the request carries the decision for the transport's own check.
 #[test]
