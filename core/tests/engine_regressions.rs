@@ -237,9 +237,13 @@ fn a_missing_metadata_row_is_corrupt_not_not_found() {
         .unwrap()
         .execute("DELETE FROM vault_meta", [])
         .unwrap();
-    let e = v
-        .store(NewSession::new(ACCOUNT, "backend", "access-0").refresh_credential("refresh-0"))
-        .unwrap_err();
+    // A store needs only the authenticated manifest; a removal and an open need the row.
+    v.store(NewSession::new(ACCOUNT, "backend", "access-0").refresh_credential("refresh-0"))
+        .unwrap();
+    let e = v.remove(ACCOUNT).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
-    assert_eq!(v.session_count().unwrap(), 0, "nothing was stored");
+    assert_eq!(v.session_count().unwrap(), 1, "nothing was removed");
+    drop(v);
+    let e = Vault::open(&path, KeySource::raw(&KEY).unwrap(), VaultOptions::default()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
 }

@@ -162,6 +162,11 @@ pub(crate) struct Store {
     root_seen: u64,
     /// The key epoch this instance's data key belongs to.
     key_epoch: u64,
+    /// Accounts whose row this connection checked against the manifest, or wrote, at this
+    /// generation, while `PRAGMA data_version` stayed `verified_at` (no other connection
+    /// committed since): reading such a row again needs no new check.
+    verified: std::collections::HashMap<Vec<u8>, u64>,
+    verified_at: i64,
 }
 
 /// Create the vault file readable and writable by its owner only (0600 whatever the umask), if
@@ -219,6 +224,8 @@ impl Store {
             conn,
             root_seen: 0,
             key_epoch: 0,
+            verified: Default::default(),
+            verified_at: 0,
         };
 
         let page_count: i64 = store.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
@@ -477,6 +484,7 @@ impl Store {
             params![to_i64(next_epoch)?, lookup_sealed.0, lookup_sealed.1],
         )?;
         tx.commit()?;
+        self.verified.clear();
         self.key_epoch = next_epoch;
         self.root_seen = root.version;
         self.checkpoint();
@@ -486,7 +494,7 @@ impl Store {
     /// The authenticated root, checked against what this instance saw; a MAC failure is told
     /// apart: the data key was replaced by another handle (`WrongKey`), or tampering.
     fn root_in(conn: &Connection, cipher: &RecordCipher, seen: u64, epoch: u64) -> Result<manifest::Root> {
-        let root = manifest::read_root(conn, cipher).map_err(|e| Self::classify(conn, e, epoch))?;
+        let root = Self::root_for_write(conn, cipher, seen, epoch)?;
         // A bucket newer than the root: the root itself was put back from an older copy.
         let newest: Option<i64> = conn
             .prepare_cached("SELECT max(version) FROM manifest WHERE slot < 256")?
@@ -497,6 +505,14 @@ impl Store {
             )
             .into());
         }
+        Ok(root)
+    }
+
+    /// The root for a write: authenticated and checked against what this instance saw, without
+    /// the scan for buckets newer than it. A write over a stale root cannot hide it: the buckets
+    /// it does not rewrite stay newer than the root, and the next read refuses the vault.
+    fn root_for_write(conn: &Connection, cipher: &RecordCipher, seen: u64, epoch: u64) -> Result<manifest::Root> {
+        let root = manifest::read_root(conn, cipher).map_err(|e| Self::classify(conn, e, epoch))?;
         if root.version < seen {
             return Err(
                 VaultError::corrupt("the vault file went back in time (an older copy replaced it while open)").into(),
@@ -574,6 +590,20 @@ impl Store {
     /// than its entry, a row of a removed session, or a listed session without its row is
     /// `Corrupt` for this account.
     pub(crate) fn session_row(&mut self, account_hash: &[u8], cipher: &RecordCipher) -> Result<Option<SessionRow>> {
+        let data_version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if data_version != self.verified_at {
+            self.verified.clear();
+            self.verified_at = data_version;
+        }
+        if let Some(&generation) = self.verified.get(account_hash) {
+            let row = Self::row_in(&self.conn, account_hash)?;
+            if row.as_ref().map(|r| r.generation) == Some(generation) {
+                return Ok(row);
+            }
+        }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let row = Self::row_in(&tx, account_hash)?;
         let root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
@@ -581,6 +611,10 @@ impl Store {
         manifest::check_entry(&bucket, account_hash, row.as_ref().map(|r| r.generation))?;
         tx.commit()?;
         self.root_seen = root.version;
+        match &row {
+            Some(r) => self.verified.insert(account_hash.to_vec(), r.generation),
+            None => self.verified.remove(account_hash),
+        };
         Ok(row)
     }
 
@@ -651,7 +685,7 @@ impl Store {
         seal: impl FnOnce(u64) -> crate::error::Result<(i64, Vec<u8>, Vec<u8>)>,
     ) -> Result<Option<u64>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
+        let mut root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
         let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
         let current: Option<i64> = tx
             .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
@@ -664,16 +698,12 @@ impl Store {
                 return Ok(None);
             }
         }
-        let removed: i64 = tx
-            .prepare_cached("SELECT removed_generation FROM vault_meta WHERE id = 1")?
-            .query_row([], |r| r.get(0))
-            .optional()?
-            .ok_or_else(|| VaultError::corrupt("the vault has no metadata row"))?;
+        // The root's floor is at least `removed_generation` (set from it by the migration,
+        // raised with it by every removal) and, unlike it, authenticated.
         let base = [
             current.unwrap_or(0),
             bucket.entries.get(account_hash).copied().unwrap_or(0),
             root.floor,
-            to_u64(removed)?,
         ]
         .into_iter()
         .max()
@@ -692,6 +722,7 @@ impl Store {
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         tx.commit()?;
         self.root_seen = root.version;
+        self.verified.insert(account_hash.to_vec(), generation);
         Ok(Some(generation))
     }
 
@@ -701,7 +732,7 @@ impl Store {
     /// the account starts above it. Returns whether a row existed.
     pub(crate) fn remove_session(&mut self, account_hash: &[u8], cipher: &RecordCipher) -> Result<bool> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
+        let mut root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
         let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
         let current: Option<i64> = tx
             .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
@@ -710,10 +741,13 @@ impl Store {
         let current = current.map(to_u64).transpose()?.unwrap_or(0);
         let listed = bucket.entries.remove(account_hash);
         root.floor = root.floor.max(current).max(listed.unwrap_or(0));
-        tx.execute(
+        let updated = tx.execute(
             "UPDATE vault_meta SET removed_generation = max(removed_generation, ?1) WHERE id = 1",
             params![to_i64(root.floor)?],
         )?;
+        if updated != 1 {
+            return Err(VaultError::corrupt("the vault has no metadata row").into());
+        }
         let n = tx.execute("DELETE FROM sessions WHERE account_hash = ?1", params![account_hash])?;
         tx.execute(
             "DELETE FROM refresh_marker WHERE account_hash = ?1",
@@ -722,6 +756,7 @@ impl Store {
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         tx.commit()?;
         self.root_seen = root.version;
+        self.verified.remove(account_hash);
         if n > 0 {
             self.checkpoint();
         }
