@@ -489,26 +489,26 @@ impl RecordCipher {
         })
     }
 
-    /// The MAC of one manifest row.
-    pub(crate) fn manifest_mac(&self, slot: i64, version: u64, body: &[u8]) -> [u8; MAC_LEN] {
+    /// The MAC state over one manifest row, ready to finalize or verify.
+    fn manifest_state(&self, slot: i64, version: u64, body: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.manifest.clone();
         mac.update(b"tokenvault/manifest/v1\0");
         mac.update(&slot.to_be_bytes());
         mac.update(&version.to_be_bytes());
         mac.update(body);
+        mac
+    }
+
+    /// The MAC of one manifest row.
+    pub(crate) fn manifest_mac(&self, slot: i64, version: u64, body: &[u8]) -> [u8; MAC_LEN] {
         let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&mac.finalize().into_bytes());
+        out.copy_from_slice(&self.manifest_state(slot, version, body).finalize().into_bytes());
         out
     }
 
     /// Check a manifest row's MAC in constant time.
     pub(crate) fn manifest_ok(&self, slot: i64, version: u64, body: &[u8], tag: &[u8]) -> bool {
-        let mut mac = self.manifest.clone();
-        mac.update(b"tokenvault/manifest/v1\0");
-        mac.update(&slot.to_be_bytes());
-        mac.update(&version.to_be_bytes());
-        mac.update(body);
-        mac.verify_slice(tag).is_ok()
+        self.manifest_state(slot, version, body).verify_slice(tag).is_ok()
     }
 
     fn record_aad(account_hash: &[u8], format: i64, generation: u64) -> Vec<u8> {

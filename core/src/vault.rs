@@ -444,13 +444,7 @@ impl Vault {
         self.engine.with_store(|s| {
             let old = Arc::clone(&s.keys);
             let slots = [new_kek.wrap(&data_key)?, old.kek.wrap(&data_key)?];
-            let sealed = self
-                .engine
-                .lookup
-                .read()
-                .as_ref()
-                .ok_or(VaultError::Closed)?
-                .seal(&data_key)?;
+            let sealed = self.engine.with_lookup(|l| l.seal(&data_key))?;
             s.store.rotate_key(
                 &old.record,
                 &record,

@@ -224,12 +224,7 @@ impl Engine {
         wait: PeerWait,
     ) -> Result<Start> {
         let credential_hash = match &entry.record.refresh_credential {
-            Some(c) => self
-                .lookup
-                .read()
-                .as_ref()
-                .map(|l| l.credential_hash(c.expose()))
-                .ok_or(VaultError::Closed)?,
+            Some(c) => self.with_lookup(|l| Ok(l.credential_hash(c.expose())))?,
             None => return Err(VaultError::internal("a lead without a refresh credential")),
         };
         let started = Instant::now();

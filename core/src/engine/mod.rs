@@ -180,16 +180,16 @@ impl Engine {
     /// The account's identity for one call: validated once, hashed once.
     pub(crate) fn key(&self, account: &str) -> Result<AccountKey> {
         crate::session::validate_account(account)?;
-        let hash = self
-            .lookup
-            .read()
-            .as_ref()
-            .map(|l| l.account_hash(account))
-            .ok_or(VaultError::Closed)?;
+        let hash = self.with_lookup(|l| Ok(l.account_hash(account)))?;
         Ok(AccountKey {
             id: account.to_owned(),
             hash,
         })
+    }
+
+    /// Run `f` with the lookup key; [`VaultError::Closed`] once it was wiped by `close`.
+    pub(crate) fn with_lookup<T>(&self, f: impl FnOnce(&LookupKey) -> Result<T>) -> Result<T> {
+        f(self.lookup.read().as_ref().ok_or(VaultError::Closed)?)
     }
 
     /// Run `f` on the store (the store lock held); its internal error is converted here.

@@ -8,7 +8,7 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{to_i64, to_u64, Store};
+use super::{to_i64, Store};
 use crate::error::StoreResult as Result;
 
 /// What [`Store::begin_attempt`] found.
@@ -43,11 +43,7 @@ impl Store {
 
     fn begin_attempt_tx(&mut self, hash: &[u8], base_generation: u64, credential_hash: &[u8]) -> Result<AttemptStart> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let generation: Option<i64> = tx
-            .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
-            .query_row(params![hash], |r| r.get(0))
-            .optional()?;
-        if generation.map(to_u64).transpose()? != Some(base_generation) {
+        if Self::generation_in(&tx, hash)? != Some(base_generation) {
             return Ok(AttemptStart::StoreChanged);
         }
         let base = to_i64(base_generation)?;

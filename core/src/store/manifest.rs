@@ -147,6 +147,16 @@ pub(crate) fn read_bucket(conn: &Connection, cipher: &RecordCipher, root: &Root,
     Ok(Bucket { slot, entries })
 }
 
+/// A bucket's stored body: its sorted (32-byte account hash, generation) entries.
+fn encode_bucket(bucket: &Bucket) -> Vec<u8> {
+    let mut body = Vec::with_capacity(bucket.entries.len() * ENTRY_LEN);
+    for (hash, generation) in &bucket.entries {
+        body.extend_from_slice(hash);
+        body.extend_from_slice(&generation.to_be_bytes());
+    }
+    body
+}
+
 /// Write a changed bucket and the root that vouches for it (the root's counter grows by one;
 /// the bucket takes the new counter as its version). An empty bucket is deleted.
 pub(crate) fn write_bucket(conn: &Connection, cipher: &RecordCipher, root: &mut Root, bucket: &Bucket) -> Result<()> {
@@ -159,15 +169,16 @@ pub(crate) fn write_bucket(conn: &Connection, cipher: &RecordCipher, root: &mut 
             .execute(params![i64::from(bucket.slot)])?;
         root.buckets.remove(&bucket.slot);
     } else {
-        let mut body = Vec::with_capacity(bucket.entries.len() * ENTRY_LEN);
-        for (hash, generation) in &bucket.entries {
-            if hash.len() != 32 {
-                return Err(Error::Vault(VaultError::internal("an account hash is not 32 bytes")));
-            }
-            body.extend_from_slice(hash);
-            body.extend_from_slice(&generation.to_be_bytes());
+        if bucket.entries.keys().any(|hash| hash.len() != 32) {
+            return Err(Error::Vault(VaultError::internal("an account hash is not 32 bytes")));
         }
-        write_slot(conn, cipher, i64::from(bucket.slot), root.version, &body)?;
+        write_slot(
+            conn,
+            cipher,
+            i64::from(bucket.slot),
+            root.version,
+            &encode_bucket(bucket),
+        )?;
         root.buckets.insert(bucket.slot, root.version);
     }
     write_root(conn, cipher, root)
@@ -226,12 +237,7 @@ pub(crate) fn rebuild(conn: &Connection, cipher: &RecordCipher, floor: u64, vers
         buckets: BTreeMap::new(),
     };
     for bucket in buckets.values() {
-        let mut body = Vec::with_capacity(bucket.entries.len() * ENTRY_LEN);
-        for (hash, generation) in &bucket.entries {
-            body.extend_from_slice(hash);
-            body.extend_from_slice(&generation.to_be_bytes());
-        }
-        write_slot(conn, cipher, i64::from(bucket.slot), version, &body)?;
+        write_slot(conn, cipher, i64::from(bucket.slot), version, &encode_bucket(bucket))?;
         root.buckets.insert(bucket.slot, version);
     }
     write_root(conn, cipher, &root)?;

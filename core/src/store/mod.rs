@@ -561,6 +561,15 @@ impl Store {
         self.root_seen
     }
 
+    /// The generation of an account's row, if it has one.
+    fn generation_in(conn: &Connection, account_hash: &[u8]) -> Result<Option<u64>> {
+        let generation: Option<i64> = conn
+            .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
+            .query_row(params![account_hash], |r| r.get(0))
+            .optional()?;
+        generation.map(to_u64).transpose()
+    }
+
     fn row_in(conn: &Connection, account_hash: &[u8]) -> Result<Option<SessionRow>> {
         let mut stmt =
             conn.prepare_cached("SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1")?;
@@ -687,11 +696,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
         let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
-        let current: Option<i64> = tx
-            .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
-            .query_row(params![account_hash], |r| r.get(0))
-            .optional()?;
-        let current = current.map(to_u64).transpose()?;
+        let current = Self::generation_in(&tx, account_hash)?;
         if expected.is_some() {
             manifest::check_entry(&bucket, account_hash, current)?;
             if current != expected {
@@ -734,11 +739,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
         let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
-        let current: Option<i64> = tx
-            .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
-            .query_row(params![account_hash], |r| r.get(0))
-            .optional()?;
-        let current = current.map(to_u64).transpose()?.unwrap_or(0);
+        let current = Self::generation_in(&tx, account_hash)?.unwrap_or(0);
         let listed = bucket.entries.remove(account_hash);
         root.floor = root.floor.max(current).max(listed.unwrap_or(0));
         let updated = tx.execute(
