@@ -34,6 +34,8 @@ mod engine;
 mod error;
 mod events;
 mod jwt;
+mod logging;
+mod metrics;
 mod profile;
 mod secret;
 mod session;
@@ -49,6 +51,9 @@ pub use crypto::{KdfParams, KeySource};
 pub use engine::RefreshPolicy;
 pub use error::{ErrorCode, Result, VaultError};
 pub use events::{VaultEvent, VaultObserver};
+pub use log::{Level as LogLevel, LevelFilter as LogLevelFilter};
+pub use logging::{set_log_sink, LogSink};
+pub use metrics::{VaultMetrics, LATENCY_WINDOW};
 pub use profile::{
     BodyEncoding, ClientAuth, Preset, Profile, ResponseSpec, Rotation, SuccessRule, DEFAULT_MAX_RESPONSE_BYTES,
     MAX_PROFILE_JSON,
@@ -60,7 +65,7 @@ pub use transport::HttpsTransport;
 pub use transport::{
     check_request_scheme, HttpHeader, HttpRequest, HttpResponse, SpkiPin, Transport, TransportError, TransportErrorKind,
 };
-pub use vault::{PendingRefresh, RefreshStep, TokenOptions, Vault, VaultOptions};
+pub use vault::{PendingRefresh, RefreshStep, TokenOptions, Tuning, Vault, VaultOptions, MAX_BUSY_TIMEOUT};
 
 /// The newest schema version this library reads and writes.
 pub const SCHEMA_VERSION: i64 = store::SCHEMA_VERSION;

@@ -15,6 +15,7 @@ use crate::crypto::{self, Kek, KeySource, LookupKey, RecordCipher};
 use crate::engine::{new_record, refresh_lock, Engine, Keys, Mode, PeerWait, RefreshPolicy, Start, StoreState};
 use crate::error::{Result, VaultError};
 use crate::events::{EventDispatcher, VaultEvent, VaultObserver};
+use crate::metrics::{Metrics, VaultMetrics};
 use crate::profile::Profile;
 use crate::secret::AccessToken;
 use crate::session::{NewSession, SessionInfo};
@@ -57,6 +58,62 @@ impl std::fmt::Debug for VaultOptions {
             .field("policy", &self.policy)
             .field("busy_timeout", &self.busy_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// The longest busy timeout [`Vault::open`] accepts: a caller's thread may wait this long for
+/// another process's write.
+pub const MAX_BUSY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The numbers of [`VaultOptions`] a host tunes, as the bindings pass them: each `None` keeps
+/// the default. Applied with [`VaultOptions::tuned`]; [`Vault::open`] checks the result (a value
+/// out of range is [`VaultError::InvalidInput`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tuning {
+    /// [`RefreshPolicy::refresh_point`] (0.05..=0.95).
+    pub refresh_point: Option<f64>,
+    /// [`RefreshPolicy::jitter`] (0..=0.2).
+    pub jitter: Option<f64>,
+    /// [`RefreshPolicy::min_ttl_cap`] (0.05..=0.9).
+    pub min_ttl_cap: Option<f64>,
+    /// [`RefreshPolicy::expiry_margin`] in ms (at most one hour).
+    pub expiry_margin_ms: Option<u64>,
+    /// [`VaultOptions::busy_timeout`] in ms (at most [`MAX_BUSY_TIMEOUT`]).
+    pub busy_timeout_ms: Option<u64>,
+}
+
+impl Tuning {
+    /// Every value set to its default (what a C host starts from).
+    pub fn defaults() -> Tuning {
+        let o = VaultOptions::default();
+        Tuning {
+            refresh_point: Some(o.policy.refresh_point),
+            jitter: Some(o.policy.jitter),
+            min_ttl_cap: Some(o.policy.min_ttl_cap),
+            expiry_margin_ms: Some(ms(o.policy.expiry_margin)),
+            busy_timeout_ms: Some(ms(o.busy_timeout)),
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl VaultOptions {
+    /// These options with the values `tuning` sets.
+    pub fn tuned(mut self, tuning: &Tuning) -> VaultOptions {
+        let p = &mut self.policy;
+        p.refresh_point = tuning.refresh_point.unwrap_or(p.refresh_point);
+        p.jitter = tuning.jitter.unwrap_or(p.jitter);
+        p.min_ttl_cap = tuning.min_ttl_cap.unwrap_or(p.min_ttl_cap);
+        if let Some(m) = tuning.expiry_margin_ms {
+            p.expiry_margin = Duration::from_millis(m);
+        }
+        if let Some(b) = tuning.busy_timeout_ms {
+            self.busy_timeout = Duration::from_millis(b);
+        }
+        self
     }
 }
 
@@ -121,6 +178,9 @@ impl Vault {
     /// every case the file is left exactly as it was.
     pub fn open(path: impl AsRef<Path>, key: KeySource, options: VaultOptions) -> Result<Vault> {
         options.policy.validate()?;
+        if options.busy_timeout > MAX_BUSY_TIMEOUT {
+            return Err(VaultError::invalid("busy_timeout must be at most 10 minutes"));
+        }
         let path = path.as_ref().to_path_buf();
         let (mut store, state) = Store::open(&path, options.busy_timeout)?;
         let created = state == FileState::Empty;
@@ -179,6 +239,7 @@ impl Vault {
                 policy: options.policy,
                 events: EventDispatcher::new(),
                 closed: AtomicBool::new(false),
+                metrics: Metrics::default(),
             },
         })
     }
@@ -296,6 +357,7 @@ impl Vault {
         let now = self.engine.clock.mono_ns();
         if let Some(e) = self.engine.cache.read().get(account) {
             if e.fresh_for(now, 0) {
+                self.engine.metrics.cached_hits.add_one();
                 return Ok(e.token.clone());
             }
         }
@@ -319,6 +381,7 @@ impl Vault {
         let min_ttl_ns = ns(options.min_ttl);
         if let Some(e) = self.engine.cache.read().get(account) {
             if e.fresh_for(now, min_ttl_ns) {
+                self.engine.metrics.cached_hits.add_one();
                 return Ok((e.generation != known_generation).then(|| e.token.clone()));
             }
         }
@@ -334,6 +397,7 @@ impl Vault {
         let now = self.engine.clock.mono_ns();
         if let Some(e) = self.engine.cache.read().get(account) {
             if e.fresh_for(now, min_ttl_ns) {
+                self.engine.metrics.cached_hits.add_one();
                 return Ok(e.token.clone());
             }
         }
@@ -511,6 +575,13 @@ impl Vault {
         Ok(())
     }
 
+    /// What this vault did since it was opened: cached hits, refreshes by outcome, single-flight
+    /// joins, cross-process lock waits and takeovers, lost-answer markers, transport latency and
+    /// response bytes. Counts only, no secret and no account id; also after `close`.
+    pub fn metrics(&self) -> VaultMetrics {
+        self.engine.metrics.snapshot()
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.engine.is_closed()
@@ -544,7 +615,11 @@ impl Vault {
         };
         match e.start(&key, &mode, PeerWait::Never)? {
             Start::Ready(t) => Ok(RefreshStep::Fresh(t)),
-            Start::Join(_) | Start::PeerBusy => Ok(RefreshStep::InFlight),
+            Start::Join(_) => {
+                e.metrics.flight_joins.add_one();
+                Ok(RefreshStep::InFlight)
+            }
+            Start::PeerBusy => Ok(RefreshStep::InFlight),
             Start::Lead(lead, request) => {
                 let attempt = lead.flight.id;
                 let now = e.clock.mono_ns();

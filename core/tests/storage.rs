@@ -512,3 +512,81 @@ fn token_if_changed_answers_unchanged_without_handing_out_the_token() {
     assert_eq!(t2.expose(), "t2");
     assert_eq!(v.token_if_changed("bob", 0, opts).unwrap_err(), VaultError::NotFound);
 }
+
+#[test]
+fn tuned_options_apply_and_out_of_range_values_are_invalid_input_with_no_file_created() {
+    use tokenvault::{TokenOptions, Tuning};
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        Tuning {
+            refresh_point: Some(0.99),
+            ..Tuning::default()
+        },
+        Tuning {
+            jitter: Some(-0.1),
+            ..Tuning::default()
+        },
+        Tuning {
+            min_ttl_cap: Some(1.5),
+            ..Tuning::default()
+        },
+        Tuning {
+            min_ttl_cap: Some(f64::NAN),
+            ..Tuning::default()
+        },
+        Tuning {
+            expiry_margin_ms: Some(3_600_001),
+            ..Tuning::default()
+        },
+        Tuning {
+            busy_timeout_ms: Some(600_001),
+            ..Tuning::default()
+        },
+    ];
+    for (i, t) in bad.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.db"));
+        let e = Vault::open(&path, KeySource::raw(&KEY).unwrap(), VaultOptions::default().tuned(t)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{t:?}");
+        assert!(!path.exists(), "{t:?}");
+    }
+    assert_eq!(
+        VaultOptions::default().tuned(&Tuning::defaults()).policy,
+        VaultOptions::default().policy
+    );
+
+    // A tuned refresh point applies: 40 % of a 100 s lifetime.
+    let t = Tuning {
+        refresh_point: Some(0.4),
+        jitter: Some(0.0),
+        min_ttl_cap: Some(0.1),
+        ..Tuning::default()
+    };
+    let clock = tokenvault::ManualClock::new();
+    let options = VaultOptions {
+        clock: clock.clone(),
+        ..VaultOptions::default()
+    }
+    .tuned(&t);
+    let v = Vault::open(dir.path().join("v.db"), KeySource::raw(&KEY).unwrap(), options).unwrap();
+    v.register_profile(profile()).unwrap();
+    v.store(
+        NewSession::new("a", "backend", "tok")
+            .refresh_credential("r")
+            .expires_in(Duration::from_secs(100)),
+    )
+    .unwrap();
+    assert_eq!(v.session_info("a").unwrap().state, SessionState::Fresh);
+    // A caller asking for 50 s more gets the fresh token: the cap (10 s) applies, not 50 s.
+    v.access_token_with(
+        "a",
+        TokenOptions {
+            min_ttl: Duration::from_secs(50),
+        },
+    )
+    .unwrap();
+    assert_eq!(v.metrics().refreshes_started, 0);
+    clock.advance(Duration::from_secs(39));
+    assert_eq!(v.session_info("a").unwrap().state, SessionState::Fresh);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(v.session_info("a").unwrap().state, SessionState::RefreshDue);
+}

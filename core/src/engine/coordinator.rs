@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::flight::Flight;
 use super::settle::{settle, AttemptFacts, Outcome, Settlement};
 use super::{record_after_refresh, AccountKey, CachedSession, Engine, Lead};
-use crate::error::{Result, VaultError};
+use crate::error::{ErrorCode, Result, VaultError};
 use crate::events::VaultEvent;
 use crate::profile::Profile;
 use crate::secret::AccessToken;
@@ -75,6 +75,7 @@ impl Engine {
                 Start::Ready(t) => return Ok(t),
                 Start::PeerBusy => continue,
                 Start::Join(flight) => {
+                    self.metrics.flight_joins.add_one();
                     let wait = Duration::from_nanos(flight.deadline.saturating_sub(self.clock.mono_ns()))
                         .max(Duration::from_millis(50));
                     match flight.wait(wait) {
@@ -111,6 +112,7 @@ impl Engine {
                         Err(e) => {
                             // Nothing was sent: the marker of this attempt means nothing.
                             self.clear_marker(&lead);
+                            self.metrics.refresh_ended(Err(e.code()));
                             self.end_flight(&lead.account.id, &lead.flight, Err(e.clone()));
                             return Err(e);
                         }
@@ -230,9 +232,14 @@ impl Engine {
         let started = Instant::now();
         let budget = Duration::from_nanos(flight.deadline.saturating_sub(self.clock.mono_ns()));
         let mut warned = false;
+        let mut waited = false;
         let lock = loop {
             if let Some(lock) = self.locks.try_acquire(&key.hash)? {
                 break lock;
+            }
+            if !waited {
+                self.metrics.lock_waits.add_one();
+                waited = true;
             }
             // A peer is refreshing: adopt its pair as soon as it lands.
             let current = self.adopt(key, Some(&entry))?;
@@ -274,6 +281,14 @@ impl Engine {
             }
             AttemptStart::Started { possibly_consumed } => possibly_consumed,
         };
+        if waited {
+            // The peer let go of the lock without leaving a new pair: this vault refreshes
+            // in its place.
+            self.metrics.lock_takeovers.add_one();
+        }
+        if possibly_consumed {
+            self.metrics.lost_answers.add_one();
+        }
         let lead = Box::new(Lead {
             account: key.clone(),
             flight,
@@ -281,6 +296,7 @@ impl Engine {
             base: entry,
             possibly_consumed,
             lock,
+            built: Instant::now(),
         });
         let base = &lead.base.record;
         let request = lead.profile.build_request(
@@ -288,7 +304,10 @@ impl Engine {
             base.refresh_credential.as_ref().map(|c| c.expose()),
         );
         match request {
-            Ok(r) => Ok(Start::Lead(lead, r)),
+            Ok(r) => {
+                self.metrics.refreshes_started.add_one();
+                Ok(Start::Lead(lead, r))
+            }
             Err(e) => {
                 self.clear_marker(&lead);
                 Err(e)
@@ -329,6 +348,8 @@ impl Engine {
         lead: Lead,
         response: std::result::Result<HttpResponse, TransportError>,
     ) -> Result<AccessToken> {
+        self.metrics
+            .transport_done(lead.built.elapsed(), response.as_ref().map_or(0, |r| r.body.len()));
         let mut event = None;
         let result = self.finish_inner(&lead, response, &mut event);
         let Lead {
@@ -351,6 +372,7 @@ impl Engine {
         event: &mut Option<VaultEvent>,
     ) -> Result<AccessToken> {
         if self.is_closed() {
+            self.metrics.refresh_ended(Err(ErrorCode::Closed));
             return Err(VaultError::Closed);
         }
         let now_wall = self.clock.wall_ms();
@@ -367,7 +389,13 @@ impl Engine {
             base_usable: lead.base.usable(now),
         };
         let key = &lead.account;
-        match settle(facts, outcome) {
+        let settlement = settle(facts, outcome);
+        self.metrics.refresh_ended(match &settlement {
+            Settlement::Commit(_) => Ok(()),
+            Settlement::Verdict(v) => Err(v.error().code()),
+            Settlement::Failed { error, .. } => Err(error.code()),
+        });
+        match settlement {
             Settlement::Commit(received) => {
                 let record = record_after_refresh(&lead.base.record, received, &lead.profile, now_wall);
                 let Some(generation) = self.write_record(key, Some(lead.base_generation()), &record)? else {

@@ -163,6 +163,8 @@ pub(crate) struct Lead {
     /// The cross-process refresh lock, held until the attempt is settled (dropping it releases
     /// it; so does the kernel if this process dies).
     pub lock: RefreshLock,
+    /// When the request was built (the transport latency is measured from here).
+    pub built: std::time::Instant,
 }
 
 impl Lead {

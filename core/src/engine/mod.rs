@@ -41,6 +41,7 @@ use crate::clock::Clock;
 use crate::crypto::{Kek, LookupKey, RecordCipher, RECORD_FORMAT};
 use crate::error::{Result, StoreResult, VaultError};
 use crate::events::EventDispatcher;
+use crate::metrics::Metrics;
 use crate::profile::Profile;
 use crate::session::{SessionInfo, SessionRecord};
 use crate::store::{SessionRow, Store};
@@ -162,6 +163,7 @@ pub(crate) struct Engine {
     pub policy: RefreshPolicy,
     pub events: EventDispatcher,
     pub closed: AtomicBool,
+    pub metrics: Metrics,
 }
 
 impl Engine {

@@ -14,7 +14,7 @@ use crate::secret::AccessToken;
 use crate::session::{SessionRecord, SessionState};
 
 /// Tuning of when and how often to refresh.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RefreshPolicy {
     /// Fraction of the access token's lifetime after which it is refreshed proactively.
     pub refresh_point: f64,
@@ -24,6 +24,9 @@ pub struct RefreshPolicy {
     /// A token is treated as expired this long before its `exp` (capped at 10 % of its
     /// lifetime), to absorb request latency and small clock errors.
     pub expiry_margin: Duration,
+    /// The largest share of a token's lifetime a caller's `min_ttl` may demand (a longer
+    /// `min_ttl` is cut to it, so a value longer than the lifetime cannot cause a refresh loop).
+    pub min_ttl_cap: f64,
     /// First back-off delay after a failed proactive refresh.
     pub backoff_initial: Duration,
     /// Largest back-off delay.
@@ -36,11 +39,15 @@ impl Default for RefreshPolicy {
             refresh_point: 0.75,
             jitter: 0.05,
             expiry_margin: Duration::from_secs(5),
+            min_ttl_cap: 0.5,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
         }
     }
 }
+
+/// The longest expiry margin a policy accepts.
+const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(3600);
 
 impl RefreshPolicy {
     pub(crate) fn validate(&self) -> Result<()> {
@@ -48,6 +55,12 @@ impl RefreshPolicy {
             return Err(VaultError::invalid(
                 "refresh_point must be in 0.05..=0.95 and jitter in 0..=0.2",
             ));
+        }
+        if !(0.05..=0.9).contains(&self.min_ttl_cap) {
+            return Err(VaultError::invalid("min_ttl_cap must be in 0.05..=0.9"));
+        }
+        if self.expiry_margin > MAX_EXPIRY_MARGIN {
+            return Err(VaultError::invalid("expiry_margin must be at most one hour"));
         }
         if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
             return Err(VaultError::invalid("backoff_initial must be > 0 and <= backoff_max"));
@@ -86,8 +99,8 @@ pub(crate) struct CachedSession {
     pub expires_at: u64,
     /// End of the refresh credential's life, monotonic ns, if known.
     pub session_ends_at: Option<u64>,
-    /// Lifetime of the access token in ns.
-    pub lifetime_ns: u64,
+    /// The longest `min_ttl` a caller may demand (the policy's share of the lifetime), ns.
+    pub min_ttl_cap_ns: u64,
 }
 
 impl std::fmt::Debug for CachedSession {
@@ -139,13 +152,13 @@ impl CachedSession {
             usable_until: expires_at.saturating_sub(margin),
             expires_at,
             session_ends_at,
-            lifetime_ns,
+            min_ttl_cap_ns: (lifetime_ns as f64 * policy.min_ttl_cap) as u64,
         }
     }
 
     /// True when the token can be handed out without any refresh for a caller that needs it to
-    /// live at least `min_ttl_ns` more (capped at half the lifetime: a min TTL longer than the
-    /// lifetime cannot cause a refresh loop).
+    /// live at least `min_ttl_ns` more (capped at the policy's share of the lifetime, half by
+    /// default: a min TTL longer than the lifetime cannot cause a refresh loop).
     #[inline]
     pub(crate) fn fresh_for(&self, now: u64, min_ttl_ns: u64) -> bool {
         if now >= self.refresh_at {
@@ -154,7 +167,7 @@ impl CachedSession {
         if min_ttl_ns == 0 {
             return true;
         }
-        self.usable_until.saturating_sub(now) >= min_ttl_ns.min(self.lifetime_ns / 2)
+        self.usable_until.saturating_sub(now) >= min_ttl_ns.min(self.min_ttl_cap_ns)
     }
 
     /// True while the token can still be served (e.g. during an outage).
@@ -218,6 +231,65 @@ mod tests {
         // A min TTL longer than the lifetime is capped at half of it: a brand-new token passes.
         assert!(c.fresh_for(now, 10_000_000_000_000));
         assert!(!c.fresh_for(now + 60_000_000_000, 10_000_000_000_000));
+    }
+
+    #[test]
+    fn the_min_ttl_cap_is_the_policys() {
+        let clock = ManualClock::new();
+        let policy = RefreshPolicy {
+            jitter: 0.0,
+            min_ttl_cap: 0.2,
+            ..RefreshPolicy::default()
+        };
+        let c = CachedSession::build(record(100, clock.wall_ms()), 1, clock.as_ref(), &policy);
+        let now = clock.mono_ns();
+        // Capped at 20 s of the 100 s lifetime (usable until 95 s, the 5 s margin).
+        assert!(c.fresh_for(now + 70_000_000_000, 10_000_000_000_000));
+        assert!(!c.fresh_for(now + 74_000_000_000, 30_000_000_000));
+        assert!(c.fresh_for(now + 74_000_000_000, 20_000_000_000));
+        assert!(!c.fresh_for(now + 76_000_000_000, 20_000_000_000));
+    }
+
+    #[test]
+    fn invalid_policies_are_invalid_input() {
+        let bad = [
+            RefreshPolicy {
+                refresh_point: 0.99,
+                ..RefreshPolicy::default()
+            },
+            RefreshPolicy {
+                refresh_point: f64::NAN,
+                ..RefreshPolicy::default()
+            },
+            RefreshPolicy {
+                jitter: 0.3,
+                ..RefreshPolicy::default()
+            },
+            RefreshPolicy {
+                min_ttl_cap: 0.0,
+                ..RefreshPolicy::default()
+            },
+            RefreshPolicy {
+                min_ttl_cap: 0.95,
+                ..RefreshPolicy::default()
+            },
+            RefreshPolicy {
+                expiry_margin: Duration::from_secs(3601),
+                ..RefreshPolicy::default()
+            },
+            RefreshPolicy {
+                backoff_initial: Duration::ZERO,
+                ..RefreshPolicy::default()
+            },
+        ];
+        for p in bad {
+            assert_eq!(
+                p.validate().map_err(|e| e.code()),
+                Err(crate::ErrorCode::InvalidInput),
+                "{p:?}"
+            );
+        }
+        assert!(RefreshPolicy::default().validate().is_ok());
     }
 
     #[test]
