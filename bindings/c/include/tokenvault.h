@@ -44,6 +44,12 @@
 #include <stdint.h>
 
 /**
+ * How many error codes `tv_metrics::refreshes_failed_by_code` has room for (indexed by
+ * `tv_status`).
+ */
+#define TV_METRICS_CODES 16
+
+/**
  * Status of every fallible `tv_` function. `TV_OK` is 0; the other numbers are tokenvault's
  * error taxonomy (`tokenvault::ErrorCode`), shared with the Kotlin, Swift and C# surfaces, and
  * never change once released.
@@ -262,6 +268,48 @@ enum tv_transport_result
 typedef enum tv_transport_result tv_transport_result;
 #else
 typedef int32_t tv_transport_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Log levels, most severe first (the numbers of the `log` crate).
+ */
+enum tv_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No logging.
+   */
+  TV_LOG_OFF = 0,
+  /**
+   * Errors.
+   */
+  TV_LOG_ERROR = 1,
+  /**
+   * Warnings: something the host may want to look at (a peer's refresh is slow, a cleanup
+   * failed).
+   */
+  TV_LOG_WARN = 2,
+  /**
+   * A session ended, a refresh failed, a vault was created.
+   */
+  TV_LOG_INFO = 3,
+  /**
+   * Each refresh step.
+   */
+  TV_LOG_DEBUG = 4,
+  /**
+   * Everything.
+   */
+  TV_LOG_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tv_log_level tv_log_level;
+#else
+typedef int32_t tv_log_level;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -552,6 +600,121 @@ typedef struct tv_anchor {
    */
   tv_destroy_fn destroy;
 } tv_anchor;
+
+/**
+ * Options for `tv_vault_open_with_options`. Fill it with `tv_open_options_init` (the library's
+ * defaults and `struct_size`), then change what you need. A value out of range makes the open
+ * fail with `TV_INVALID_INPUT`, before any file is touched.
+ */
+typedef struct tv_open_options {
+  /**
+   * `sizeof(tv_open_options)`. A later library accepts the sizes of earlier headers; a size
+   * larger than this library knows is refused (it would ignore settings).
+   */
+  size_t struct_size;
+  /**
+   * Fraction of the access token's lifetime after which it is refreshed (0.05..=0.95;
+   * default 0.75).
+   */
+  double refresh_point;
+  /**
+   * Spread around the refresh point, as a fraction of the lifetime (0..=0.2; default 0.05).
+   */
+  double jitter;
+  /**
+   * The largest share of a token's lifetime a caller's minimum TTL may demand (0.05..=0.9;
+   * default 0.5).
+   */
+  double min_ttl_cap;
+  /**
+   * A token counts as expired this long before its `exp` (at most one hour; default 5 s;
+   * capped at 10 % of the token's lifetime).
+   */
+  uint64_t expiry_margin_ms;
+  /**
+   * How long to wait for another process's write lock on the file (at most 10 minutes;
+   * default 5 s).
+   */
+  uint64_t busy_timeout_ms;
+  /**
+   * An optional host anchor (see `tv_anchor`), or NULL.
+   */
+  const struct tv_anchor *anchor;
+} tv_open_options;
+
+/**
+ * What a vault did since it was opened (`tv_vault_metrics`). Counts only: no token, no
+ * account id.
+ */
+typedef struct tv_metrics {
+  /**
+   * Set by the caller to `sizeof(tv_metrics)` before the call.
+   */
+  size_t struct_size;
+  /**
+   * Reads answered from the cache without any refresh or file access.
+   */
+  uint64_t cached_hits;
+  /**
+   * Refresh requests the vault built to send (blocking and two-step).
+   */
+  uint64_t refreshes_started;
+  /**
+   * Attempts that ended with a stored pair.
+   */
+  uint64_t refreshes_succeeded;
+  /**
+   * Attempts that ended with an error (the sum of `refreshes_failed_by_code`).
+   */
+  uint64_t refreshes_failed;
+  /**
+   * Failed attempts by their `tv_status` (index `TV_TRANSIENT`, ...).
+   */
+  uint64_t refreshes_failed_by_code[TV_METRICS_CODES];
+  /**
+   * Callers that waited for a refresh already in flight in this vault.
+   */
+  uint64_t single_flight_joins;
+  /**
+   * Times the account's cross-process refresh lock was held by a peer.
+   */
+  uint64_t lock_waits;
+  /**
+   * Times this vault refreshed after waiting for a peer that left no new pair.
+   */
+  uint64_t lock_takeovers;
+  /**
+   * Attempts that found an earlier attempt's lost-answer marker.
+   */
+  uint64_t lost_answer_markers;
+  /**
+   * Requests that went through the transport.
+   */
+  uint64_t transport_requests;
+  /**
+   * Median transport latency over the last 1,024 requests, in µs; 0 before any request.
+   */
+  uint64_t transport_latency_p50_us;
+  /**
+   * 99th percentile of the same window, in µs; 0 before any request.
+   */
+  uint64_t transport_latency_p99_us;
+  /**
+   * Response body bytes received.
+   */
+  uint64_t response_bytes;
+} tv_metrics;
+
+/**
+ * Receives one log line: its level (`tv_log_level`), its target (the module) and the message,
+ * both NUL-terminated UTF-8 valid only during the call. Called on whichever thread logs,
+ * possibly while the vault holds internal locks: return quickly, and never call a `tv_`
+ * function from it.
+ */
+typedef void (*tv_log_fn)(void *user_data,
+                          int32_t level,
+                          const char *target,
+                          const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1154,6 +1317,55 @@ tv_status tv_vault_open_with_passphrase_anchored(const char *path,
                                                  const char *passphrase,
                                                  const struct tv_anchor *anchor,
                                                  struct tv_vault **out_vault);
+
+/**
+ * Fill `*options` with the library's defaults and its `struct_size`.
+ *
+ * Ownership: borrows `options`. Thread-safe.
+ */
+tv_status tv_open_options_init(struct tv_open_options *options);
+
+/**
+ * Open (or create) the vault file at `path` with options: give exactly one of `key` (32 raw
+ * bytes, `key_len` 32) or `passphrase` (UTF-8), the other NULL. Errors as
+ * `tv_vault_open_with_key`; an option out of range is `TV_INVALID_INPUT` and no file is created.
+ *
+ * Ownership: `path`, `key`, `passphrase` and `options` are borrowed for the call. With an
+ * anchor, on success the library owns `options->anchor->user_data` (as
+ * `tv_vault_open_with_key_anchored`). On success `*out_vault` receives a new handle: release
+ * it with `tv_vault_free`. Thread-safe.
+ */
+tv_status tv_vault_open_with_options(const char *path,
+                                     const uint8_t *key,
+                                     size_t key_len,
+                                     const char *passphrase,
+                                     const struct tv_open_options *options,
+                                     struct tv_vault **out_vault);
+
+/**
+ * A snapshot of the vault's metrics into `*out`. Set `out->struct_size` to
+ * `sizeof(tv_metrics)` first (a later library fills only the fields an earlier header has).
+ * Works after `tv_vault_close` too.
+ *
+ * Ownership: borrows `vault` and `out`. Thread-safe.
+ */
+tv_status tv_vault_metrics(const struct tv_vault *vault,
+                           struct tv_metrics *out);
+
+/**
+ * Route the vault's log lines at `max_level` and above (a `tv_log_level`) to `callback`,
+ * replacing any callback set before (its `destroy` runs once no line is being delivered to it).
+ * A NULL `callback`, or `TV_LOG_OFF`, stops the routing. Process-wide: every vault logs to it.
+ * No line ever holds a token, a key or an account id. Only the vault's own lines are routed
+ * (not those of the TLS and HTTP libraries underneath).
+ *
+ * Ownership: on success the library owns `user_data` (released through `destroy`, which may
+ * be NULL); on failure the caller keeps it. Thread-safe.
+ */
+tv_status tv_set_log_callback(int32_t max_level,
+                              tv_log_fn callback,
+                              void *user_data,
+                              tv_destroy_fn destroy);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -757,11 +757,183 @@ static void test_anchor_and_move_session(void) {
   tvt_rmdir(dir);
 }
 
+/* ---- open options, metrics, log callback ---------------------------------------------- */
+
+typedef struct log_capture {
+  pthread_mutex_t mu;
+  char lines[64 * 1024];
+  size_t used;
+  int count;
+  int above_level; /* lines more verbose than max_level */
+  int max_level;
+  int destroyed;
+} log_capture;
+
+static void on_log(void *user_data, int32_t level, const char *target, const char *message) {
+  log_capture *c = (log_capture *)user_data;
+  pthread_mutex_lock(&c->mu);
+  c->count++;
+  if (level > c->max_level) c->above_level++;
+  int n = snprintf(c->lines + c->used, sizeof c->lines - c->used, "%d %s %s\n", level, target, message);
+  if (n > 0 && c->used + (size_t)n < sizeof c->lines) c->used += (size_t)n;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void on_log_destroy(void *user_data) { ((log_capture *)user_data)->destroyed++; }
+
+static int file_exists(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f) fclose(f);
+  return f != NULL;
+}
+
+static void test_options_metrics_and_logs(void) {
+  tvt_server srv;
+  if (tvt_server_start(&srv, "001", NULL) != 0) {
+    CHECK(!"reference server started");
+    return;
+  }
+  char *dir = tvt_tempdir();
+  char *path = db_path(dir);
+  const char *account = "acct-7f3e91";
+  char *access = NULL, *refresh = NULL;
+  CHECK(tvt_server_login(&srv, account, &access, &refresh) == 0);
+
+  /* Defaults come from the library. */
+  tv_open_options o;
+  memset(&o, 0, sizeof o);
+  CHECK_STATUS(tv_open_options_init(&o), TV_OK);
+  CHECK(o.struct_size == sizeof o && o.refresh_point == 0.75 && o.jitter == 0.05 && o.min_ttl_cap == 0.5);
+  CHECK(o.expiry_margin_ms == 5000 && o.busy_timeout_ms == 5000 && o.anchor == NULL);
+  CHECK_STATUS(tv_open_options_init(NULL), TV_INVALID_INPUT);
+
+  /* Invalid values: TV_INVALID_INPUT, and no file is created. */
+  tv_vault *v = NULL;
+  tv_open_options bad = o;
+  bad.refresh_point = 2.0;
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, NULL, &bad, &v), TV_INVALID_INPUT);
+  bad = o;
+  bad.jitter = 0.5;
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, NULL, &bad, &v), TV_INVALID_INPUT);
+  bad = o;
+  bad.min_ttl_cap = 0.0;
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, NULL, &bad, &v), TV_INVALID_INPUT);
+  bad = o;
+  bad.busy_timeout_ms = 3600 * 1000;
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, NULL, &bad, &v), TV_INVALID_INPUT);
+  bad = o;
+  bad.struct_size = sizeof o + 8;
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, NULL, &bad, &v), TV_INVALID_INPUT);
+  CHECK(strstr(tvt_last_error(), "struct_size") != NULL);
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, "pass", &o, &v), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_open_with_options(path, NULL, 0, NULL, &o, &v), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, NULL, NULL, &v), TV_INVALID_INPUT);
+  CHECK(v == NULL && !file_exists(path));
+
+  /* Logs: every line of the cycle at TRACE reaches the callback, none holds a secret. */
+  static log_capture logs;
+  memset(&logs, 0, sizeof logs);
+  pthread_mutex_init(&logs.mu, NULL);
+  logs.max_level = TV_LOG_TRACE;
+  CHECK_STATUS(tv_set_log_callback(9, on_log, &logs, on_log_destroy), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_set_log_callback(TV_LOG_TRACE, on_log, &logs, on_log_destroy), TV_OK);
+
+  o.refresh_point = 0.05;
+  o.jitter = 0.0;
+  o.busy_timeout_ms = 1000;
+  CHECK_STATUS(tv_vault_open_with_options(path, KEY, sizeof KEY, NULL, &o, &v), TV_OK);
+  if (!v) goto out;
+  char profile[512];
+  snprintf(profile, sizeof profile,
+           "{\"preset\":\"rotating-success-envelope\",\"name\":\"game\",\"url\":\"%s/v2/Auth/RefreshToken\"}",
+           srv.base_url);
+  CHECK_STATUS(tv_vault_load_profile_json(v, profile), TV_OK);
+  tvt_transport_stats ts;
+  memset(&ts, 0, sizeof ts);
+  CHECK_STATUS(tv_vault_set_transport(v, tvt_transport, &ts, NULL), TV_OK);
+
+  /* The options apply: refresh point 5 % of a 20 s token, so due after 1 s (default: 15 s). */
+  tv_session_params p;
+  memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.account = "short";
+  p.profile = "game";
+  p.access_token = "short-lived-access";
+  p.refresh_credential = "short-lived-refresh";
+  p.expires_in_secs = 20;
+  p.refresh_expires_in_secs = -1;
+  CHECK_STATUS(tv_vault_store(v, &p, NULL), TV_OK);
+  struct timespec ts_sleep = {1, 200 * 1000 * 1000};
+  nanosleep(&ts_sleep, NULL);
+  tv_session_info si;
+  memset(&si, 0, sizeof si);
+  si.struct_size = sizeof si;
+  CHECK_STATUS(tv_vault_session_info(v, "short", &si), TV_OK);
+  CHECK(si.state == TV_SESSION_REFRESH_DUE);
+
+  /* Metrics: cached hits, one refresh through the transport. */
+  CHECK_STATUS(store(v, account, access, refresh, NULL), TV_OK);
+  char buf[4096];
+  size_t len = 0;
+  for (int i = 0; i < 10; i++) {
+    CHECK_STATUS(tv_vault_access_token_copy(v, account, 0, buf, sizeof buf, &len, NULL), TV_OK);
+  }
+  tv_buf tok = {0};
+  CHECK_STATUS(tv_vault_force_refresh(v, account, &tok, NULL), TV_OK);
+  char *rotated = tok.data ? strdup(tok.data) : NULL;
+  tv_buf_free(&tok);
+  tv_metrics m;
+  memset(&m, 0, sizeof m);
+  m.struct_size = 8;
+  CHECK_STATUS(tv_vault_metrics(v, &m), TV_INVALID_INPUT);
+  m.struct_size = sizeof m;
+  CHECK_STATUS(tv_vault_metrics(v, &m), TV_OK);
+  CHECK(m.cached_hits == 10);
+  CHECK(m.refreshes_started == 1 && m.refreshes_succeeded == 1 && m.refreshes_failed == 0);
+  CHECK(m.transport_requests == 1 && m.response_bytes > 100);
+  CHECK(m.transport_latency_p50_us > 0 && m.transport_latency_p99_us >= m.transport_latency_p50_us);
+
+  /* A refused credential: counted under its code. Only warnings and errors reach the log now. */
+  logs.max_level = TV_LOG_WARN;
+  CHECK_STATUS(tv_set_log_callback(TV_LOG_WARN, on_log, &logs, on_log_destroy), TV_OK);
+  CHECK(logs.destroyed == 1); /* the replaced registration released its user_data */
+  CHECK_STATUS(tv_vault_force_refresh(v, "short", &tok, NULL), TV_REAUTHENTICATION_REQUIRED);
+  CHECK_STATUS(tv_vault_metrics(v, &m), TV_OK);
+  CHECK(m.refreshes_started == 2 && m.refreshes_failed == 1);
+  CHECK(m.refreshes_failed_by_code[TV_REAUTHENTICATION_REQUIRED] == 1);
+  CHECK(logs.above_level == 0);
+
+  CHECK_STATUS(tv_set_log_callback(TV_LOG_TRACE, NULL, NULL, NULL), TV_OK);
+  CHECK(logs.destroyed == 2);
+  int before = logs.count;
+  CHECK_STATUS(tv_vault_force_refresh(v, account, &tok, NULL), TV_OK);
+  tv_buf_free(&tok);
+  CHECK(logs.count == before);
+  CHECK_STATUS(tv_vault_close(v), TV_OK);
+  CHECK_STATUS(tv_vault_metrics(v, &m), TV_OK);
+  CHECK(m.refreshes_succeeded == 2);
+  tv_vault_free(v);
+
+  CHECK(logs.count >= 5);
+  CHECK(strstr(logs.lines, "tokenvault") != NULL);
+  CHECK(strstr(logs.lines, access) == NULL && strstr(logs.lines, refresh) == NULL);
+  CHECK(rotated == NULL || strstr(logs.lines, rotated) == NULL);
+  CHECK(strstr(logs.lines, account) == NULL && strstr(logs.lines, "short-lived") == NULL);
+  free(rotated);
+out:
+  free(access);
+  free(refresh);
+  free(path);
+  tvt_rmdir(dir);
+  tvt_server_stop(&srv);
+}
+
 int main(void) {
   test_static_functions_and_null_checks();
   test_full_cycle();
   test_concurrent_reads();
   test_anchor_and_move_session();
+  test_options_metrics_and_logs();
   printf("test_c_api: %d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

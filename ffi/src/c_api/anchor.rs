@@ -83,7 +83,9 @@ impl StateAnchor for CallbackAnchor {
 ///
 /// # Safety
 /// `anchor` is non-NULL and points to a readable `tv_anchor` of at least `struct_size` bytes.
-unsafe fn read_anchor(anchor: *const tv_anchor) -> Result<(Arc<dyn StateAnchor>, impl FnOnce()), VaultError> {
+pub(crate) unsafe fn read_anchor(
+    anchor: *const tv_anchor,
+) -> Result<(Arc<dyn StateAnchor>, impl FnOnce()), VaultError> {
     // SAFETY: the size field comes first in every version of the struct.
     let size = unsafe { anchor.cast::<usize>().read() };
     if size < std::mem::size_of::<tv_anchor>() {

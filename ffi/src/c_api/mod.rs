@@ -19,7 +19,8 @@ use tokenvault::ErrorCode;
 
 use crate::boundary;
 
-// In this order in the header: the vault, then host-driven HTTP, then events, then anchors.
+// In this order in the header: the vault, then host-driven HTTP, then events, then anchors,
+// then open options, metrics and logs.
 pub mod vault;
 //
 pub mod refresh;
@@ -27,6 +28,8 @@ pub mod refresh;
 pub mod events;
 //
 pub mod anchor;
+//
+pub mod observe;
 
 /// Status of every fallible `tv_` function. `TV_OK` is 0; the other numbers are tokenvault's
 /// error taxonomy (`tokenvault::ErrorCode`), shared with the Kotlin, Swift and C# surfaces, and
