@@ -559,6 +559,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_func_error_code_name() != 41516:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_func_set_log_listener() != 29979:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_func_tokenvault_version() != 44072:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_access_token() != 9609:
@@ -582,6 +584,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_tokenvault_checksum_method_tokenvault_list_accounts() != 1488:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json() != 33409:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_metrics() != 47329:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_move_session() != 57650:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -660,6 +664,9 @@ _UniffiLib.uniffi_tokenvault_checksum_func_debug_trigger_panic.restype = ctypes.
 _UniffiLib.uniffi_tokenvault_checksum_func_error_code_name.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_func_error_code_name.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_func_set_log_listener.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_func_set_log_listener.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_func_tokenvault_version.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_func_tokenvault_version.restype = ctypes.c_uint16
@@ -696,6 +703,9 @@ _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_list_accounts.restype = 
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_metrics.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_metrics.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_move_session.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_move_session.restype = ctypes.c_uint16
@@ -768,6 +778,12 @@ _UniffiLib.uniffi_tokenvault_fn_func_error_code_name.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_func_error_code_name.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_func_set_log_listener.argtypes = (
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_func_set_log_listener.restype = None
 _UniffiLib.uniffi_tokenvault_fn_func_tokenvault_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -838,6 +854,11 @@ _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_load_profile_json.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_load_profile_json.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_metrics.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_metrics.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_move_session.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1047,6 +1068,23 @@ _UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_httptransport.argtypes = (
     ctypes.POINTER(_UniffiVTableCallbackInterfaceTokenvaultHttpTransport),
 )
 _UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_httptransport.restype = None
+_UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_LOG_LISTENER_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,_UniffiRustBuffer,_UniffiRustBuffer,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_CLONE_TOKENVAULT_LOG_LISTENER = ctypes.CFUNCTYPE(ctypes.c_uint64,ctypes.c_uint64,
+)
+_UNIFFI_CALLBACK_INTERFACE_FREE_TOKENVAULT_LOG_LISTENER = ctypes.CFUNCTYPE(None,ctypes.c_uint64,
+)
+class _UniffiVTableCallbackInterfaceTokenvaultLogListener(ctypes.Structure):
+    _fields_ = [
+        ("uniffi_free", _UNIFFI_CALLBACK_INTERFACE_FREE_TOKENVAULT_LOG_LISTENER),
+        ("uniffi_clone", _UNIFFI_CALLBACK_INTERFACE_CLONE_TOKENVAULT_LOG_LISTENER),
+        ("on_log", _UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_LOG_LISTENER_METHOD0),
+    ]
+_UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_loglistener.argtypes = (
+    ctypes.POINTER(_UniffiVTableCallbackInterfaceTokenvaultLogListener),
+)
+_UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_loglistener.restype = None
 _UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_STATE_ANCHOR_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.POINTER(_UniffiRustBuffer),
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -1190,6 +1228,64 @@ class _UniffiFfiConverterTypeAccessToken(_UniffiConverterRustBuffer):
     def write(value, buf):
         _UniffiFfiConverterString.write(value.token, buf)
         _UniffiFfiConverterUInt64.write(value.generation, buf)
+
+class _UniffiFfiConverterInt32(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "i32"
+    VALUE_MIN = -2**31
+    VALUE_MAX = 2**31
+
+    @staticmethod
+    def read(buf):
+        return buf.read_i32()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(value)
+
+@dataclass
+class FailureCount:
+    """
+    Failed refresh attempts of one error code.
+"""
+    def __init__(self, *, code:int, name:str, count:int):
+        self.code = code
+        self.name = name
+        self.count = count
+        
+        
+
+    
+    def __str__(self):
+        return "FailureCount(code={}, name={}, count={})".format(self.code, self.name, self.count)
+    def __eq__(self, other):
+        if self.code != other.code:
+            return False
+        if self.name != other.name:
+            return False
+        if self.count != other.count:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeFailureCount(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return FailureCount(
+            code=_UniffiFfiConverterInt32.read(buf),
+            name=_UniffiFfiConverterString.read(buf),
+            count=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterInt32.check_lower(value.code)
+        _UniffiFfiConverterString.check_lower(value.name)
+        _UniffiFfiConverterUInt64.check_lower(value.count)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterInt32.write(value.code, buf)
+        _UniffiFfiConverterString.write(value.name, buf)
+        _UniffiFfiConverterUInt64.write(value.count, buf)
 
 @dataclass
 class HttpHeader:
@@ -1697,22 +1793,72 @@ class _UniffiFfiConverterFloat64(_UniffiConverterPrimitiveFloat):
     def write(value, buf):
         buf.write_double(value)
 
+class _UniffiFfiConverterOptionalFloat64(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterFloat64.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterFloat64.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterFloat64.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class OpenOptions:
     """
-    Options for opening a vault. Every field has a default.
+    Options for opening a vault. Every field is optional: `None` keeps the library's default. A
+    value out of range fails the open with `InvalidInput`, before any file is touched.
 """
-    def __init__(self, *, refresh_point:float = 0.75, busy_timeout_ms:int = 5000):
-        self.refresh_point = refresh_point
-        self.busy_timeout_ms = busy_timeout_ms
+    def __init__(self, *, refresh_point:typing.Optional[float] = _DEFAULT, jitter:typing.Optional[float] = _DEFAULT, min_ttl_cap:typing.Optional[float] = _DEFAULT, expiry_margin_ms:typing.Optional[int] = _DEFAULT, busy_timeout_ms:typing.Optional[int] = _DEFAULT):
+        if refresh_point is _DEFAULT:
+            self.refresh_point = None
+        else:
+            self.refresh_point = refresh_point
+        if jitter is _DEFAULT:
+            self.jitter = None
+        else:
+            self.jitter = jitter
+        if min_ttl_cap is _DEFAULT:
+            self.min_ttl_cap = None
+        else:
+            self.min_ttl_cap = min_ttl_cap
+        if expiry_margin_ms is _DEFAULT:
+            self.expiry_margin_ms = None
+        else:
+            self.expiry_margin_ms = expiry_margin_ms
+        if busy_timeout_ms is _DEFAULT:
+            self.busy_timeout_ms = None
+        else:
+            self.busy_timeout_ms = busy_timeout_ms
         
         
 
     
     def __str__(self):
-        return "OpenOptions(refresh_point={}, busy_timeout_ms={})".format(self.refresh_point, self.busy_timeout_ms)
+        return "OpenOptions(refresh_point={}, jitter={}, min_ttl_cap={}, expiry_margin_ms={}, busy_timeout_ms={})".format(self.refresh_point, self.jitter, self.min_ttl_cap, self.expiry_margin_ms, self.busy_timeout_ms)
     def __eq__(self, other):
         if self.refresh_point != other.refresh_point:
+            return False
+        if self.jitter != other.jitter:
+            return False
+        if self.min_ttl_cap != other.min_ttl_cap:
+            return False
+        if self.expiry_margin_ms != other.expiry_margin_ms:
             return False
         if self.busy_timeout_ms != other.busy_timeout_ms:
             return False
@@ -1722,32 +1868,28 @@ class _UniffiFfiConverterTypeOpenOptions(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
         return OpenOptions(
-            refresh_point=_UniffiFfiConverterFloat64.read(buf),
-            busy_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
+            refresh_point=_UniffiFfiConverterOptionalFloat64.read(buf),
+            jitter=_UniffiFfiConverterOptionalFloat64.read(buf),
+            min_ttl_cap=_UniffiFfiConverterOptionalFloat64.read(buf),
+            expiry_margin_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
+            busy_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
-        _UniffiFfiConverterFloat64.check_lower(value.refresh_point)
-        _UniffiFfiConverterUInt64.check_lower(value.busy_timeout_ms)
+        _UniffiFfiConverterOptionalFloat64.check_lower(value.refresh_point)
+        _UniffiFfiConverterOptionalFloat64.check_lower(value.jitter)
+        _UniffiFfiConverterOptionalFloat64.check_lower(value.min_ttl_cap)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.expiry_margin_ms)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.busy_timeout_ms)
 
     @staticmethod
     def write(value, buf):
-        _UniffiFfiConverterFloat64.write(value.refresh_point, buf)
-        _UniffiFfiConverterUInt64.write(value.busy_timeout_ms, buf)
-
-class _UniffiFfiConverterInt32(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "i32"
-    VALUE_MIN = -2**31
-    VALUE_MAX = 2**31
-
-    @staticmethod
-    def read(buf):
-        return buf.read_i32()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_i32(value)
+        _UniffiFfiConverterOptionalFloat64.write(value.refresh_point, buf)
+        _UniffiFfiConverterOptionalFloat64.write(value.jitter, buf)
+        _UniffiFfiConverterOptionalFloat64.write(value.min_ttl_cap, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.expiry_margin_ms, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.busy_timeout_ms, buf)
 
 @dataclass
 class RefreshFailure:
@@ -2070,6 +2212,135 @@ class _UniffiFfiConverterTypeSessionInfo(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.write(value.has_refresh_credential, buf)
         _UniffiFfiConverterMapStringString.write(value.hints, buf)
 
+class _UniffiFfiConverterSequenceTypeFailureCount(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeFailureCount.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeFailureCount.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeFailureCount.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class VaultMetrics:
+    """
+    What a vault did since it was opened ([`TokenVault::metrics`]). Counts only: no token, no
+    account id.
+"""
+    def __init__(self, *, cached_hits:int, refreshes_started:int, refreshes_succeeded:int, refreshes_failed:int, refreshes_failed_by_code:typing.List[FailureCount], single_flight_joins:int, lock_waits:int, lock_takeovers:int, lost_answer_markers:int, transport_requests:int, transport_latency_p50_us:typing.Optional[int], transport_latency_p99_us:typing.Optional[int], response_bytes:int):
+        self.cached_hits = cached_hits
+        self.refreshes_started = refreshes_started
+        self.refreshes_succeeded = refreshes_succeeded
+        self.refreshes_failed = refreshes_failed
+        self.refreshes_failed_by_code = refreshes_failed_by_code
+        self.single_flight_joins = single_flight_joins
+        self.lock_waits = lock_waits
+        self.lock_takeovers = lock_takeovers
+        self.lost_answer_markers = lost_answer_markers
+        self.transport_requests = transport_requests
+        self.transport_latency_p50_us = transport_latency_p50_us
+        self.transport_latency_p99_us = transport_latency_p99_us
+        self.response_bytes = response_bytes
+        
+        
+
+    
+    def __str__(self):
+        return "VaultMetrics(cached_hits={}, refreshes_started={}, refreshes_succeeded={}, refreshes_failed={}, refreshes_failed_by_code={}, single_flight_joins={}, lock_waits={}, lock_takeovers={}, lost_answer_markers={}, transport_requests={}, transport_latency_p50_us={}, transport_latency_p99_us={}, response_bytes={})".format(self.cached_hits, self.refreshes_started, self.refreshes_succeeded, self.refreshes_failed, self.refreshes_failed_by_code, self.single_flight_joins, self.lock_waits, self.lock_takeovers, self.lost_answer_markers, self.transport_requests, self.transport_latency_p50_us, self.transport_latency_p99_us, self.response_bytes)
+    def __eq__(self, other):
+        if self.cached_hits != other.cached_hits:
+            return False
+        if self.refreshes_started != other.refreshes_started:
+            return False
+        if self.refreshes_succeeded != other.refreshes_succeeded:
+            return False
+        if self.refreshes_failed != other.refreshes_failed:
+            return False
+        if self.refreshes_failed_by_code != other.refreshes_failed_by_code:
+            return False
+        if self.single_flight_joins != other.single_flight_joins:
+            return False
+        if self.lock_waits != other.lock_waits:
+            return False
+        if self.lock_takeovers != other.lock_takeovers:
+            return False
+        if self.lost_answer_markers != other.lost_answer_markers:
+            return False
+        if self.transport_requests != other.transport_requests:
+            return False
+        if self.transport_latency_p50_us != other.transport_latency_p50_us:
+            return False
+        if self.transport_latency_p99_us != other.transport_latency_p99_us:
+            return False
+        if self.response_bytes != other.response_bytes:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeVaultMetrics(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return VaultMetrics(
+            cached_hits=_UniffiFfiConverterUInt64.read(buf),
+            refreshes_started=_UniffiFfiConverterUInt64.read(buf),
+            refreshes_succeeded=_UniffiFfiConverterUInt64.read(buf),
+            refreshes_failed=_UniffiFfiConverterUInt64.read(buf),
+            refreshes_failed_by_code=_UniffiFfiConverterSequenceTypeFailureCount.read(buf),
+            single_flight_joins=_UniffiFfiConverterUInt64.read(buf),
+            lock_waits=_UniffiFfiConverterUInt64.read(buf),
+            lock_takeovers=_UniffiFfiConverterUInt64.read(buf),
+            lost_answer_markers=_UniffiFfiConverterUInt64.read(buf),
+            transport_requests=_UniffiFfiConverterUInt64.read(buf),
+            transport_latency_p50_us=_UniffiFfiConverterOptionalUInt64.read(buf),
+            transport_latency_p99_us=_UniffiFfiConverterOptionalUInt64.read(buf),
+            response_bytes=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.cached_hits)
+        _UniffiFfiConverterUInt64.check_lower(value.refreshes_started)
+        _UniffiFfiConverterUInt64.check_lower(value.refreshes_succeeded)
+        _UniffiFfiConverterUInt64.check_lower(value.refreshes_failed)
+        _UniffiFfiConverterSequenceTypeFailureCount.check_lower(value.refreshes_failed_by_code)
+        _UniffiFfiConverterUInt64.check_lower(value.single_flight_joins)
+        _UniffiFfiConverterUInt64.check_lower(value.lock_waits)
+        _UniffiFfiConverterUInt64.check_lower(value.lock_takeovers)
+        _UniffiFfiConverterUInt64.check_lower(value.lost_answer_markers)
+        _UniffiFfiConverterUInt64.check_lower(value.transport_requests)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.transport_latency_p50_us)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.transport_latency_p99_us)
+        _UniffiFfiConverterUInt64.check_lower(value.response_bytes)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.cached_hits, buf)
+        _UniffiFfiConverterUInt64.write(value.refreshes_started, buf)
+        _UniffiFfiConverterUInt64.write(value.refreshes_succeeded, buf)
+        _UniffiFfiConverterUInt64.write(value.refreshes_failed, buf)
+        _UniffiFfiConverterSequenceTypeFailureCount.write(value.refreshes_failed_by_code, buf)
+        _UniffiFfiConverterUInt64.write(value.single_flight_joins, buf)
+        _UniffiFfiConverterUInt64.write(value.lock_waits, buf)
+        _UniffiFfiConverterUInt64.write(value.lock_takeovers, buf)
+        _UniffiFfiConverterUInt64.write(value.lost_answer_markers, buf)
+        _UniffiFfiConverterUInt64.write(value.transport_requests, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.transport_latency_p50_us, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.transport_latency_p99_us, buf)
+        _UniffiFfiConverterUInt64.write(value.response_bytes, buf)
+
 
 
 # AnchorError
@@ -2131,6 +2402,88 @@ class _UniffiFfiConverterTypeAnchorError(_UniffiConverterRustBuffer):
         if isinstance(value, AnchorError.Failed):
             buf.write_i32(1)
             _UniffiFfiConverterString.write(value.reason, buf)
+
+
+
+
+
+
+class LogLevel(enum.Enum):
+    """
+    Log levels, most severe first.
+"""
+    
+    ERROR = 0
+    """
+    Errors.
+"""
+    
+    WARN = 1
+    """
+    Warnings: something the app may want to look at.
+"""
+    
+    INFO = 2
+    """
+    A session ended, a refresh failed, a vault was created.
+"""
+    
+    DEBUG = 3
+    """
+    Each refresh step.
+"""
+    
+    TRACE = 4
+    """
+    Everything.
+"""
+    
+
+
+class _UniffiFfiConverterTypeLogLevel(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return LogLevel.ERROR
+        if variant == 2:
+            return LogLevel.WARN
+        if variant == 3:
+            return LogLevel.INFO
+        if variant == 4:
+            return LogLevel.DEBUG
+        if variant == 5:
+            return LogLevel.TRACE
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == LogLevel.ERROR:
+            return
+        if value == LogLevel.WARN:
+            return
+        if value == LogLevel.INFO:
+            return
+        if value == LogLevel.DEBUG:
+            return
+        if value == LogLevel.TRACE:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == LogLevel.ERROR:
+            buf.write_i32(1)
+        if value == LogLevel.WARN:
+            buf.write_i32(2)
+        if value == LogLevel.INFO:
+            buf.write_i32(3)
+        if value == LogLevel.DEBUG:
+            buf.write_i32(4)
+        if value == LogLevel.TRACE:
+            buf.write_i32(5)
+
+
 
 
 
@@ -3737,6 +4090,11 @@ class TokenVaultProtocol(typing.Protocol):
         Load a profile (a refresh dialect) from JSON and register it; returns its name.
 """
         raise NotImplementedError
+    def metrics(self, ) -> VaultMetrics:
+        """
+        What this vault did since it was opened (also after `close`).
+"""
+        raise NotImplementedError
     def move_session(self, account: str,profile: str) -> SessionInfo:
         """
         Move an account's session to `profile` and to its endpoint. A session's refresh
@@ -4151,6 +4509,21 @@ class TokenVault(TokenVaultProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def metrics(self, ) -> VaultMetrics:
+        """
+        What this vault did since it was opened (also after `close`).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeVaultMetrics.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_metrics,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def move_session(self, account: str,profile: str) -> SessionInfo:
         """
         Move an account's session to `profile` and to its endpoint. A session's refresh
@@ -4423,6 +4796,67 @@ class _UniffiFfiConverterTypeTokenVault:
 
 
 
+class LogListener(typing.Protocol):
+    """
+    Receives the vault's log lines (route them to Logcat, `os_log`, `logging`...). Called on
+    whichever thread logs, possibly while the vault holds internal locks: return quickly and
+    never call into a vault from it. No line holds a token, a key or an account id.
+"""
+    
+    def on_log(self, level: LogLevel,target: str,message: str) -> None:
+        """
+        One line: its level, its target (the module) and the message.
+"""
+        raise NotImplementedError
+# Put all the bits inside a class to keep the top-level namespace clean
+class _UniffiTraitImplLogListenerImpl:
+    # For each method, generate a callback function to pass to Rust
+
+    @_UNIFFI_CALLBACK_INTERFACE_TOKENVAULT_LOG_LISTENER_METHOD0
+    def on_log(
+            uniffi_handle,
+            level,
+            target,
+            message,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeLogListener._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterTypeLogLevel.lift(level), _UniffiFfiConverterString.lift(target), _UniffiFfiConverterString.lift(message), )
+            uniffi_method = uniffi_obj.on_log
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_FREE_TOKENVAULT_LOG_LISTENER
+    def _uniffi_free(uniffi_handle):
+        _UniffiFfiConverterTypeLogListener._handle_map.remove(uniffi_handle)
+
+    @_UNIFFI_CALLBACK_INTERFACE_CLONE_TOKENVAULT_LOG_LISTENER
+    def _uniffi_clone(uniffi_handle):
+        return _UniffiFfiConverterTypeLogListener._handle_map.clone(uniffi_handle)
+
+    # Generate the FFI VTable.  This has a field for each callback interface method.
+    _uniffi_vtable = _UniffiVTableCallbackInterfaceTokenvaultLogListener(
+        _uniffi_free,
+        _uniffi_clone,
+        on_log,
+    )
+    # Send Rust a pointer to the VTable.  Note: this means we need to keep the struct alive forever,
+    # or else bad things will happen when Rust tries to access it.
+    _UniffiLib.uniffi_tokenvault_fn_init_callback_vtable_loglistener(ctypes.byref(_uniffi_vtable))
+
+# The _UniffiConverter which transforms the Callbacks in to Handles to pass to Rust.
+_UniffiFfiConverterTypeLogListener = _UniffiCallbackInterfaceFfiConverter()
+
+
+
+
 class StateAnchor(typing.Protocol):
     """
     A counter the app keeps outside the vault file (the Keychain, Keystore-backed preferences, a
@@ -4508,6 +4942,31 @@ class _UniffiTraitImplStateAnchorImpl:
 # The _UniffiConverter which transforms the Callbacks in to Handles to pass to Rust.
 _UniffiFfiConverterTypeStateAnchor = _UniffiCallbackInterfaceFfiConverter()
 
+class _UniffiFfiConverterOptionalTypeLogListener(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeLogListener.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeLogListener.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeLogListener.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 class _UniffiFfiConverterOptionalTypeOpenOptions(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -4565,6 +5024,30 @@ def error_code_name(code: int) -> typing.Optional[str]:
         *_uniffi_lowered_args,
     )
     return _uniffi_lift_return(_uniffi_ffi_result)
+def set_log_listener(max_level: LogLevel,listener: typing.Union[object, typing.Optional[LogListener]] = _DEFAULT) -> None:
+    """
+    Route the vault's log lines at `max_level` and above to `listener`, replacing any listener
+    set before; `None` stops the routing. Process-wide: every vault logs to it. Only the vault's
+    own lines are routed (not those of the TLS and HTTP libraries underneath).
+"""
+    
+    _UniffiFfiConverterTypeLogLevel.check_lower(max_level)
+
+    if listener is _DEFAULT:
+        listener = None
+    _UniffiFfiConverterOptionalTypeLogListener.check_lower(listener)
+    _uniffi_lowered_args = (
+        _UniffiFfiConverterTypeLogLevel.lower(max_level),
+        _UniffiFfiConverterOptionalTypeLogListener.lower(listener),
+    )
+    _uniffi_lift_return = lambda val: None
+    _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_tokenvault_fn_func_set_log_listener,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def tokenvault_version() -> str:
     """
     The library version (`tokenvault` crate version).
@@ -4584,12 +5067,14 @@ __all__ = [
     "InternalError",
     "SessionState",
     "AnchorError",
+    "LogLevel",
     "Preset",
     "RefreshStep",
     "TokenVaultError",
     "TransportError",
     "VaultEvent",
     "AccessToken",
+    "FailureCount",
     "HttpHeader",
     "HttpRequest",
     "HttpResponse",
@@ -4597,8 +5082,10 @@ __all__ = [
     "OpenOptions",
     "RefreshFailure",
     "SessionInfo",
+    "VaultMetrics",
     "debug_trigger_panic",
     "error_code_name",
+    "set_log_listener",
     "tokenvault_version",
     "TokenWatch",
     "TokenWatchProtocol",
@@ -4606,5 +5093,6 @@ __all__ = [
     "TokenVaultProtocol",
     "VaultObserver",
     "HttpTransport",
+    "LogListener",
     "StateAnchor",
 ]

@@ -664,35 +664,147 @@ impl From<Preset> for tv::Preset {
     }
 }
 
-/// Options for opening a vault. Every field has a default.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+/// Options for opening a vault. Every field is optional: `None` keeps the library's default. A
+/// value out of range fails the open with `InvalidInput`, before any file is touched.
+#[derive(Debug, Clone, Default, PartialEq, uniffi::Record)]
 pub struct OpenOptions {
-    /// Fraction of the access token's lifetime after which it is refreshed proactively.
-    #[uniffi(default = 0.75)]
-    pub refresh_point: f64,
-    /// How long to wait for another process's write lock on the file, in ms.
-    #[uniffi(default = 5000)]
-    pub busy_timeout_ms: u64,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions {
-            refresh_point: 0.75,
-            busy_timeout_ms: 5_000,
-        }
-    }
+    /// Fraction of the access token's lifetime after which it is refreshed proactively
+    /// (0.05..=0.95; default 0.75).
+    #[uniffi(default = None)]
+    pub refresh_point: Option<f64>,
+    /// Spread around the refresh point, as a fraction of the lifetime (0..=0.2; default 0.05).
+    #[uniffi(default = None)]
+    pub jitter: Option<f64>,
+    /// The largest share of a token's lifetime a caller's minimum TTL may demand (0.05..=0.9;
+    /// default 0.5).
+    #[uniffi(default = None)]
+    pub min_ttl_cap: Option<f64>,
+    /// A token counts as expired this long before its `exp`, in ms (at most one hour; default
+    /// 5,000; capped at 10 % of the token's lifetime).
+    #[uniffi(default = None)]
+    pub expiry_margin_ms: Option<u64>,
+    /// How long to wait for another process's write lock on the file, in ms (at most 10
+    /// minutes; default 5,000).
+    #[uniffi(default = None)]
+    pub busy_timeout_ms: Option<u64>,
 }
 
 impl OpenOptions {
     fn into_core(self) -> tv::VaultOptions {
-        tv::VaultOptions {
-            policy: tv::RefreshPolicy {
-                refresh_point: self.refresh_point,
-                ..tv::RefreshPolicy::default()
-            },
-            busy_timeout: Duration::from_millis(self.busy_timeout_ms),
-            ..tv::VaultOptions::default()
+        tv::VaultOptions::default().tuned(&tv::Tuning {
+            refresh_point: self.refresh_point,
+            jitter: self.jitter,
+            min_ttl_cap: self.min_ttl_cap,
+            expiry_margin_ms: self.expiry_margin_ms,
+            busy_timeout_ms: self.busy_timeout_ms,
+        })
+    }
+}
+
+/// Failed refresh attempts of one error code.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FailureCount {
+    /// The stable code (as `TokenVaultError`'s `code`).
+    pub code: i32,
+    /// Its name (`"transient"`, ...).
+    pub name: String,
+    /// How many attempts failed with it.
+    pub count: u64,
+}
+
+/// What a vault did since it was opened ([`TokenVault::metrics`]). Counts only: no token, no
+/// account id.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VaultMetrics {
+    /// Reads answered from the cache without any refresh or file access.
+    pub cached_hits: u64,
+    /// Refresh requests the vault built to send (blocking and two-step).
+    pub refreshes_started: u64,
+    /// Attempts that ended with a stored pair.
+    pub refreshes_succeeded: u64,
+    /// Attempts that ended with an error, all codes together.
+    pub refreshes_failed: u64,
+    /// The same, by error code (codes that never occurred are left out).
+    pub refreshes_failed_by_code: Vec<FailureCount>,
+    /// Callers that waited for a refresh already in flight in this vault.
+    pub single_flight_joins: u64,
+    /// Times the account's cross-process refresh lock was held by a peer.
+    pub lock_waits: u64,
+    /// Times this vault refreshed after waiting for a peer that left no new pair.
+    pub lock_takeovers: u64,
+    /// Attempts that found an earlier attempt's lost-answer marker.
+    pub lost_answer_markers: u64,
+    /// Requests that went through the transport.
+    pub transport_requests: u64,
+    /// Median transport latency over the last 1,024 requests, in µs; `None` before any.
+    pub transport_latency_p50_us: Option<u64>,
+    /// 99th percentile of the same window, in µs.
+    pub transport_latency_p99_us: Option<u64>,
+    /// Response body bytes received.
+    pub response_bytes: u64,
+}
+
+impl From<tv::VaultMetrics> for VaultMetrics {
+    fn from(m: tv::VaultMetrics) -> Self {
+        VaultMetrics {
+            cached_hits: m.cached_hits,
+            refreshes_started: m.refreshes_started,
+            refreshes_succeeded: m.refreshes_succeeded,
+            refreshes_failed: m.refreshes_failed_total(),
+            refreshes_failed_by_code: m
+                .refreshes_failed
+                .iter()
+                .map(|(code, count)| FailureCount {
+                    code: code.as_i32(),
+                    name: code.name().to_owned(),
+                    count: *count,
+                })
+                .collect(),
+            single_flight_joins: m.single_flight_joins,
+            lock_waits: m.lock_waits,
+            lock_takeovers: m.lock_takeovers,
+            lost_answer_markers: m.lost_answer_markers,
+            transport_requests: m.transport_requests,
+            transport_latency_p50_us: m.transport_latency_p50_us,
+            transport_latency_p99_us: m.transport_latency_p99_us,
+            response_bytes: m.response_bytes,
+        }
+    }
+}
+
+/// Log levels, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum LogLevel {
+    /// Errors.
+    Error,
+    /// Warnings: something the app may want to look at.
+    Warn,
+    /// A session ended, a refresh failed, a vault was created.
+    Info,
+    /// Each refresh step.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    fn filter(self) -> tv::LogLevelFilter {
+        match self {
+            LogLevel::Error => tv::LogLevelFilter::Error,
+            LogLevel::Warn => tv::LogLevelFilter::Warn,
+            LogLevel::Info => tv::LogLevelFilter::Info,
+            LogLevel::Debug => tv::LogLevelFilter::Debug,
+            LogLevel::Trace => tv::LogLevelFilter::Trace,
+        }
+    }
+
+    fn from_core(level: tv::LogLevel) -> LogLevel {
+        match level {
+            tv::LogLevel::Error => LogLevel::Error,
+            tv::LogLevel::Warn => LogLevel::Warn,
+            tv::LogLevel::Info => LogLevel::Info,
+            tv::LogLevel::Debug => LogLevel::Debug,
+            tv::LogLevel::Trace => LogLevel::Trace,
         }
     }
 }
@@ -737,6 +849,35 @@ pub trait StateAnchor: Send + Sync {
     fn load(&self) -> Result<Option<u64>, AnchorError>;
     /// Keep `counter` (it only grows).
     fn store(&self, counter: u64) -> Result<(), AnchorError>;
+}
+
+/// Receives the vault's log lines (route them to Logcat, `os_log`, `logging`...). Called on
+/// whichever thread logs, possibly while the vault holds internal locks: return quickly and
+/// never call into a vault from it. No line holds a token, a key or an account id.
+#[uniffi::export(callback_interface)]
+pub trait LogListener: Send + Sync {
+    /// One line: its level, its target (the module) and the message.
+    fn on_log(&self, level: LogLevel, target: String, message: String);
+}
+
+struct ListenerSink(Box<dyn LogListener>);
+
+impl tv::LogSink for ListenerSink {
+    fn log(&self, level: tv::LogLevel, target: &str, message: &str) {
+        self.0
+            .on_log(LogLevel::from_core(level), target.to_owned(), message.to_owned());
+    }
+}
+
+/// Route the vault's log lines at `max_level` and above to `listener`, replacing any listener
+/// set before; `None` stops the routing. Process-wide: every vault logs to it. Only the vault's
+/// own lines are routed (not those of the TLS and HTTP libraries underneath).
+#[uniffi::export(default(listener = None))]
+pub fn set_log_listener(max_level: LogLevel, listener: Option<Box<dyn LogListener>>) -> Result<()> {
+    guarded(|| {
+        let sink = listener.map(|l| Arc::new(ListenerSink(l)) as Arc<dyn tv::LogSink>);
+        tv::set_log_sink(max_level.filter(), sink)
+    })
 }
 
 /// Why the app's [`StateAnchor`] failed.
@@ -1076,6 +1217,11 @@ impl TokenVault {
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.vault.is_closed()
+    }
+
+    /// What this vault did since it was opened (also after `close`).
+    pub fn metrics(&self) -> VaultMetrics {
+        self.vault.metrics().into()
     }
 }
 

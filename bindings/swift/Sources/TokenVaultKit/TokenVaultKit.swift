@@ -706,6 +706,11 @@ public protocol TokenVaultProtocol: AnyObject, Sendable {
     func loadProfileJson(json: String) throws  -> String
     
     /**
+     * What this vault did since it was opened (also after `close`).
+     */
+    func metrics()  -> VaultMetrics
+    
+    /**
      * Move an account's session to `profile` and to its endpoint. A session's refresh
      * credential is only sent to the origin it was stored with: after a profile was registered
      * again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
@@ -1036,6 +1041,18 @@ open func loadProfileJson(json: String)throws  -> String  {
     uniffi_tokenvault_fn_method_tokenvault_load_profile_json(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * What this vault did since it was opened (also after `close`).
+     */
+open func metrics() -> VaultMetrics  {
+    return try!  FfiConverterTypeVaultMetrics_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_tokenvault_metrics(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -1550,6 +1567,85 @@ public func FfiConverterTypeAccessToken_lower(_ value: AccessToken) -> RustBuffe
 
 
 /**
+ * Failed refresh attempts of one error code.
+ */
+public struct FailureCount: Equatable, Hashable {
+    /**
+     * The stable code (as `TokenVaultError`'s `code`).
+     */
+    public var code: Int32
+    /**
+     * Its name (`"transient"`, ...).
+     */
+    public var name: String
+    /**
+     * How many attempts failed with it.
+     */
+    public var count: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The stable code (as `TokenVaultError`'s `code`).
+         */code: Int32, 
+        /**
+         * Its name (`"transient"`, ...).
+         */name: String, 
+        /**
+         * How many attempts failed with it.
+         */count: UInt64) {
+        self.code = code
+        self.name = name
+        self.count = count
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension FailureCount: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFailureCount: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FailureCount {
+        return
+            try FailureCount(
+                code: FfiConverterInt32.read(from: &buf), 
+                name: FfiConverterString.read(from: &buf), 
+                count: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: FailureCount, into buf: inout [UInt8]) {
+        FfiConverterInt32.write(value.code, into: &buf)
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterUInt64.write(value.count, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFailureCount_lift(_ buf: RustBuffer) throws -> FailureCount {
+    return try FfiConverterTypeFailureCount.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFailureCount_lower(_ value: FailureCount) -> RustBuffer {
+    return FfiConverterTypeFailureCount.lower(value)
+}
+
+
+/**
  * An HTTP header. The value may be secret (`Authorization`).
  */
 public struct HttpHeader: Equatable, Hashable, CustomDebugStringConvertible {
@@ -2032,28 +2128,61 @@ public func FfiConverterTypeNewSession_lower(_ value: NewSession) -> RustBuffer 
 
 
 /**
- * Options for opening a vault. Every field has a default.
+ * Options for opening a vault. Every field is optional: `None` keeps the library's default. A
+ * value out of range fails the open with `InvalidInput`, before any file is touched.
  */
 public struct OpenOptions: Equatable, Hashable {
     /**
-     * Fraction of the access token's lifetime after which it is refreshed proactively.
+     * Fraction of the access token's lifetime after which it is refreshed proactively
+     * (0.05..=0.95; default 0.75).
      */
-    public var refreshPoint: Double
+    public var refreshPoint: Double?
     /**
-     * How long to wait for another process's write lock on the file, in ms.
+     * Spread around the refresh point, as a fraction of the lifetime (0..=0.2; default 0.05).
      */
-    public var busyTimeoutMs: UInt64
+    public var jitter: Double?
+    /**
+     * The largest share of a token's lifetime a caller's minimum TTL may demand (0.05..=0.9;
+     * default 0.5).
+     */
+    public var minTtlCap: Double?
+    /**
+     * A token counts as expired this long before its `exp`, in ms (at most one hour; default
+     * 5,000; capped at 10 % of the token's lifetime).
+     */
+    public var expiryMarginMs: UInt64?
+    /**
+     * How long to wait for another process's write lock on the file, in ms (at most 10
+     * minutes; default 5,000).
+     */
+    public var busyTimeoutMs: UInt64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
-         * Fraction of the access token's lifetime after which it is refreshed proactively.
-         */refreshPoint: Double = Double(0.75), 
+         * Fraction of the access token's lifetime after which it is refreshed proactively
+         * (0.05..=0.95; default 0.75).
+         */refreshPoint: Double? = nil, 
         /**
-         * How long to wait for another process's write lock on the file, in ms.
-         */busyTimeoutMs: UInt64 = UInt64(5000)) {
+         * Spread around the refresh point, as a fraction of the lifetime (0..=0.2; default 0.05).
+         */jitter: Double? = nil, 
+        /**
+         * The largest share of a token's lifetime a caller's minimum TTL may demand (0.05..=0.9;
+         * default 0.5).
+         */minTtlCap: Double? = nil, 
+        /**
+         * A token counts as expired this long before its `exp`, in ms (at most one hour; default
+         * 5,000; capped at 10 % of the token's lifetime).
+         */expiryMarginMs: UInt64? = nil, 
+        /**
+         * How long to wait for another process's write lock on the file, in ms (at most 10
+         * minutes; default 5,000).
+         */busyTimeoutMs: UInt64? = nil) {
         self.refreshPoint = refreshPoint
+        self.jitter = jitter
+        self.minTtlCap = minTtlCap
+        self.expiryMarginMs = expiryMarginMs
         self.busyTimeoutMs = busyTimeoutMs
     }
 
@@ -2073,14 +2202,20 @@ public struct FfiConverterTypeOpenOptions: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OpenOptions {
         return
             try OpenOptions(
-                refreshPoint: FfiConverterDouble.read(from: &buf), 
-                busyTimeoutMs: FfiConverterUInt64.read(from: &buf)
+                refreshPoint: FfiConverterOptionDouble.read(from: &buf), 
+                jitter: FfiConverterOptionDouble.read(from: &buf), 
+                minTtlCap: FfiConverterOptionDouble.read(from: &buf), 
+                expiryMarginMs: FfiConverterOptionUInt64.read(from: &buf), 
+                busyTimeoutMs: FfiConverterOptionUInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: OpenOptions, into buf: inout [UInt8]) {
-        FfiConverterDouble.write(value.refreshPoint, into: &buf)
-        FfiConverterUInt64.write(value.busyTimeoutMs, into: &buf)
+        FfiConverterOptionDouble.write(value.refreshPoint, into: &buf)
+        FfiConverterOptionDouble.write(value.jitter, into: &buf)
+        FfiConverterOptionDouble.write(value.minTtlCap, into: &buf)
+        FfiConverterOptionUInt64.write(value.expiryMarginMs, into: &buf)
+        FfiConverterOptionUInt64.write(value.busyTimeoutMs, into: &buf)
     }
 }
 
@@ -2410,6 +2545,186 @@ public func FfiConverterTypeSessionInfo_lower(_ value: SessionInfo) -> RustBuffe
 
 
 /**
+ * What a vault did since it was opened ([`TokenVault::metrics`]). Counts only: no token, no
+ * account id.
+ */
+public struct VaultMetrics: Equatable, Hashable {
+    /**
+     * Reads answered from the cache without any refresh or file access.
+     */
+    public var cachedHits: UInt64
+    /**
+     * Refresh requests the vault built to send (blocking and two-step).
+     */
+    public var refreshesStarted: UInt64
+    /**
+     * Attempts that ended with a stored pair.
+     */
+    public var refreshesSucceeded: UInt64
+    /**
+     * Attempts that ended with an error, all codes together.
+     */
+    public var refreshesFailed: UInt64
+    /**
+     * The same, by error code (codes that never occurred are left out).
+     */
+    public var refreshesFailedByCode: [FailureCount]
+    /**
+     * Callers that waited for a refresh already in flight in this vault.
+     */
+    public var singleFlightJoins: UInt64
+    /**
+     * Times the account's cross-process refresh lock was held by a peer.
+     */
+    public var lockWaits: UInt64
+    /**
+     * Times this vault refreshed after waiting for a peer that left no new pair.
+     */
+    public var lockTakeovers: UInt64
+    /**
+     * Attempts that found an earlier attempt's lost-answer marker.
+     */
+    public var lostAnswerMarkers: UInt64
+    /**
+     * Requests that went through the transport.
+     */
+    public var transportRequests: UInt64
+    /**
+     * Median transport latency over the last 1,024 requests, in µs; `None` before any.
+     */
+    public var transportLatencyP50Us: UInt64?
+    /**
+     * 99th percentile of the same window, in µs.
+     */
+    public var transportLatencyP99Us: UInt64?
+    /**
+     * Response body bytes received.
+     */
+    public var responseBytes: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Reads answered from the cache without any refresh or file access.
+         */cachedHits: UInt64, 
+        /**
+         * Refresh requests the vault built to send (blocking and two-step).
+         */refreshesStarted: UInt64, 
+        /**
+         * Attempts that ended with a stored pair.
+         */refreshesSucceeded: UInt64, 
+        /**
+         * Attempts that ended with an error, all codes together.
+         */refreshesFailed: UInt64, 
+        /**
+         * The same, by error code (codes that never occurred are left out).
+         */refreshesFailedByCode: [FailureCount], 
+        /**
+         * Callers that waited for a refresh already in flight in this vault.
+         */singleFlightJoins: UInt64, 
+        /**
+         * Times the account's cross-process refresh lock was held by a peer.
+         */lockWaits: UInt64, 
+        /**
+         * Times this vault refreshed after waiting for a peer that left no new pair.
+         */lockTakeovers: UInt64, 
+        /**
+         * Attempts that found an earlier attempt's lost-answer marker.
+         */lostAnswerMarkers: UInt64, 
+        /**
+         * Requests that went through the transport.
+         */transportRequests: UInt64, 
+        /**
+         * Median transport latency over the last 1,024 requests, in µs; `None` before any.
+         */transportLatencyP50Us: UInt64?, 
+        /**
+         * 99th percentile of the same window, in µs.
+         */transportLatencyP99Us: UInt64?, 
+        /**
+         * Response body bytes received.
+         */responseBytes: UInt64) {
+        self.cachedHits = cachedHits
+        self.refreshesStarted = refreshesStarted
+        self.refreshesSucceeded = refreshesSucceeded
+        self.refreshesFailed = refreshesFailed
+        self.refreshesFailedByCode = refreshesFailedByCode
+        self.singleFlightJoins = singleFlightJoins
+        self.lockWaits = lockWaits
+        self.lockTakeovers = lockTakeovers
+        self.lostAnswerMarkers = lostAnswerMarkers
+        self.transportRequests = transportRequests
+        self.transportLatencyP50Us = transportLatencyP50Us
+        self.transportLatencyP99Us = transportLatencyP99Us
+        self.responseBytes = responseBytes
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension VaultMetrics: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVaultMetrics: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VaultMetrics {
+        return
+            try VaultMetrics(
+                cachedHits: FfiConverterUInt64.read(from: &buf), 
+                refreshesStarted: FfiConverterUInt64.read(from: &buf), 
+                refreshesSucceeded: FfiConverterUInt64.read(from: &buf), 
+                refreshesFailed: FfiConverterUInt64.read(from: &buf), 
+                refreshesFailedByCode: FfiConverterSequenceTypeFailureCount.read(from: &buf), 
+                singleFlightJoins: FfiConverterUInt64.read(from: &buf), 
+                lockWaits: FfiConverterUInt64.read(from: &buf), 
+                lockTakeovers: FfiConverterUInt64.read(from: &buf), 
+                lostAnswerMarkers: FfiConverterUInt64.read(from: &buf), 
+                transportRequests: FfiConverterUInt64.read(from: &buf), 
+                transportLatencyP50Us: FfiConverterOptionUInt64.read(from: &buf), 
+                transportLatencyP99Us: FfiConverterOptionUInt64.read(from: &buf), 
+                responseBytes: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: VaultMetrics, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.cachedHits, into: &buf)
+        FfiConverterUInt64.write(value.refreshesStarted, into: &buf)
+        FfiConverterUInt64.write(value.refreshesSucceeded, into: &buf)
+        FfiConverterUInt64.write(value.refreshesFailed, into: &buf)
+        FfiConverterSequenceTypeFailureCount.write(value.refreshesFailedByCode, into: &buf)
+        FfiConverterUInt64.write(value.singleFlightJoins, into: &buf)
+        FfiConverterUInt64.write(value.lockWaits, into: &buf)
+        FfiConverterUInt64.write(value.lockTakeovers, into: &buf)
+        FfiConverterUInt64.write(value.lostAnswerMarkers, into: &buf)
+        FfiConverterUInt64.write(value.transportRequests, into: &buf)
+        FfiConverterOptionUInt64.write(value.transportLatencyP50Us, into: &buf)
+        FfiConverterOptionUInt64.write(value.transportLatencyP99Us, into: &buf)
+        FfiConverterUInt64.write(value.responseBytes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVaultMetrics_lift(_ buf: RustBuffer) throws -> VaultMetrics {
+    return try FfiConverterTypeVaultMetrics.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVaultMetrics_lower(_ value: VaultMetrics) -> RustBuffer {
+    return FfiConverterTypeVaultMetrics.lower(value)
+}
+
+
+/**
  * Why the app's [`StateAnchor`] failed.
  */
 public 
@@ -2488,6 +2803,111 @@ public func FfiConverterTypeAnchorError_lift(_ buf: RustBuffer) throws -> Anchor
 public func FfiConverterTypeAnchorError_lower(_ value: AnchorError) -> RustBuffer {
     return FfiConverterTypeAnchorError.lower(value)
 }
+
+
+/**
+ * Log levels, most severe first.
+ */
+
+public enum LogLevel: Equatable, Hashable {
+    
+    /**
+     * Errors.
+     */
+    case error
+    /**
+     * Warnings: something the app may want to look at.
+     */
+    case warn
+    /**
+     * A session ended, a refresh failed, a vault was created.
+     */
+    case info
+    /**
+     * Each refresh step.
+     */
+    case debug
+    /**
+     * Everything.
+     */
+    case trace
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension LogLevel: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLogLevel: FfiConverterRustBuffer {
+    typealias SwiftType = LogLevel
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LogLevel {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .error
+        
+        case 2: return .warn
+        
+        case 3: return .info
+        
+        case 4: return .debug
+        
+        case 5: return .trace
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: LogLevel, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .error:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .warn:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .info:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .debug:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .trace:
+            writeInt(&buf, Int32(5))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogLevel_lift(_ buf: RustBuffer) throws -> LogLevel {
+    return try FfiConverterTypeLogLevel.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogLevel_lower(_ value: LogLevel) -> RustBuffer {
+    return FfiConverterTypeLogLevel.lower(value)
+}
+
 
 
 /**
@@ -3495,6 +3915,153 @@ public func FfiConverterCallbackInterfaceHttpTransport_lower(_ v: HttpTransport)
 
 
 /**
+ * Receives the vault's log lines (route them to Logcat, `os_log`, `logging`...). Called on
+ * whichever thread logs, possibly while the vault holds internal locks: return quickly and
+ * never call into a vault from it. No line holds a token, a key or an account id.
+ */
+public protocol LogListener: AnyObject, Sendable {
+    
+    /**
+     * One line: its level, its target (the module) and the message.
+     */
+    func onLog(level: LogLevel, target: String, message: String) 
+    
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceLogListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceLogListener = UniffiVTableCallbackInterfaceLogListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterCallbackInterfaceLogListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface LogListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterCallbackInterfaceLogListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface LogListener: handle missing in uniffiClone")
+            }
+        },
+        onLog: { (
+            uniffiHandle: UInt64,
+            level: RustBuffer,
+            target: RustBuffer,
+            message: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceLogListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onLog(
+                     level: try FfiConverterTypeLogLevel_lift(level),
+                     target: try FfiConverterString.lift(target),
+                     message: try FfiConverterString.lift(message)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceLogListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceLogListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitLogListener() {
+    uniffi_tokenvault_fn_init_callback_vtable_loglistener(UniffiCallbackInterfaceLogListener.vtablePtr)
+}
+
+// FfiConverter protocol for callback interfaces
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterCallbackInterfaceLogListener {
+    fileprivate static let handleMap = UniffiHandleMap<LogListener>()
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+extension FfiConverterCallbackInterfaceLogListener : FfiConverter {
+    typealias SwiftType = LogListener
+    typealias FfiType = UInt64
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lift(_ handle: UInt64) throws -> SwiftType {
+        try handleMap.get(handle: handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lower(_ v: SwiftType) -> UInt64 {
+        return handleMap.insert(obj: v)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func write(_ v: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(v))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceLogListener_lift(_ handle: UInt64) throws -> LogListener {
+    return try FfiConverterCallbackInterfaceLogListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceLogListener_lower(_ v: LogListener) -> UInt64 {
+    return FfiConverterCallbackInterfaceLogListener.lower(v)
+}
+
+
+
+
+/**
  * A counter the app keeps outside the vault file (the Keychain, Keystore-backed preferences, a
  * file of its choosing), so that an old copy of the whole vault file is recognised at open
  * (`Corrupt`). `store` is called after every write with the store locked: keep it quick.
@@ -3856,6 +4423,30 @@ fileprivate struct FfiConverterOptionInt64: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionDouble: FfiConverterRustBuffer {
+    typealias SwiftType = Double?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterDouble.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterDouble.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -3952,6 +4543,30 @@ fileprivate struct FfiConverterOptionTypeRefreshFailure: FfiConverterRustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionCallbackInterfaceLogListener: FfiConverterRustBuffer {
+    typealias SwiftType = LogListener?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterCallbackInterfaceLogListener.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterCallbackInterfaceLogListener.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionCallbackInterfaceVaultObserver: FfiConverterRustBuffer {
     typealias SwiftType = VaultObserver?
 
@@ -3993,6 +4608,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeFailureCount: FfiConverterRustBuffer {
+    typealias SwiftType = [FailureCount]
+
+    public static func write(_ value: [FailureCount], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeFailureCount.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [FailureCount] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [FailureCount]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeFailureCount.read(from: &buf))
         }
         return seq
     }
@@ -4071,6 +4711,19 @@ public func errorCodeName(code: Int32) -> String?  {
 })
 }
 /**
+ * Route the vault's log lines at `max_level` and above to `listener`, replacing any listener
+ * set before; `None` stops the routing. Process-wide: every vault logs to it. Only the vault's
+ * own lines are routed (not those of the TLS and HTTP libraries underneath).
+ */
+public func setLogListener(maxLevel: LogLevel, listener: LogListener? = nil)throws   {try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_func_set_log_listener(
+        FfiConverterTypeLogLevel_lower(maxLevel),
+        FfiConverterOptionCallbackInterfaceLogListener.lower(listener),uniffiCallStatus
+    )
+}
+}
+/**
  * The library version (`tokenvault` crate version).
  */
 public func tokenvaultVersion() -> String  {
@@ -4100,6 +4753,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_func_error_code_name() != 41516) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_func_set_log_listener() != 29979) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_func_tokenvault_version() != 44072) {
@@ -4136,6 +4792,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_load_profile_json() != 33409) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_tokenvault_metrics() != 47329) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_move_session() != 57650) {
@@ -4204,6 +4863,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tokenvault_checksum_method_httptransport_send() != 17651) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tokenvault_checksum_method_loglistener_on_log() != 29768) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tokenvault_checksum_method_stateanchor_load() != 23230) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4215,6 +4877,7 @@ private let initializationResult: InitializationResult = {
     }
 
     uniffiCallbackInitHttpTransport()
+    uniffiCallbackInitLogListener()
     uniffiCallbackInitStateAnchor()
     uniffiCallbackInitVaultObserver()
     return InitializationResult.ok

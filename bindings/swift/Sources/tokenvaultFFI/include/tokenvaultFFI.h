@@ -250,6 +250,13 @@ typedef void (*UniffiCallbackInterfaceHttpTransportMethod0)(uint64_t, RustBuffer
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_LOG_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_LOG_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceLogListenerMethod0)(uint64_t, RustBuffer, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATE_ANCHOR_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATE_ANCHOR_METHOD0
 typedef void (*UniffiCallbackInterfaceStateAnchorMethod0)(uint64_t, RustBuffer* _Nonnull, 
@@ -278,6 +285,15 @@ typedef struct UniffiVTableCallbackInterfaceHttpTransport {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceHttpTransportMethod0 _Nonnull send;
 } UniffiVTableCallbackInterfaceHttpTransport;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_LOG_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_LOG_LISTENER
+typedef struct UniffiVTableCallbackInterfaceLogListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceLogListenerMethod0 _Nonnull onLog;
+} UniffiVTableCallbackInterfaceLogListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_STATE_ANCHOR
@@ -384,6 +400,11 @@ RustBuffer uniffi_tokenvault_fn_method_tokenvault_list_accounts(uint64_t ptr, Ru
 RustBuffer uniffi_tokenvault_fn_method_tokenvault_load_profile_json(uint64_t ptr, RustBuffer json, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_METRICS
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_METRICS
+RustBuffer uniffi_tokenvault_fn_method_tokenvault_metrics(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_MOVE_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_MOVE_SESSION
 RustBuffer uniffi_tokenvault_fn_method_tokenvault_move_session(uint64_t ptr, RustBuffer account, RustBuffer profile, RustCallStatus *_Nonnull out_status
@@ -484,6 +505,11 @@ RustBuffer uniffi_tokenvault_fn_method_tokenwatch_token_if_changed(uint64_t ptr,
 void uniffi_tokenvault_fn_init_callback_vtable_httptransport(const UniffiVTableCallbackInterfaceHttpTransport* _Nonnull vtable
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_LOGLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_LOGLISTENER
+void uniffi_tokenvault_fn_init_callback_vtable_loglistener(const UniffiVTableCallbackInterfaceLogListener* _Nonnull vtable
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_STATEANCHOR
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_INIT_CALLBACK_VTABLE_STATEANCHOR
 void uniffi_tokenvault_fn_init_callback_vtable_stateanchor(const UniffiVTableCallbackInterfaceStateAnchor* _Nonnull vtable
@@ -543,6 +569,11 @@ void uniffi_tokenvault_fn_func_debug_trigger_panic(RustCallStatus *_Nonnull out_
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_ERROR_CODE_NAME
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_ERROR_CODE_NAME
 RustBuffer uniffi_tokenvault_fn_func_error_code_name(int32_t code, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_SET_LOG_LISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_SET_LOG_LISTENER
+void uniffi_tokenvault_fn_func_set_log_listener(RustBuffer max_level, RustBuffer listener, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_TOKENVAULT_VERSION
@@ -823,6 +854,12 @@ uint16_t uniffi_tokenvault_checksum_func_error_code_name(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_FUNC_SET_LOG_LISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_FUNC_SET_LOG_LISTENER
+uint16_t uniffi_tokenvault_checksum_func_set_log_listener(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_FUNC_TOKENVAULT_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_FUNC_TOKENVAULT_VERSION
 uint16_t uniffi_tokenvault_checksum_func_tokenvault_version(void
@@ -892,6 +929,12 @@ uint16_t uniffi_tokenvault_checksum_method_tokenvault_list_accounts(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_LOAD_PROFILE_JSON
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_LOAD_PROFILE_JSON
 uint16_t uniffi_tokenvault_checksum_method_tokenvault_load_profile_json(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_METRICS
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_METRICS
+uint16_t uniffi_tokenvault_checksum_method_tokenvault_metrics(void
     
 );
 #endif
@@ -1024,6 +1067,12 @@ uint16_t uniffi_tokenvault_checksum_constructor_tokenvault_open_with_passphrase_
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_HTTPTRANSPORT_SEND
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_HTTPTRANSPORT_SEND
 uint16_t uniffi_tokenvault_checksum_method_httptransport_send(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_LOGLISTENER_ON_LOG
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_LOGLISTENER_ON_LOG
+uint16_t uniffi_tokenvault_checksum_method_loglistener_on_log(void
     
 );
 #endif

@@ -653,6 +653,9 @@ internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
 internal interface UniffiCallbackInterfaceHttpTransportMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`request`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceLogListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`level`: RustBuffer.ByValue,`target`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceStateAnchorMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -678,6 +681,25 @@ internal open class UniffiVTableCallbackInterfaceHttpTransport(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `send` = other.`send`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onLog")
+internal open class UniffiVTableCallbackInterfaceLogListener(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onLog`: UniffiCallbackInterfaceLogListenerMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onLog`: UniffiCallbackInterfaceLogListenerMethod0? = null,
+    ): UniffiVTableCallbackInterfaceLogListener(`uniffiFree`,`uniffiClone`,`onLog`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceLogListener) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onLog` = other.`onLog`
     }
 
 }
@@ -751,6 +773,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tokenvault_checksum_func_error_code_name(
     ): Int
+    external fun uniffi_tokenvault_checksum_func_set_log_listener(
+    ): Int
     external fun uniffi_tokenvault_checksum_func_tokenvault_version(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_access_token(
@@ -774,6 +798,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_tokenvault_checksum_method_tokenvault_list_accounts(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_load_profile_json(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_tokenvault_metrics(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_move_session(
     ): Int
@@ -819,6 +845,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tokenvault_checksum_method_httptransport_send(
     ): Int
+    external fun uniffi_tokenvault_checksum_method_loglistener_on_log(
+    ): Int
     external fun uniffi_tokenvault_checksum_method_stateanchor_load(
     ): Int
     external fun uniffi_tokenvault_checksum_method_stateanchor_store(
@@ -842,6 +870,7 @@ internal object UniffiLib {
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "tokenvault"))
         uniffiCallbackInterfaceHttpTransport.register(this)
+        uniffiCallbackInterfaceLogListener.register(this)
         uniffiCallbackInterfaceStateAnchor.register(this)
         uniffiCallbackInterfaceVaultObserver.register(this)
         
@@ -881,6 +910,8 @@ internal object UniffiLib {
     external fun uniffi_tokenvault_fn_method_tokenvault_list_accounts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_load_profile_json(`ptr`: Long,`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_tokenvault_metrics(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_move_session(`ptr`: Long,`account`: RustBuffer.ByValue,`profile`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -922,6 +953,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_init_callback_vtable_httptransport(`vtable`: UniffiVTableCallbackInterfaceHttpTransport,
     ): Unit
+    external fun uniffi_tokenvault_fn_init_callback_vtable_loglistener(`vtable`: UniffiVTableCallbackInterfaceLogListener,
+    ): Unit
     external fun uniffi_tokenvault_fn_init_callback_vtable_stateanchor(`vtable`: UniffiVTableCallbackInterfaceStateAnchor,
     ): Unit
     external fun uniffi_tokenvault_fn_init_callback_vtable_vaultobserver(`vtable`: UniffiVTableCallbackInterfaceVaultObserver,
@@ -946,6 +979,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_tokenvault_fn_func_error_code_name(`code`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_func_set_log_listener(`maxLevel`: RustBuffer.ByValue,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_tokenvault_fn_func_tokenvault_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_tokenvault_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1073,6 +1108,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_tokenvault_checksum_func_error_code_name() and 0xFFFF) != 41516) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_tokenvault_checksum_func_set_log_listener() and 0xFFFF) != 29979) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_tokenvault_checksum_func_tokenvault_version() and 0xFFFF) != 44072) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1107,6 +1145,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_load_profile_json() and 0xFFFF) != 33409) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_metrics() and 0xFFFF) != 47329) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_move_session() and 0xFFFF) != 57650) {
@@ -1173,6 +1214,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_httptransport_send() and 0xFFFF) != 17651) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_loglistener_on_log() and 0xFFFF) != 29768) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_stateanchor_load() and 0xFFFF) != 23230) {
@@ -1753,6 +1797,11 @@ public interface TokenVaultInterface {
     fun `loadProfileJson`(`json`: kotlin.String): kotlin.String
     
     /**
+     * What this vault did since it was opened (also after `close`).
+     */
+    fun `metrics`(): VaultMetrics
+    
+    /**
      * Move an account's session to `profile` and to its endpoint. A session's refresh
      * credential is only sent to the origin it was stored with: after a profile was registered
      * again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
@@ -2124,6 +2173,22 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
         it,
         
         FfiConverterString.lower(`json`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * What this vault did since it was opened (also after `close`).
+     */override fun `metrics`(): VaultMetrics {
+            return FfiConverterTypeVaultMetrics.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_tokenvault_metrics(
+        it,
+        _status)
 }
     }
     )
@@ -2900,6 +2965,61 @@ public object FfiConverterTypeAccessToken: FfiConverterRustBuffer<AccessToken> {
 
 
 /**
+ * Failed refresh attempts of one error code.
+ */
+data class FailureCount (
+    /**
+     * The stable code (as `TokenVaultError`'s `code`).
+     */
+    var `code`: kotlin.Int
+    , 
+    /**
+     * Its name (`"transient"`, ...).
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * How many attempts failed with it.
+     */
+    var `count`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeFailureCount: FfiConverterRustBuffer<FailureCount> {
+    override fun read(buf: ByteBuffer): FailureCount {
+        return FailureCount(
+            FfiConverterInt.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: FailureCount) = (
+            FfiConverterInt.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterULong.allocationSize(value.`count`)
+    )
+
+    override fun write(value: FailureCount, buf: ByteBuffer) {
+            FfiConverterInt.write(value.`code`, buf)
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterULong.write(value.`count`, buf)
+    }
+}
+
+
+
+/**
  * An HTTP header. The value may be secret (`Authorization`).
  */
 data class HttpHeader (
@@ -3250,18 +3370,38 @@ public object FfiConverterTypeNewSession: FfiConverterRustBuffer<NewSession> {
 
 
 /**
- * Options for opening a vault. Every field has a default.
+ * Options for opening a vault. Every field is optional: `None` keeps the library's default. A
+ * value out of range fails the open with `InvalidInput`, before any file is touched.
  */
 data class OpenOptions (
     /**
-     * Fraction of the access token's lifetime after which it is refreshed proactively.
+     * Fraction of the access token's lifetime after which it is refreshed proactively
+     * (0.05..=0.95; default 0.75).
      */
-    var `refreshPoint`: kotlin.Double = 0.75 
+    var `refreshPoint`: kotlin.Double? = null 
     , 
     /**
-     * How long to wait for another process's write lock on the file, in ms.
+     * Spread around the refresh point, as a fraction of the lifetime (0..=0.2; default 0.05).
      */
-    var `busyTimeoutMs`: kotlin.ULong = 5000uL 
+    var `jitter`: kotlin.Double? = null 
+    , 
+    /**
+     * The largest share of a token's lifetime a caller's minimum TTL may demand (0.05..=0.9;
+     * default 0.5).
+     */
+    var `minTtlCap`: kotlin.Double? = null 
+    , 
+    /**
+     * A token counts as expired this long before its `exp`, in ms (at most one hour; default
+     * 5,000; capped at 10 % of the token's lifetime).
+     */
+    var `expiryMarginMs`: kotlin.ULong? = null 
+    , 
+    /**
+     * How long to wait for another process's write lock on the file, in ms (at most 10
+     * minutes; default 5,000).
+     */
+    var `busyTimeoutMs`: kotlin.ULong? = null 
     
 ){
     
@@ -3278,19 +3418,28 @@ data class OpenOptions (
 public object FfiConverterTypeOpenOptions: FfiConverterRustBuffer<OpenOptions> {
     override fun read(buf: ByteBuffer): OpenOptions {
         return OpenOptions(
-            FfiConverterDouble.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
         )
     }
 
     override fun allocationSize(value: OpenOptions) = (
-            FfiConverterDouble.allocationSize(value.`refreshPoint`) +
-            FfiConverterULong.allocationSize(value.`busyTimeoutMs`)
+            FfiConverterOptionalDouble.allocationSize(value.`refreshPoint`) +
+            FfiConverterOptionalDouble.allocationSize(value.`jitter`) +
+            FfiConverterOptionalDouble.allocationSize(value.`minTtlCap`) +
+            FfiConverterOptionalULong.allocationSize(value.`expiryMarginMs`) +
+            FfiConverterOptionalULong.allocationSize(value.`busyTimeoutMs`)
     )
 
     override fun write(value: OpenOptions, buf: ByteBuffer) {
-            FfiConverterDouble.write(value.`refreshPoint`, buf)
-            FfiConverterULong.write(value.`busyTimeoutMs`, buf)
+            FfiConverterOptionalDouble.write(value.`refreshPoint`, buf)
+            FfiConverterOptionalDouble.write(value.`jitter`, buf)
+            FfiConverterOptionalDouble.write(value.`minTtlCap`, buf)
+            FfiConverterOptionalULong.write(value.`expiryMarginMs`, buf)
+            FfiConverterOptionalULong.write(value.`busyTimeoutMs`, buf)
     }
 }
 
@@ -3527,6 +3676,142 @@ public object FfiConverterTypeSessionInfo: FfiConverterRustBuffer<SessionInfo> {
 
 
 
+/**
+ * What a vault did since it was opened ([`TokenVault::metrics`]). Counts only: no token, no
+ * account id.
+ */
+data class VaultMetrics (
+    /**
+     * Reads answered from the cache without any refresh or file access.
+     */
+    var `cachedHits`: kotlin.ULong
+    , 
+    /**
+     * Refresh requests the vault built to send (blocking and two-step).
+     */
+    var `refreshesStarted`: kotlin.ULong
+    , 
+    /**
+     * Attempts that ended with a stored pair.
+     */
+    var `refreshesSucceeded`: kotlin.ULong
+    , 
+    /**
+     * Attempts that ended with an error, all codes together.
+     */
+    var `refreshesFailed`: kotlin.ULong
+    , 
+    /**
+     * The same, by error code (codes that never occurred are left out).
+     */
+    var `refreshesFailedByCode`: List<FailureCount>
+    , 
+    /**
+     * Callers that waited for a refresh already in flight in this vault.
+     */
+    var `singleFlightJoins`: kotlin.ULong
+    , 
+    /**
+     * Times the account's cross-process refresh lock was held by a peer.
+     */
+    var `lockWaits`: kotlin.ULong
+    , 
+    /**
+     * Times this vault refreshed after waiting for a peer that left no new pair.
+     */
+    var `lockTakeovers`: kotlin.ULong
+    , 
+    /**
+     * Attempts that found an earlier attempt's lost-answer marker.
+     */
+    var `lostAnswerMarkers`: kotlin.ULong
+    , 
+    /**
+     * Requests that went through the transport.
+     */
+    var `transportRequests`: kotlin.ULong
+    , 
+    /**
+     * Median transport latency over the last 1,024 requests, in µs; `None` before any.
+     */
+    var `transportLatencyP50Us`: kotlin.ULong?
+    , 
+    /**
+     * 99th percentile of the same window, in µs.
+     */
+    var `transportLatencyP99Us`: kotlin.ULong?
+    , 
+    /**
+     * Response body bytes received.
+     */
+    var `responseBytes`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVaultMetrics: FfiConverterRustBuffer<VaultMetrics> {
+    override fun read(buf: ByteBuffer): VaultMetrics {
+        return VaultMetrics(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeFailureCount.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: VaultMetrics) = (
+            FfiConverterULong.allocationSize(value.`cachedHits`) +
+            FfiConverterULong.allocationSize(value.`refreshesStarted`) +
+            FfiConverterULong.allocationSize(value.`refreshesSucceeded`) +
+            FfiConverterULong.allocationSize(value.`refreshesFailed`) +
+            FfiConverterSequenceTypeFailureCount.allocationSize(value.`refreshesFailedByCode`) +
+            FfiConverterULong.allocationSize(value.`singleFlightJoins`) +
+            FfiConverterULong.allocationSize(value.`lockWaits`) +
+            FfiConverterULong.allocationSize(value.`lockTakeovers`) +
+            FfiConverterULong.allocationSize(value.`lostAnswerMarkers`) +
+            FfiConverterULong.allocationSize(value.`transportRequests`) +
+            FfiConverterOptionalULong.allocationSize(value.`transportLatencyP50Us`) +
+            FfiConverterOptionalULong.allocationSize(value.`transportLatencyP99Us`) +
+            FfiConverterULong.allocationSize(value.`responseBytes`)
+    )
+
+    override fun write(value: VaultMetrics, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`cachedHits`, buf)
+            FfiConverterULong.write(value.`refreshesStarted`, buf)
+            FfiConverterULong.write(value.`refreshesSucceeded`, buf)
+            FfiConverterULong.write(value.`refreshesFailed`, buf)
+            FfiConverterSequenceTypeFailureCount.write(value.`refreshesFailedByCode`, buf)
+            FfiConverterULong.write(value.`singleFlightJoins`, buf)
+            FfiConverterULong.write(value.`lockWaits`, buf)
+            FfiConverterULong.write(value.`lockTakeovers`, buf)
+            FfiConverterULong.write(value.`lostAnswerMarkers`, buf)
+            FfiConverterULong.write(value.`transportRequests`, buf)
+            FfiConverterOptionalULong.write(value.`transportLatencyP50Us`, buf)
+            FfiConverterOptionalULong.write(value.`transportLatencyP99Us`, buf)
+            FfiConverterULong.write(value.`responseBytes`, buf)
+    }
+}
+
+
+
 
 
 /**
@@ -3592,6 +3877,61 @@ public object FfiConverterTypeAnchorError : FfiConverterRustBuffer<AnchorExcepti
     }
 
 }
+
+
+
+/**
+ * Log levels, most severe first.
+ */
+
+enum class LogLevel {
+    
+    /**
+     * Errors.
+     */
+    ERROR,
+    /**
+     * Warnings: something the app may want to look at.
+     */
+    WARN,
+    /**
+     * A session ended, a refresh failed, a vault was created.
+     */
+    INFO,
+    /**
+     * Each refresh step.
+     */
+    DEBUG,
+    /**
+     * Everything.
+     */
+    TRACE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLogLevel: FfiConverterRustBuffer<LogLevel> {
+    override fun read(buf: ByteBuffer) = try {
+        LogLevel.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: LogLevel) = 4UL
+
+    override fun write(value: LogLevel, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -4754,6 +5094,76 @@ public object FfiConverterTypeHttpTransport: FfiConverterCallbackInterface<HttpT
 
 
 /**
+ * Receives the vault's log lines (route them to Logcat, `os_log`, `logging`...). Called on
+ * whichever thread logs, possibly while the vault holds internal locks: return quickly and
+ * never call into a vault from it. No line holds a token, a key or an account id.
+ */
+public interface LogListener {
+    
+    /**
+     * One line: its level, its target (the module) and the message.
+     */
+    fun `onLog`(`level`: LogLevel, `target`: kotlin.String, `message`: kotlin.String)
+    
+    companion object
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceLogListener {
+    internal object `onLog`: UniffiCallbackInterfaceLogListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`level`: RustBuffer.ByValue,`target`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeLogListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onLog`(
+                    FfiConverterTypeLogLevel.lift(`level`),
+                    FfiConverterString.lift(`target`),
+                    FfiConverterString.lift(`message`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeLogListener.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeLogListener.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceLogListener.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onLog`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_tokenvault_fn_init_callback_vtable_loglistener(vtable)
+    }
+}
+
+/**
+ * The ffiConverter which transforms the Callbacks in to handles to pass to Rust.
+ *
+ * @suppress
+ */
+public object FfiConverterTypeLogListener: FfiConverterCallbackInterface<LogListener>()
+
+
+
+
+
+/**
  * A counter the app keeps outside the vault file (the Keychain, Keystore-backed preferences, a
  * file of its choosing), so that an old copy of the whole vault file is recognised at open
  * (`Corrupt`). `store` is called after every write with the store locked: keep it quick.
@@ -4981,6 +5391,38 @@ public object FfiConverterOptionalLong: FfiConverterRustBuffer<kotlin.Long?> {
 /**
  * @suppress
  */
+public object FfiConverterOptionalDouble: FfiConverterRustBuffer<kotlin.Double?> {
+    override fun read(buf: ByteBuffer): kotlin.Double? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterDouble.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.Double?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterDouble.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.Double?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterDouble.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?> {
     override fun read(buf: ByteBuffer): kotlin.String? {
         if (buf.get().toInt() == 0) {
@@ -5109,6 +5551,38 @@ public object FfiConverterOptionalTypeRefreshFailure: FfiConverterRustBuffer<Ref
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeLogListener: FfiConverterRustBuffer<LogListener?> {
+    override fun read(buf: ByteBuffer): LogListener? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeLogListener.read(buf)
+    }
+
+    override fun allocationSize(value: LogListener?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeLogListener.allocationSize(value)
+        }
+    }
+
+    override fun write(value: LogListener?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeLogListener.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeVaultObserver: FfiConverterRustBuffer<VaultObserver?> {
     override fun read(buf: ByteBuffer): VaultObserver? {
         if (buf.get().toInt() == 0) {
@@ -5159,6 +5633,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeFailureCount: FfiConverterRustBuffer<List<FailureCount>> {
+    override fun read(buf: ByteBuffer): List<FailureCount> {
+        val len = buf.getInt()
+        return List<FailureCount>(len) {
+            FfiConverterTypeFailureCount.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<FailureCount>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeFailureCount.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<FailureCount>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeFailureCount.write(it, buf)
         }
     }
 }
@@ -5256,6 +5758,23 @@ public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.Str
 }
     )
     }
+    
+
+        /**
+         * Route the vault's log lines at `max_level` and above to `listener`, replacing any listener
+         * set before; `None` stops the routing. Process-wide: every vault logs to it. Only the vault's
+         * own lines are routed (not those of the TLS and HTTP libraries underneath).
+         */
+    @Throws(TokenVaultException::class) fun `setLogListener`(`maxLevel`: LogLevel, `listener`: LogListener? = null)
+        = 
+    uniffiRustCallWithError(TokenVaultException) { _status ->
+    UniffiLib.uniffi_tokenvault_fn_func_set_log_listener(
+    
+        
+        FfiConverterTypeLogLevel.lower(`maxLevel`),
+        FfiConverterOptionalTypeLogListener.lower(`listener`),_status)
+}
+    
     
 
         /**
