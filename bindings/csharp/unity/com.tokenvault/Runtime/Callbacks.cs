@@ -212,6 +212,7 @@ namespace Tokenvault
         internal static readonly Native.DestroyFn DestroyThunk = Destroy;
         internal static readonly Native.AnchorLoadFn AnchorLoadThunk = AnchorLoad;
         internal static readonly Native.AnchorStoreFn AnchorStoreThunk = AnchorStore;
+        internal static readonly Native.LogFn LogThunk = Log;
 
         // tv_anchor holds raw function pointers: taken once, from the static delegates above
         // (declared before these, so initialised first), valid for the process's lifetime.
@@ -366,6 +367,20 @@ namespace Tokenvault
             finally
             {
                 InCallback = outer;
+            }
+        }
+
+        [AOT.MonoPInvokeCallback(typeof(Native.LogFn))]
+        private static void Log(IntPtr userData, int level, IntPtr target, IntPtr message)
+        {
+            try
+            {
+                var handler = (Action<LogLevel, string, string>)GCHandle.FromIntPtr(userData).Target;
+                handler((LogLevel)level, Utf8.FromNative(target), Utf8.FromNative(message));
+            }
+            catch (Exception e)
+            {
+                TokenVault.ReportCallbackException(e);
             }
         }
 

@@ -58,6 +58,73 @@ namespace Tokenvault
         ReauthenticationRequired = 3,
     }
 
+    /// <summary>Options for <see cref="TokenVault.OpenWithOptions"/>. Every value is optional:
+    /// null keeps the library's default. A value out of range makes the open throw
+    /// <see cref="InvalidInputException"/> before any file is touched.</summary>
+    public sealed class VaultOptions
+    {
+        /// <summary>Fraction of the access token's lifetime after which it is refreshed
+        /// (0.05 to 0.95; default 0.75).</summary>
+        public double? RefreshPoint { get; set; }
+        /// <summary>Spread around the refresh point, as a fraction of the lifetime (0 to 0.2;
+        /// default 0.05).</summary>
+        public double? Jitter { get; set; }
+        /// <summary>The largest share of a token's lifetime a caller's minimum TTL may demand
+        /// (0.05 to 0.9; default 0.5).</summary>
+        public double? MinTtlCap { get; set; }
+        /// <summary>A token counts as expired this long before its expiry (at most one hour;
+        /// default 5 s; capped at 10 % of the token's lifetime).</summary>
+        public TimeSpan? ExpiryMargin { get; set; }
+        /// <summary>How long to wait for another process's write lock on the file (at most 10
+        /// minutes; default 5 s).</summary>
+        public TimeSpan? BusyTimeout { get; set; }
+        /// <summary>A host anchor (see <see cref="IVaultAnchor"/>), or null.</summary>
+        public IVaultAnchor Anchor { get; set; }
+    }
+
+    /// <summary>What a vault did since it was opened (<see cref="TokenVault.Metrics"/>). Counts
+    /// only: no token, no account id.</summary>
+    public sealed class VaultMetrics
+    {
+        /// <summary>Reads answered from the cache without any refresh or file access.</summary>
+        public ulong CachedHits { get; internal set; }
+        /// <summary>Refresh requests the vault built to send (blocking and two-step).</summary>
+        public ulong RefreshesStarted { get; internal set; }
+        /// <summary>Attempts that ended with a stored pair.</summary>
+        public ulong RefreshesSucceeded { get; internal set; }
+        /// <summary>Attempts that ended with an error, all codes together.</summary>
+        public ulong RefreshesFailed { get; internal set; }
+        /// <summary>The same by status (codes that never occurred are left out).</summary>
+        public IDictionary<StatusCode, ulong> RefreshesFailedByCode { get; internal set; }
+        /// <summary>Callers that waited for a refresh already in flight in this vault.</summary>
+        public ulong SingleFlightJoins { get; internal set; }
+        /// <summary>Times the account's cross-process refresh lock was held by a peer.</summary>
+        public ulong LockWaits { get; internal set; }
+        /// <summary>Times this vault refreshed after waiting for a peer that left no new pair.</summary>
+        public ulong LockTakeovers { get; internal set; }
+        /// <summary>Attempts that found an earlier attempt's lost-answer marker.</summary>
+        public ulong LostAnswerMarkers { get; internal set; }
+        /// <summary>Requests that went through the transport.</summary>
+        public ulong TransportRequests { get; internal set; }
+        /// <summary>Median transport latency over the last 1,024 requests; null before any.</summary>
+        public TimeSpan? TransportLatencyP50 { get; internal set; }
+        /// <summary>99th percentile of the same window; null before any.</summary>
+        public TimeSpan? TransportLatencyP99 { get; internal set; }
+        /// <summary>Response body bytes received.</summary>
+        public ulong ResponseBytes { get; internal set; }
+    }
+
+    /// <summary>Log levels, most severe first (the numbers of the C API's tv_log_level).</summary>
+    public enum LogLevel
+    {
+        Off = 0,
+        Error = 1,
+        Warn = 2,
+        Info = 3,
+        Debug = 4,
+        Trace = 5,
+    }
+
     /// <summary>A session's facts, without secrets. Times are server time.</summary>
     public sealed class SessionInfo
     {

@@ -38,6 +38,9 @@ namespace Tokenvault
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int AnchorStoreFn(IntPtr userData, ulong counter);
 
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void LogFn(IntPtr userData, int level, IntPtr target, IntPtr message);
+
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern IntPtr tv_version();
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern IntPtr tv_status_name(int status);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_last_error_message(byte* buf, UIntPtr bufLen, out UIntPtr outLen);
@@ -88,6 +91,10 @@ namespace Tokenvault
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_http_response_append_body(IntPtr response, byte* data, UIntPtr len);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_set_transport(VaultHandle vault, TransportFn send, IntPtr userData, DestroyFn destroy);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_set_event_callback(VaultHandle vault, EventFn callback, IntPtr userData, DestroyFn destroy);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_open_options_init(NativeOpenOptions* options);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_open_with_options(byte* path, byte* key, UIntPtr keyLen, byte* passphrase, NativeOpenOptions* options, out VaultHandle outVault);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_metrics(VaultHandle vault, NativeMetrics* outMetrics);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_set_log_callback(int maxLevel, LogFn callback, IntPtr userData, DestroyFn destroy);
     }
 
     /// <summary>tv_buf: library-owned bytes plus a NUL; released with tv_buf_free (which zeroes them).</summary>
@@ -169,6 +176,38 @@ namespace Tokenvault
         public IntPtr Store;
         public IntPtr UserData;
         public IntPtr Destroy;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NativeOpenOptions
+    {
+        public UIntPtr StructSize;
+        public double RefreshPoint;
+        public double Jitter;
+        public double MinTtlCap;
+        public ulong ExpiryMarginMs;
+        public ulong BusyTimeoutMs;
+        public NativeAnchor* Anchor;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NativeMetrics
+    {
+        public const int Codes = 16;
+        public UIntPtr StructSize;
+        public ulong CachedHits;
+        public ulong RefreshesStarted;
+        public ulong RefreshesSucceeded;
+        public ulong RefreshesFailed;
+        public fixed ulong RefreshesFailedByCode[Codes];
+        public ulong SingleFlightJoins;
+        public ulong LockWaits;
+        public ulong LockTakeovers;
+        public ulong LostAnswerMarkers;
+        public ulong TransportRequests;
+        public ulong TransportLatencyP50Us;
+        public ulong TransportLatencyP99Us;
+        public ulong ResponseBytes;
     }
 
     /// <summary>Counts live native handles of every kind (tests check that finalizers release them).</summary>

@@ -150,6 +150,65 @@ namespace Tokenvault
             return Task.Run(() => OpenWithPassphrase(path, passphrase, anchor));
         }
 
+        /// <summary>Open (or create) the vault at <paramref name="path"/> with options: give
+        /// exactly one of <paramref name="key"/> (32 raw bytes) and <paramref name="passphrase"/>,
+        /// the other null. Unset options keep the library's defaults; a value out of range throws
+        /// <see cref="InvalidInputException"/> and no file is created.</summary>
+        public static TokenVault OpenWithOptions(string path, byte[] key, string passphrase, VaultOptions options)
+        {
+            if (options == null) throw new InvalidInputException("invalid input: `options` is null");
+            byte[] p = Utf8.Encode(path, "path");
+            byte[] s = passphrase == null ? null : Utf8.Encode(passphrase, "passphrase");
+            NativeOpenOptions o;
+            Errors.Check(Native.tv_open_options_init(&o));
+            if (options.RefreshPoint.HasValue) o.RefreshPoint = options.RefreshPoint.Value;
+            if (options.Jitter.HasValue) o.Jitter = options.Jitter.Value;
+            if (options.MinTtlCap.HasValue) o.MinTtlCap = options.MinTtlCap.Value;
+            if (options.ExpiryMargin.HasValue) o.ExpiryMarginMs = Millis(options.ExpiryMargin.Value, "ExpiryMargin");
+            if (options.BusyTimeout.HasValue) o.BusyTimeoutMs = Millis(options.BusyTimeout.Value, "BusyTimeout");
+            IntPtr state = options.Anchor == null ? IntPtr.Zero : Callbacks.Hold(options.Anchor);
+            var a = Callbacks.Anchor(state);
+            if (state != IntPtr.Zero) o.Anchor = &a;
+            VaultHandle h;
+            int status;
+            try
+            {
+                fixed (byte* pp = p)
+                fixed (byte* pk = key)
+                fixed (byte* ps = s)
+                    status = Native.tv_vault_open_with_options(pp, pk, (UIntPtr)(key == null ? 0 : key.Length), ps, &o, out h);
+            }
+            catch (Exception) { if (state != IntPtr.Zero) Callbacks.Release(state); throw; }
+            finally { if (s != null) Utf8.Wipe(s); }
+            if (state != IntPtr.Zero) return Anchored(status, h, state);
+            if (status != 0) { h.SetHandleAsInvalid(); throw Errors.From(status); }
+            return new TokenVault(h);
+        }
+
+        private static ulong Millis(TimeSpan t, string name)
+        {
+            if (t < TimeSpan.Zero) throw new InvalidInputException("invalid input: `" + name + "` is negative");
+            return (ulong)t.TotalMilliseconds;
+        }
+
+        /// <summary>Route the vault's log lines at <paramref name="maxLevel"/> and above to
+        /// <paramref name="handler"/> (level, target, message), replacing any handler set before;
+        /// null (or <see cref="LogLevel.Off"/>) stops the routing. Process-wide: every vault logs
+        /// to it (e.g. forward to Debug.Log). Called on whichever thread logs, possibly while the
+        /// vault holds internal locks: return quickly and never call a vault from it. No line
+        /// holds a token, a key or an account id.</summary>
+        public static void SetLogHandler(LogLevel maxLevel, Action<LogLevel, string, string> handler)
+        {
+            if (handler == null)
+            {
+                Errors.Check(Native.tv_set_log_callback((int)LogLevel.Off, null, IntPtr.Zero, null));
+                return;
+            }
+            IntPtr state = Callbacks.Hold(handler);
+            int status = Native.tv_set_log_callback((int)maxLevel, Callbacks.LogThunk, state, Callbacks.DestroyThunk);
+            if (status != 0) { Callbacks.Release(state); throw Errors.From(status); }
+        }
+
         /// <summary>After an anchored open: on success the library owns the anchor's GCHandle
         /// (freed by the destroy callback); on failure it was never taken, so free it here.</summary>
         private static TokenVault Anchored(int status, VaultHandle h, IntPtr state)
@@ -413,6 +472,35 @@ namespace Tokenvault
             IntPtr state = Callbacks.Hold(transport);
             int status = Native.tv_vault_set_transport(Handle, Callbacks.TransportThunk, state, Callbacks.DestroyThunk);
             if (status != 0) { Callbacks.Release(state); throw Errors.From(status); }
+        }
+
+        /// <summary>What this vault did since it was opened: cached hits, refreshes by outcome,
+        /// single-flight joins, cross-process lock waits and takeovers, lost-answer markers,
+        /// transport latency and bytes. Also after <see cref="Close"/>.</summary>
+        public VaultMetrics Metrics()
+        {
+            NativeMetrics m;
+            m.StructSize = (UIntPtr)sizeof(NativeMetrics);
+            Errors.Check(Native.tv_vault_metrics(Handle, &m));
+            var byCode = new Dictionary<StatusCode, ulong>();
+            for (int i = 0; i < NativeMetrics.Codes; i++)
+                if (m.RefreshesFailedByCode[i] != 0) byCode[(StatusCode)i] = m.RefreshesFailedByCode[i];
+            return new VaultMetrics
+            {
+                CachedHits = m.CachedHits,
+                RefreshesStarted = m.RefreshesStarted,
+                RefreshesSucceeded = m.RefreshesSucceeded,
+                RefreshesFailed = m.RefreshesFailed,
+                RefreshesFailedByCode = byCode,
+                SingleFlightJoins = m.SingleFlightJoins,
+                LockWaits = m.LockWaits,
+                LockTakeovers = m.LockTakeovers,
+                LostAnswerMarkers = m.LostAnswerMarkers,
+                TransportRequests = m.TransportRequests,
+                TransportLatencyP50 = m.TransportRequests == 0 ? (TimeSpan?)null : TimeSpan.FromTicks((long)m.TransportLatencyP50Us * 10),
+                TransportLatencyP99 = m.TransportRequests == 0 ? (TimeSpan?)null : TimeSpan.FromTicks((long)m.TransportLatencyP99Us * 10),
+                ResponseBytes = m.ResponseBytes,
+            };
         }
 
         /// <summary>Receive the vault's events (token refreshed, session expired, session removed)

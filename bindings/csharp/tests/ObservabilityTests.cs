@@ -1,0 +1,122 @@
+// Open options, metrics and log routing from C# on Mono, against the seed-001 reference server.
+
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+
+namespace Tokenvault.Tests
+{
+    public static class ObservabilityTests
+    {
+        [Test]
+        public static void OpenOptionsApplyAndInvalidValuesCreateNoFile()
+        {
+            string path = Env.DbPath();
+            var bad = new[]
+            {
+                new VaultOptions { RefreshPoint = 0.99 },
+                new VaultOptions { Jitter = -0.1 },
+                new VaultOptions { MinTtlCap = 1.5 },
+                new VaultOptions { ExpiryMargin = TimeSpan.FromHours(2) },
+                new VaultOptions { BusyTimeout = TimeSpan.FromMinutes(11) },
+            };
+            foreach (var o in bad)
+            {
+                Assert.Throws<InvalidInputException>(() => TokenVault.OpenWithOptions(path, Env.Key, null, o), "bad option");
+                Assert.True(!File.Exists(path), "no file created");
+            }
+            Assert.Throws<InvalidInputException>(() => TokenVault.OpenWithOptions(path, Env.Key, "pass", new VaultOptions()), "key and passphrase");
+            Assert.Throws<InvalidInputException>(() => TokenVault.OpenWithOptions(path, null, null, new VaultOptions()), "neither");
+            Assert.Throws<InvalidInputException>(() => TokenVault.OpenWithOptions(path, Env.Key, null, null), "null options");
+
+            // Refresh point 5 % of a 20 s token: due after 1 s (with the defaults, after 15 s).
+            var options = new VaultOptions { RefreshPoint = 0.05, Jitter = 0.0, BusyTimeout = TimeSpan.FromSeconds(1) };
+            using (var v = TokenVault.OpenWithOptions(path, null, "a passphrase", options))
+            {
+                v.LoadProfileJson("{\"preset\":\"oauth2\",\"name\":\"game\",\"url\":\"http://127.0.0.1:9/token\",\"client_id\":\"c\"}");
+                v.Store(new Session { Account = "p", Profile = "game", AccessToken = new string('a', 40), RefreshCredential = new string('r', 40), ExpiresIn = TimeSpan.FromSeconds(20) });
+                Assert.Equal(SessionState.Fresh, v.GetSessionInfo("p").State, "state at first");
+                Thread.Sleep(1200);
+                Assert.Equal(SessionState.RefreshDue, v.GetSessionInfo("p").State, "state after 1.2 s");
+            }
+        }
+
+        [Test]
+        public static void MetricsCountHitsRefreshesAndFailuresByCode()
+        {
+            var server = Env.Server("001");
+            using (var v = Env.Open(server))
+            {
+                Assert.Equal(0UL, v.Metrics().CachedHits, "no hit yet");
+                Env.SignIn(v, server, "player");
+                for (int i = 0; i < 10; i++) v.AccessToken("player");
+                v.ForceRefresh("player");
+                var m = v.Metrics();
+                Assert.True(m.CachedHits >= 9, "cached hits: " + m.CachedHits);
+                Assert.Equal(1UL, m.RefreshesStarted, "started");
+                Assert.Equal(1UL, m.RefreshesSucceeded, "succeeded");
+                Assert.Equal(1UL, m.TransportRequests, "requests");
+                Assert.True(m.ResponseBytes > 100, "bytes");
+                Assert.True(m.TransportLatencyP50.Value > TimeSpan.Zero && m.TransportLatencyP99.Value >= m.TransportLatencyP50.Value, "latency");
+
+                v.Store(new Session { Account = "stranger", Profile = "game", AccessToken = new string('x', 40), RefreshCredential = new string('y', 40) });
+                Assert.Throws<ReauthenticationRequiredException>(() => v.ForceRefresh("stranger"), "unknown credential");
+                m = v.Metrics();
+                Assert.Equal(1UL, m.RefreshesFailed, "failed");
+                Assert.Equal(1, m.RefreshesFailedByCode.Count, "codes");
+                Assert.Equal(1UL, m.RefreshesFailedByCode[StatusCode.ReauthenticationRequired], "by code");
+                v.Close();
+                Assert.Equal(2UL, v.Metrics().RefreshesStarted, "after close");
+            }
+        }
+
+        [Test]
+        public static void LogLinesReachTheHandlerFilteredAndWithoutSecrets()
+        {
+            var server = Env.Server("001");
+            var lines = new List<KeyValuePair<LogLevel, string>>();
+            Action<LogLevel, string, string> handler = (level, target, message) =>
+            {
+                lock (lines) lines.Add(new KeyValuePair<LogLevel, string>(level, target + " " + message));
+            };
+            using (var v = Env.Open(server))
+            {
+                long held = Callbacks.LiveStates;
+                try
+                {
+                    TokenVault.SetLogHandler(LogLevel.Trace, handler);
+                    var pair = server.Login("player-0c4f");
+                    v.Store(new Session { Account = "player-0c4f", Profile = "game", AccessToken = pair.Key, RefreshCredential = pair.Value });
+                    string rotated = v.ForceRefresh("player-0c4f");
+                    v.Remove("player-0c4f");
+                    List<KeyValuePair<LogLevel, string>> seen;
+                    lock (lines) seen = lines.ToList();
+                    Assert.True(seen.Count >= 3, "lines: " + seen.Count);
+                    Assert.True(seen.Any(l => l.Key == LogLevel.Debug), "a debug line");
+                    foreach (var l in seen)
+                    {
+                        Assert.True(l.Value.StartsWith("tokenvault", StringComparison.Ordinal), "target: " + l.Value);
+                        foreach (var secret in new[] { pair.Key, pair.Value, rotated, "player-0c4f" })
+                            Assert.True(!l.Value.Contains(secret), "a secret in a log line");
+                    }
+
+                    TokenVault.SetLogHandler(LogLevel.Warn, handler);
+                    lock (lines) lines.Clear();
+                    Env.SignIn(v, server, "second");
+                    v.ForceRefresh("second");
+                    lock (lines) Assert.True(lines.All(l => l.Key <= LogLevel.Warn), "only warnings and errors");
+                }
+                finally
+                {
+                    TokenVault.SetLogHandler(LogLevel.Trace, null);
+                }
+                Assert.True(Env.Eventually(() => Callbacks.LiveStates == held), "the handlers' GCHandles are freed");
+                lock (lines) lines.Clear();
+                v.ForceRefresh("second");
+                lock (lines) Assert.Equal(0, lines.Count, "no line after removal");
+            }
+        }
+    }
+}
