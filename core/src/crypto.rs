@@ -477,6 +477,11 @@ impl std::fmt::Debug for RecordCipher {
     }
 }
 
+/// The domain of a queued revocation's seal ([`RecordCipher::seal_blob`]).
+pub(crate) const REVOCATION_DOMAIN: &str = "revocation";
+/// The domain of a cached key set's seal.
+pub(crate) const JWKS_DOMAIN: &str = "jwks";
+
 impl RecordCipher {
     pub(crate) fn new(data_key: &[u8; KEY_LEN]) -> Result<RecordCipher> {
         let record_key = subkey(data_key, b"tokenvault/record-key/v1")?;
@@ -522,6 +527,39 @@ impl RecordCipher {
 
     /// Encrypt a record's plaintext, padded to its size bucket; returns (nonce, ciphertext).
     pub(crate) fn seal(&self, account_hash: &[u8], generation: u64, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        self.seal_aad(&Self::record_aad(account_hash, RECORD_FORMAT, generation), plaintext)
+    }
+
+    /// The associated data of a sealed value that is not a session record: its domain (what it
+    /// is) and its id, so a value cannot be moved to another row or another table.
+    fn blob_aad(domain: &str, id: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(32 + domain.len() + id.len());
+        aad.extend_from_slice(b"tokenvault/");
+        aad.extend_from_slice(domain.as_bytes());
+        aad.push(b'/');
+        aad.extend_from_slice(id);
+        aad
+    }
+
+    /// Encrypt another sealed value of the vault (a queued revocation, a cached key set), bound
+    /// to `domain` and `id`, padded like a record; returns (nonce, ciphertext).
+    pub(crate) fn seal_blob(&self, domain: &str, id: &[u8], plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        self.seal_aad(&Self::blob_aad(domain, id), plaintext)
+    }
+
+    /// Decrypt a value sealed by [`seal_blob`](Self::seal_blob) with the same domain and id;
+    /// any failure is [`VaultError::Corrupt`].
+    pub(crate) fn open_blob(
+        &self,
+        domain: &str,
+        id: &[u8],
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_aad(&Self::blob_aad(domain, id), nonce, ciphertext, true)
+    }
+
+    fn seal_aad(&self, aad: &[u8], plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         let len = u32::try_from(plaintext.len()).map_err(|_| VaultError::invalid("a session record is too large"))?;
         let mut padded = Zeroizing::new(Vec::with_capacity(padded_len(plaintext.len())));
         padded.extend_from_slice(&len.to_be_bytes());
@@ -530,16 +568,9 @@ impl RecordCipher {
         let mut nonce = vec![0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
         let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
-        let aad = Self::record_aad(account_hash, RECORD_FORMAT, generation);
         let ct = self
             .aead
-            .encrypt(
-                &xnonce,
-                Payload {
-                    msg: &padded,
-                    aad: &aad,
-                },
-            )
+            .encrypt(&xnonce, Payload { msg: &padded, aad })
             .map_err(|_| VaultError::internal("record encryption failed"))?;
         Ok((nonce, ct))
     }
@@ -558,20 +589,18 @@ impl RecordCipher {
         if format != 1 && format != RECORD_FORMAT {
             return Err(VaultError::corrupt(format!("unknown session record format {format}")));
         }
-        let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("a session record has a bad nonce"))?;
         let aad = Self::record_aad(account_hash, format, generation);
+        self.open_aad(&aad, nonce, ciphertext, format != 1)
+    }
+
+    fn open_aad(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8], padded: bool) -> Result<Zeroizing<Vec<u8>>> {
+        let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("a session record has a bad nonce"))?;
         let mut plain = self
             .aead
-            .decrypt(
-                &xnonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+            .decrypt(&xnonce, Payload { msg: ciphertext, aad })
             .map(Zeroizing::new)
             .map_err(|_| VaultError::corrupt("a session record failed authentication"))?;
-        if format == 1 {
+        if !padded {
             return Ok(plain);
         }
         let len = plain

@@ -472,7 +472,7 @@ impl Vault {
         let key = e.key(account)?;
         let existed = e.with_store(|s| {
             let keys = Arc::clone(&s.keys);
-            let existed = s.store.remove_session(&key.hash, &keys.record)?;
+            let existed = s.store.remove_session(&key.hash, &keys.record, None)?;
             s.anchor_after_write();
             Ok(existed)
         })?;

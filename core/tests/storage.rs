@@ -331,7 +331,8 @@ fn golden_v1_file_opens_with_every_later_version() {
     assert_eq!(v.list_accounts().unwrap().len(), 3);
     drop(v);
     // The migration to schema 2 moved the key into slot 1 and built the manifest over both
-    // sessions, in the same transaction.
+    // sessions, in the same transaction; schema 3 added the revocation queue and the key-set
+    // cache.
     let (version, slots, buckets) = with_db(&path, |c| {
         (
             c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(),
@@ -343,17 +344,31 @@ fn golden_v1_file_opens_with_every_later_version() {
             .unwrap(),
         )
     });
-    assert_eq!((version, slots), (2, 1));
+    assert_eq!((version, slots), (3, 1));
     assert!((1..=3).contains(&buckets), "{buckets}");
+    assert_eq!(count(&path, "revocation"), 0);
+    assert_eq!(count(&path, "jwks"), 0);
+}
+
+fn count(path: &Path, table: &str) -> i64 {
+    with_db(path, |c| {
+        c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    })
 }
 
 #[test]
-fn golden_v2_file_opens_and_refuses_a_row_it_does_not_vouch_for() {
+fn golden_v2_file_migrates_to_v3_and_refuses_a_row_it_does_not_vouch_for() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v2.db");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.db");
     std::fs::copy(&golden, &path).unwrap();
     let v = open(&path, &KEY).unwrap();
+    let version = with_db(&path, |c| {
+        c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap()
+    });
+    assert_eq!(version, 3);
+    assert_eq!(count(&path, "revocation"), 0);
     assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
     let info = v.session_info("golden-alice").unwrap();
     assert_eq!(info.hints.get("display_name").map(String::as_str), Some("Golden Alice"));
@@ -365,6 +380,19 @@ fn golden_v2_file_opens_and_refuses_a_row_it_does_not_vouch_for() {
     });
     let v = open(&path, &KEY).unwrap();
     assert_eq!(v.session_info("golden-alice").unwrap_err().code(), ErrorCode::Corrupt);
+}
+
+#[test]
+fn golden_v3_file_opens() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v3.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
+    let info = v.session_info("golden-bob").unwrap();
+    assert!(info.has_refresh_credential);
+    assert!(v.check_integrity().unwrap());
 }
 
 /// Writes `tests/data/vault-v{SCHEMA_VERSION}.db`, the golden file of the current schema (never

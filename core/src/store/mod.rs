@@ -23,7 +23,7 @@ use crate::error::{Error, StoreResult as Result, VaultError};
 pub const APPLICATION_ID: i32 = 0x544B_5654;
 
 /// The newest schema version this code knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One entry per version step: `MIGRATIONS[i]` moves a file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -128,7 +128,45 @@ const MIGRATIONS: &[&str] = &[
         mac     BLOB NOT NULL
     ) STRICT;
     "#,
+    // 2 -> 3: the two ends of a session (logout revocation, OpenID Connect id_tokens).
+    r#"
+    -- Refresh credentials of removed sessions whose revocation (RFC 7009) is still to be sent.
+    -- Each row is sealed under the data key, bound to its random id (the credential is inside);
+    -- a row goes away when the server confirmed the revocation, or when the queue is full and
+    -- it is the oldest (counted in vault_meta.revocations_dropped).
+    CREATE TABLE revocation (
+        id           BLOB PRIMARY KEY NOT NULL,
+        queued_at_ms INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        nonce        BLOB NOT NULL,
+        ciphertext   BLOB NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    ALTER TABLE vault_meta ADD COLUMN revocations_dropped INTEGER NOT NULL DEFAULT 0;
+
+    -- Signing keys (JWKS) of OpenID issuers, by the keyed hash of the issuer, sealed under the
+    -- data key (a key put into the file by someone without it cannot make a forged id_token
+    -- pass).
+    CREATE TABLE jwks (
+        issuer_hash   BLOB PRIMARY KEY NOT NULL,
+        fetched_at_ms INTEGER NOT NULL,
+        nonce         BLOB NOT NULL,
+        ciphertext    BLOB NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
+
+/// The most revocations kept waiting; beyond it the oldest is dropped (and counted).
+pub(crate) const MAX_PENDING_REVOCATIONS: i64 = 256;
+
+/// A revocation waiting to be sent, as stored (sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RevocationRow {
+    pub id: Vec<u8>,
+    pub queued_at_ms: i64,
+    pub attempts: u32,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
 
 /// A raw session row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -472,6 +510,7 @@ impl Store {
             .checked_add(1)
             .ok_or_else(|| VaultError::internal("manifest counter overflow"))?;
         let root = manifest::rebuild(&tx, new, root.floor, version)?;
+        Self::reseal_blobs(&tx, old, new)?;
         tx.execute("DELETE FROM key_slot", [])?;
         for (i, w) in slots.iter().enumerate() {
             Self::write_slot(&tx, i64::try_from(i).unwrap_or(1) + 1, w)?;
@@ -488,6 +527,29 @@ impl Store {
         self.key_epoch = next_epoch;
         self.root_seen = root.version;
         self.checkpoint();
+        Ok(())
+    }
+
+    /// Re-seal the queued revocations and the cached key sets under the new data key.
+    fn reseal_blobs(conn: &Connection, old: &RecordCipher, new: &RecordCipher) -> Result<()> {
+        let tables: [(&str, &str, &str); 2] = [
+            ("revocation", "id", crate::crypto::REVOCATION_DOMAIN),
+            ("jwks", "issuer_hash", crate::crypto::JWKS_DOMAIN),
+        ];
+        for (table, key, domain) in tables {
+            let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = conn
+                .prepare(&format!("SELECT {key}, nonce, ciphertext FROM {table}"))?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            for (id, nonce, ct) in rows {
+                let plain = old.open_blob(domain, &id, &nonce, &ct)?;
+                let (nonce, ct) = new.seal_blob(domain, &id, &plain)?;
+                conn.execute(
+                    &format!("UPDATE {table} SET nonce = ?2, ciphertext = ?3 WHERE {key} = ?1"),
+                    params![id, nonce, ct],
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -735,7 +797,15 @@ impl Store {
     /// (no page of the removed record stays in the log). Its generation raises the floor, so a
     /// refresh that was in flight can never write its late result back, and a new sign-in of
     /// the account starts above it. Returns whether a row existed.
-    pub(crate) fn remove_session(&mut self, account_hash: &[u8], cipher: &RecordCipher) -> Result<bool> {
+    ///
+    /// `revocation`, if given, is queued in the same transaction: the logout and the promise to
+    /// revoke at the server are durable together.
+    pub(crate) fn remove_session(
+        &mut self,
+        account_hash: &[u8],
+        cipher: &RecordCipher,
+        revocation: Option<&RevocationRow>,
+    ) -> Result<bool> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
         let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
@@ -755,6 +825,9 @@ impl Store {
             params![account_hash],
         )?;
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
+        if let (Some(r), true) = (revocation, n > 0) {
+            Self::queue_revocation_in(&tx, r)?;
+        }
         tx.commit()?;
         self.root_seen = root.version;
         self.verified.remove(account_hash);
@@ -762,6 +835,92 @@ impl Store {
             self.checkpoint();
         }
         Ok(n > 0)
+    }
+
+    fn queue_revocation_in(conn: &Connection, r: &RevocationRow) -> Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO revocation (id, queued_at_ms, attempts, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![r.id, r.queued_at_ms, r.attempts, r.nonce, r.ciphertext])?;
+        let excess: i64 = conn.query_row("SELECT count(*) FROM revocation", [], |row| row.get(0))?;
+        let excess = excess - MAX_PENDING_REVOCATIONS;
+        if excess > 0 {
+            conn.execute(
+                "DELETE FROM revocation WHERE id IN (SELECT id FROM revocation ORDER BY queued_at_ms, id LIMIT ?1)",
+                params![excess],
+            )?;
+            conn.execute(
+                "UPDATE vault_meta SET revocations_dropped = revocations_dropped + ?1 WHERE id = 1",
+                params![excess],
+            )?;
+            log::warn!("the revocation queue is full: {excess} oldest revocation(s) dropped");
+        }
+        Ok(())
+    }
+
+    /// The revocations waiting to be sent, oldest first, and how many were ever dropped.
+    pub(crate) fn revocations(&self) -> Result<(Vec<RevocationRow>, u64)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, queued_at_ms, attempts, nonce, ciphertext FROM revocation ORDER BY queued_at_ms, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RevocationRow {
+                id: r.get(0)?,
+                queued_at_ms: r.get(1)?,
+                attempts: r.get(2)?,
+                nonce: r.get(3)?,
+                ciphertext: r.get(4)?,
+            })
+        })?;
+        let rows = rows.collect::<std::result::Result<Vec<_>, _>>()?;
+        let dropped: i64 = self
+            .conn
+            .query_row("SELECT revocations_dropped FROM vault_meta WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        Ok((rows, to_u64(dropped)?))
+    }
+
+    /// A revocation was sent and confirmed (`done`), or failed once more.
+    pub(crate) fn revocation_outcome(&mut self, id: &[u8], done: bool) -> Result<()> {
+        if done {
+            self.conn
+                .prepare_cached("DELETE FROM revocation WHERE id = ?1")?
+                .execute(params![id])?;
+        } else {
+            self.conn
+                .prepare_cached("UPDATE revocation SET attempts = attempts + 1 WHERE id = ?1")?
+                .execute(params![id])?;
+        }
+        Ok(())
+    }
+
+    /// The sealed key set cached for an issuer (by its keyed hash): (fetched at, nonce,
+    /// ciphertext).
+    pub(crate) fn jwks(&self, issuer_hash: &[u8]) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT fetched_at_ms, nonce, ciphertext FROM jwks WHERE issuer_hash = ?1")?
+            .query_row(params![issuer_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
+    /// Cache an issuer's sealed key set, replacing the previous one.
+    pub(crate) fn put_jwks(
+        &mut self,
+        issuer_hash: &[u8],
+        fetched_at_ms: i64,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO jwks (issuer_hash, fetched_at_ms, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(issuer_hash) DO UPDATE SET fetched_at_ms = excluded.fetched_at_ms,
+                   nonce = excluded.nonce, ciphertext = excluded.ciphertext",
+            )?
+            .execute(params![issuer_hash, fetched_at_ms, nonce, ciphertext])?;
+        Ok(())
     }
 
     /// Run `PRAGMA quick_check` (used by tests and diagnostics).
