@@ -33,6 +33,7 @@ mod crypto;
 mod engine;
 mod error;
 mod events;
+mod inspect;
 mod jwt;
 mod profile;
 mod secret;
@@ -49,6 +50,7 @@ pub use crypto::{KdfParams, KeySource};
 pub use engine::RefreshPolicy;
 pub use error::{ErrorCode, Result, VaultError};
 pub use events::{VaultEvent, VaultObserver};
+pub use inspect::{check_file, AccountReport, FileFormat, FileReport, LeaseState, SchemaStatus, StoredVerdict};
 pub use profile::{
     BodyEncoding, ClientAuth, Preset, Profile, ResponseSpec, Rotation, SuccessRule, DEFAULT_MAX_RESPONSE_BYTES,
     MAX_PROFILE_JSON,
@@ -64,6 +66,9 @@ pub use vault::{PendingRefresh, RefreshStep, TokenOptions, Vault, VaultOptions};
 
 /// The newest schema version this library reads and writes.
 pub const SCHEMA_VERSION: i64 = store::SCHEMA_VERSION;
+
+/// `PRAGMA application_id` of a tokenvault file ("TKVT").
+pub const APPLICATION_ID: i32 = store::APPLICATION_ID;
 
 /// Static assertion: the vault can be shared across threads.
 const _: () = {
