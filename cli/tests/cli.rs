@@ -1,5 +1,5 @@
 //! The `tokenvault` binary as a user runs it: the real executable on real vault files.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -150,10 +150,12 @@ fn assert_no_secret(run: &Run) {
 }
 
 #[test]
-fn inspect_shows_every_account_in_text_without_a_secret() {
+fn inspect_shows_every_account_in_text_without_a_secret_and_changes_nothing() {
     let f = Fixture::with_sessions();
+    let before = f.snapshot();
     let r = run(tokenvault().arg("inspect").arg(&f.vault).arg("--key-file").arg(&f.key));
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(f.snapshot(), before, "inspect changed a file");
     let out = &r.stdout;
     assert!(out.contains("4 account(s)"), "{out}");
     for account in ["alice", "bob", "carol", "dave"] {
