@@ -549,3 +549,44 @@ fn help_documents_the_commands_and_exit_codes() {
     let r = run(tokenvault().arg("frobnicate"));
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn a_file_of_an_older_schema_is_upgraded_only_when_allowed() {
+    let f = Fixture::new();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v1.db");
+    std::fs::copy(&golden, &f.vault).unwrap();
+    std::fs::write(&f.key, [0x42; 32]).unwrap();
+    let before = f.snapshot();
+
+    let r = run(tokenvault().arg("check").arg(&f.vault));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("schema version   1 (older"), "{}", r.stdout);
+    assert!(r.stdout.contains("records          2"), "{}", r.stdout);
+    let r = run(tokenvault().arg("inspect").arg(&f.vault).arg("--key-file").arg(&f.key));
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("has schema version 1"), "{}", r.stderr);
+    assert_eq!(f.snapshot(), before, "inspect upgraded the file without being allowed to");
+
+    let r = run(tokenvault()
+        .arg("inspect")
+        .arg(&f.vault)
+        .arg("--key-file")
+        .arg(&f.key)
+        .arg("--allow-changes")
+        .arg("--json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["golden-alice", "golden-bob"]);
+    let r = run(tokenvault().arg("check").arg(&f.vault));
+    assert!(
+        r.stdout.contains(&format!("schema version   {} (current)", tokenvault::SCHEMA_VERSION)),
+        "{}",
+        r.stdout
+    );
+}
