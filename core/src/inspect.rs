@@ -321,12 +321,20 @@ fn open_read_only(path: &Path, immutable: bool) -> Result<Connection> {
     Connection::open_with_flags(uri, flags).map_err(|e| VaultError::from(Error::from(e)))
 }
 
-/// An SQLite `file:` URI for `path` (percent-encoding what a URI would misread).
+/// An SQLite `file:` URI for `path`: the path's bytes, percent-encoding what a URI would misread
+/// (`%`, `?`, `#`) and every byte outside ASCII (SQLite decodes them back to the same bytes).
 fn file_uri(path: &Path, immutable: bool) -> String {
+    #[cfg(unix)]
+    let bytes = {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    };
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
     let mut uri = String::from("file:");
-    for b in path.to_string_lossy().bytes() {
+    for b in bytes {
         match b {
-            b'%' | b'?' | b'#' => uri.push_str(&format!("%{b:02X}")),
+            b'%' | b'?' | b'#' | 0x80.. => uri.push_str(&format!("%{b:02X}")),
             _ => uri.push(char::from(b)),
         }
     }
@@ -625,5 +633,11 @@ mod tests {
             "file:/tmp/a%3Fb%23c%25d.db?mode=ro&immutable=1"
         );
         assert_eq!(file_uri(Path::new("v.db"), false), "file:v.db?mode=ro");
+        assert_eq!(file_uri(Path::new("é.db"), false), "file:%C3%A9.db?mode=ro");
+        // A real file under such a name is found (SQLite decodes the bytes back).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("joué ?#%.db");
+        drop(vault(&path));
+        assert_eq!(check_file(&path).unwrap().format, FileFormat::Vault);
     }
 }
