@@ -12,6 +12,23 @@ pub(crate) fn state(s: SessionState) -> &'static str {
     }
 }
 
+/// Text from the file (an account id, a profile name, a stored message) made safe for a
+/// terminal: control characters (escape sequences, line breaks) are shown escaped, not obeyed.
+pub(crate) fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Milliseconds since the Unix epoch as an RFC 3339 UTC time, to the second.
 pub(crate) fn timestamp(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -90,6 +107,12 @@ mod tests {
         assert_eq!(timestamp(1_700_000_000_123), "2023-11-14T22:13:20Z");
         assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(timestamp(-1000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(printable("player-1"), "player-1");
+        assert_eq!(printable("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokenvault::{
 };
 use zeroize::Zeroizing;
 
-use crate::format::{duration, offset, timestamp};
+use crate::format::{duration, offset, printable, timestamp};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -389,7 +389,14 @@ fn account_json(account: &str, r: &Result<AccountReport, VaultError>) -> Value {
 fn account_text(account: &str, r: &Result<AccountReport, VaultError>) -> String {
     let r = match r {
         Ok(r) => r,
-        Err(e) => return format!("account {account}\n  error            {} ({})\n", e, e.code().name()),
+        Err(e) => {
+            return format!(
+                "account {}\n  error            {} ({})\n",
+                printable(account),
+                printable(&e.to_string()),
+                e.code().name()
+            )
+        }
     };
     let i = &r.info;
     let session = match (i.offline, i.session_expires_at_ms, i.session_remaining_ms) {
@@ -403,13 +410,13 @@ fn account_text(account: &str, r: &Result<AccountReport, VaultError>) -> String 
             "{} (code {}): {}; stored with the session (time not recorded)",
             v.code.name(),
             v.code.as_i32(),
-            v.message
+            printable(&v.message)
         ),
         (None, Some(f)) => format!(
             "{} (code {}): {}; {} ago",
             f.code.name(),
             f.code.as_i32(),
-            f.message,
+            printable(&f.message),
             format::span(f.ago_ms)
         ),
         (None, None) => "none".to_owned(),
@@ -422,8 +429,8 @@ fn account_text(account: &str, r: &Result<AccountReport, VaultError>) -> String 
     format!(
         "account {}\n  profile          {}\n  generation       {}\n  state            {}\n  access expires   {} ({})\n  \
          session expires  {}\n  clock offset     {}\n  last failure     {}\n  refreshes        {}\n  lease            {}\n",
-        i.account,
-        i.profile,
+        printable(&i.account),
+        printable(&i.profile),
         i.generation,
         format::state(i.state),
         timestamp(i.access_expires_at_ms),

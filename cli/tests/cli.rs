@@ -565,7 +565,11 @@ fn a_file_of_an_older_schema_is_upgraded_only_when_allowed() {
     let r = run(tokenvault().arg("inspect").arg(&f.vault).arg("--key-file").arg(&f.key));
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stderr.contains("has schema version 1"), "{}", r.stderr);
-    assert_eq!(f.snapshot(), before, "inspect upgraded the file without being allowed to");
+    assert_eq!(
+        f.snapshot(),
+        before,
+        "inspect upgraded the file without being allowed to"
+    );
 
     let r = run(tokenvault()
         .arg("inspect")
@@ -585,8 +589,36 @@ fn a_file_of_an_older_schema_is_upgraded_only_when_allowed() {
     assert_eq!(names, ["golden-alice", "golden-bob"]);
     let r = run(tokenvault().arg("check").arg(&f.vault));
     assert!(
-        r.stdout.contains(&format!("schema version   {} (current)", tokenvault::SCHEMA_VERSION)),
+        r.stdout
+            .contains(&format!("schema version   {} (current)", tokenvault::SCHEMA_VERSION)),
         "{}",
         r.stdout
     );
+}
+
+#[test]
+fn account_ids_with_control_characters_cannot_drive_the_terminal() {
+    let f = Fixture::new();
+    let v = open(&f.vault, &KEY);
+    v.store(
+        NewSession::new("evil\u{1b}[2J\nprofile          forged", "game", SECRETS[0]).refresh_credential(SECRETS[1]),
+    )
+    .unwrap();
+    drop(v);
+    let r = run(tokenvault().arg("inspect").arg(&f.vault).arg("--key-file").arg(&f.key));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains('\u{1b}'), "{:?}", r.stdout);
+    assert!(
+        r.stdout.contains("account evil\\u{1b}[2J\\nprofile          forged\n"),
+        "{}",
+        r.stdout
+    );
+    let r = run(tokenvault()
+        .arg("inspect")
+        .arg(&f.vault)
+        .arg("--key-file")
+        .arg(&f.key)
+        .arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["accounts"][0]["account"], "evil\u{1b}[2J\nprofile          forged");
 }
