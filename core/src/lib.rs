@@ -33,6 +33,7 @@ mod crypto;
 mod engine;
 mod error;
 mod events;
+mod inspect;
 mod jwt;
 mod logging;
 mod metrics;
@@ -51,6 +52,7 @@ pub use crypto::{KdfParams, KeySource};
 pub use engine::RefreshPolicy;
 pub use error::{ErrorCode, Result, VaultError};
 pub use events::{VaultEvent, VaultObserver};
+pub use inspect::{check_file, AccountReport, FileFormat, FileReport, LeaseState, SchemaStatus, StoredVerdict};
 pub use log::{Level as LogLevel, LevelFilter as LogLevelFilter};
 pub use logging::{set_log_sink, LogSink};
 pub use metrics::{VaultMetrics, LATENCY_WINDOW};
@@ -69,6 +71,9 @@ pub use vault::{PendingRefresh, RefreshStep, TokenOptions, Tuning, Vault, VaultO
 
 /// The newest schema version this library reads and writes.
 pub const SCHEMA_VERSION: i64 = store::SCHEMA_VERSION;
+
+/// `PRAGMA application_id` of a tokenvault file ("TKVT").
+pub const APPLICATION_ID: i32 = store::APPLICATION_ID;
 
 /// Static assertion: the vault can be shared across threads.
 const _: () = {

@@ -149,7 +149,7 @@ pub struct PendingRefresh {
 /// An encrypted, single-flight token vault over one SQLite file. `Send + Sync`: share it
 /// (e.g. in an `Arc`) across threads.
 pub struct Vault {
-    engine: Engine,
+    pub(crate) engine: Engine,
 }
 
 impl std::fmt::Debug for Vault {

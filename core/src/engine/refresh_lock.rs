@@ -66,7 +66,8 @@ pub(crate) fn lock_dir(vault_path: &Path) -> PathBuf {
     vault_path.with_file_name(name)
 }
 
-fn lock_file_name(account_hash: &[u8]) -> String {
+/// The lock file of one account in [`lock_dir`] (a prefix of its keyed hash).
+pub(crate) fn lock_file_name(account_hash: &[u8]) -> String {
     let mut s = String::with_capacity(38);
     for b in account_hash.iter().take(16) {
         s.push_str(&format!("{b:02x}"));

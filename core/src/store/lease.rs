@@ -62,6 +62,20 @@ impl Store {
         Ok(AttemptStart::Started { possibly_consumed })
     }
 
+    /// For inspection, in one read: the generation of the account's row, if it has one, and
+    /// the generation of its lost-answer marker, if one is recorded (it matters only while the
+    /// two are equal). Writes nothing.
+    pub(crate) fn marker_state(&mut self, account_hash: &[u8]) -> Result<(Option<u64>, Option<u64>)> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let generation = Self::generation_in(&tx, account_hash)?;
+        let marker: Option<i64> = tx
+            .prepare_cached("SELECT generation FROM refresh_marker WHERE account_hash = ?1")?
+            .query_row(params![account_hash], |r| r.get(0))
+            .optional()?;
+        tx.commit()?;
+        Ok((generation, marker.map(super::to_u64).transpose()?))
+    }
+
     /// The attempt's request certainly consumed nothing (it was never sent, or the server
     /// answered without rotating): forget the marker of that generation.
     pub(crate) fn clear_marker(&mut self, account_hash: &[u8], generation: u64) -> Result<()> {
