@@ -609,6 +609,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_store() != 18825:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_store_response() != 64979:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_watch() != 17916:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_constructor_tokenvault_open_with_key() != 5711:
@@ -739,6 +741,9 @@ _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_set_transport.restype = 
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_store.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_store.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_store_response.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_store_response.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_watch.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_watch.restype = ctypes.c_uint16
@@ -929,6 +934,16 @@ _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_store.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_store.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_store_response.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_store_response.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_watch.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -4158,6 +4173,16 @@ class TokenVaultProtocol(typing.Protocol):
         Durable when it returns.
 """
         raise NotImplementedError
+    def store_response(self, account: str,profile: str,body: str,date_header: typing.Union[object, typing.Optional[str]] = _DEFAULT,refresh_credential: typing.Union[object, typing.Optional[str]] = _DEFAULT) -> SessionInfo:
+        """
+        Store a session from the login response as the server wrote it: `body` is read by the
+        profile's own response spec, with the same rules as a refresh response (envelopes,
+        `expires_in` relative or as an epoch time, the JWT `exp`, Keycloak's
+        `refresh_expires_in: 0` as an offline token). `date_header`: the response's `Date`.
+        `refresh_credential`: for dialects whose answer does not carry it (seed 000's entity
+        token). A body that is not a successful answer is `Protocol`; nothing is stored then.
+"""
+        raise NotImplementedError
     def watch(self, account: str) -> TokenWatch:
         """
         A watch on one account's token, for wrappers that keep the token string on their side
@@ -4741,6 +4766,45 @@ class TokenVault(TokenVaultProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_store,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def store_response(self, account: str,profile: str,body: str,date_header: typing.Union[object, typing.Optional[str]] = _DEFAULT,refresh_credential: typing.Union[object, typing.Optional[str]] = _DEFAULT) -> SessionInfo:
+        """
+        Store a session from the login response as the server wrote it: `body` is read by the
+        profile's own response spec, with the same rules as a refresh response (envelopes,
+        `expires_in` relative or as an epoch time, the JWT `exp`, Keycloak's
+        `refresh_expires_in: 0` as an offline token). `date_header`: the response's `Date`.
+        `refresh_credential`: for dialects whose answer does not carry it (seed 000's entity
+        token). A body that is not a successful answer is `Protocol`; nothing is stored then.
+"""
+        
+        _UniffiFfiConverterString.check_lower(account)
+
+        _UniffiFfiConverterString.check_lower(profile)
+
+        _UniffiFfiConverterString.check_lower(body)
+
+        if date_header is _DEFAULT:
+            date_header = None
+        _UniffiFfiConverterOptionalString.check_lower(date_header)
+
+        if refresh_credential is _DEFAULT:
+            refresh_credential = None
+        _UniffiFfiConverterOptionalString.check_lower(refresh_credential)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(account),
+            _UniffiFfiConverterString.lower(profile),
+            _UniffiFfiConverterString.lower(body),
+            _UniffiFfiConverterOptionalString.lower(date_header),
+            _UniffiFfiConverterOptionalString.lower(refresh_credential),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeSessionInfo.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_store_response,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

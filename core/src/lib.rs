@@ -61,7 +61,9 @@ pub use profile::{
     MAX_PROFILE_JSON,
 };
 pub use secret::{AccessToken, SecretString};
-pub use session::{ExpiryValue, NewSession, ReceivedTokens, RefreshExpiry, RefreshFailure, SessionInfo, SessionState};
+pub use session::{
+    ExpiryValue, LoginResponse, NewSession, ReceivedTokens, RefreshExpiry, RefreshFailure, SessionInfo, SessionState,
+};
 #[cfg(feature = "https")]
 pub use transport::HttpsTransport;
 pub use transport::{

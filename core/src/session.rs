@@ -29,12 +29,14 @@ pub struct NewSession {
     pub(crate) profile: String,
     pub(crate) access_token: SecretString,
     pub(crate) refresh_credential: Option<SecretString>,
-    pub(crate) expires_in: Option<Duration>,
-    pub(crate) refresh_expires_in: Option<Duration>,
+    pub(crate) expires: Option<ExpiryValue>,
+    pub(crate) refresh_expiry: RefreshExpiry,
     pub(crate) offline: bool,
     pub(crate) token_type: Option<String>,
     pub(crate) scope: Option<String>,
     pub(crate) hints: BTreeMap<String, String>,
+    /// The login response's `Date` (ms), when the session came from `store_response`.
+    pub(crate) server_date_ms: Option<i64>,
 }
 
 impl NewSession {
@@ -45,12 +47,39 @@ impl NewSession {
             profile: profile.into(),
             access_token: access_token.into(),
             refresh_credential: None,
-            expires_in: None,
-            refresh_expires_in: None,
+            expires: None,
+            refresh_expiry: RefreshExpiry::Unknown,
             offline: false,
             token_type: None,
             scope: None,
             hints: BTreeMap::new(),
+            server_date_ms: None,
+        }
+    }
+
+    /// A session from a login response the profile's response spec parsed.
+    pub(crate) fn from_received(account: &str, profile: &str, rx: ReceivedTokens) -> NewSession {
+        let ReceivedTokens {
+            access_token,
+            refresh_credential,
+            expires,
+            refresh_expiry,
+            token_type,
+            scope,
+            server_date_ms,
+        } = rx;
+        NewSession {
+            account: account.to_owned(),
+            profile: profile.to_owned(),
+            access_token,
+            refresh_credential,
+            expires,
+            offline: refresh_expiry == RefreshExpiry::Offline,
+            refresh_expiry,
+            token_type,
+            scope,
+            hints: BTreeMap::new(),
+            server_date_ms,
         }
     }
 
@@ -66,26 +95,44 @@ impl NewSession {
     /// Zero means "not given" on every surface (a C caller's `0`, a binding's `0`): the JWT
     /// `exp` or the profile's default lifetime is used instead.
     pub fn expires_in(mut self, expires_in: Duration) -> Self {
-        self.expires_in = (!expires_in.is_zero()).then_some(expires_in);
+        self.expires = (!expires_in.is_zero())
+            .then(|| ExpiryValue::RelativeSecs(i64::try_from(expires_in.as_secs()).unwrap_or(i64::MAX)));
         self
     }
 
     /// How long the refresh credential lives, if known (`refresh_expires_in`). Zero means "not
     /// given" (an offline token is [`offline`](Self::offline)).
     pub fn refresh_expires_in(mut self, d: Duration) -> Self {
-        self.refresh_expires_in = (!d.is_zero()).then_some(d);
+        self.refresh_expiry = if d.is_zero() {
+            RefreshExpiry::Unknown
+        } else {
+            RefreshExpiry::InSecs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        };
         self
     }
 
-    /// [`expires_in`](Self::expires_in) as the integer a surface received: `<= 0` means "not
-    /// given". The one place that decides what a C `0` / `-1` or a binding's `0` means.
-    pub fn expires_in_secs(self, secs: i64) -> Self {
-        self.expires_in(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+    /// `expires_in` as the login response wrote it, read as a refresh response's is
+    /// ([`ExpiryValue::classify`]): seconds from now, or an absolute epoch time in seconds or
+    /// milliseconds (Keycloak-style servers send a Java timestamp). `<= 0` means "not given".
+    /// The one place that decides what a C `0` / `-1`, a binding's `0` or an epoch value means.
+    pub fn expires_in_secs(mut self, value: i64) -> Self {
+        self.expires = (value > 0).then(|| ExpiryValue::classify(value));
+        self
     }
 
-    /// [`refresh_expires_in`](Self::refresh_expires_in) as an integer: `<= 0` means "not given".
-    pub fn refresh_expires_in_secs(self, secs: i64) -> Self {
-        self.refresh_expires_in(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+    /// `refresh_expires_in` as the login response wrote it (seconds from now, or an absolute
+    /// epoch time in seconds or milliseconds); `<= 0` means "not given" (an offline token is
+    /// [`offline`](Self::offline)).
+    pub fn refresh_expires_in_secs(mut self, value: i64) -> Self {
+        self.refresh_expiry = if value <= 0 {
+            RefreshExpiry::Unknown
+        } else {
+            match ExpiryValue::classify(value) {
+                ExpiryValue::RelativeSecs(s) => RefreshExpiry::InSecs(s),
+                ExpiryValue::AbsoluteMs(ms) => RefreshExpiry::AtMs(ms),
+            }
+        };
+        self
     }
 
     /// The refresh credential never expires by time (an OAuth2 offline token).
@@ -134,7 +181,7 @@ impl NewSession {
                 return Err(VaultError::invalid("token type or scope too long"));
             }
         }
-        if self.expires_in.is_some_and(|d| d.as_secs() > 10 * 365 * 86_400) {
+        if matches!(self.expires, Some(ExpiryValue::RelativeSecs(s)) if s > 10 * 365 * 86_400) {
             return Err(VaultError::invalid("expires_in is longer than ten years"));
         }
         Ok(())
@@ -148,7 +195,72 @@ impl fmt::Debug for NewSession {
             .field("profile", &self.profile)
             .field("access_token", &self.access_token)
             .field("refresh_credential", &self.refresh_credential)
-            .field("expires_in", &self.expires_in)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login response as the server wrote it, for [`Vault::store_response`]: the host hands
+/// over the raw body (and the `Date` header, if it has it); the profile's response spec reads
+/// it with the same rules as a refresh response.
+///
+/// [`Vault::store_response`]: crate::Vault::store_response
+pub struct LoginResponse {
+    pub(crate) account: String,
+    pub(crate) profile: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) date: Option<String>,
+    pub(crate) refresh_credential: Option<SecretString>,
+    pub(crate) hints: BTreeMap<String, String>,
+}
+
+impl LoginResponse {
+    /// The body of the login response for `account`, to be read by the profile `profile`.
+    pub fn new(account: impl Into<String>, profile: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        LoginResponse {
+            account: account.into(),
+            profile: profile.into(),
+            body: body.into(),
+            date: None,
+            refresh_credential: None,
+            hints: BTreeMap::new(),
+        }
+    }
+
+    /// The response's HTTP `Date` header: the server's clock, which anchors the expiry.
+    pub fn date_header(mut self, date: impl Into<String>) -> Self {
+        self.date = Some(date.into());
+        self
+    }
+
+    /// The refresh credential, for dialects whose answers do not carry it (seed `000`'s entity
+    /// token comes from its authentication call; its token responses hold only the access
+    /// token). A response that carries one as well is `InvalidInput`.
+    pub fn refresh_credential(mut self, credential: impl Into<SecretString>) -> Self {
+        self.refresh_credential = Some(credential.into());
+        self
+    }
+
+    /// A non-secret hint, as [`NewSession::hint`].
+    pub fn hint(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.hints.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl Drop for LoginResponse {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.body);
+    }
+}
+
+impl fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("account", &"<redacted>")
+            .field("profile", &self.profile)
+            .field("body_len", &self.body.len())
+            .field("refresh_credential", &self.refresh_credential)
             .finish_non_exhaustive()
     }
 }

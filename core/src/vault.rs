@@ -13,12 +13,12 @@ use crate::anchor::StateAnchor;
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::{self, Kek, KeySource, LookupKey, RecordCipher};
 use crate::engine::{new_record, refresh_lock, Engine, Keys, Mode, PeerWait, RefreshPolicy, Start, StoreState};
-use crate::error::{Result, VaultError};
+use crate::error::{ErrorCode, Result, VaultError};
 use crate::events::{EventDispatcher, VaultEvent, VaultObserver};
 use crate::metrics::{Metrics, VaultMetrics};
 use crate::profile::Profile;
 use crate::secret::AccessToken;
-use crate::session::{NewSession, SessionInfo};
+use crate::session::{LoginResponse, NewSession, SessionInfo};
 use crate::store::{FileState, Store};
 use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
@@ -348,6 +348,40 @@ impl Vault {
         }
         log::debug!("stored a session (generation {generation})");
         Ok(e.info(&entry))
+    }
+
+    /// Store a session from the login response as the server wrote it: the profile's own
+    /// response spec reads the body with the same rules as a refresh response (envelopes,
+    /// `expires_in` relative or as an epoch time in s or ms, the JWT `exp`, Keycloak's
+    /// `refresh_expires_in: 0` as an offline token, server time from `Date`). A body that is not
+    /// a successful answer is `Protocol`; nothing is stored then. Durable when it returns.
+    pub fn store_response(&self, response: LoginResponse) -> Result<SessionInfo> {
+        let e = &self.engine;
+        e.check_open()?;
+        let profile = e.profile(&response.profile)?;
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let Some(date) = &response.date {
+            headers.push(("date".to_owned(), date.clone()));
+        }
+        let http = HttpResponse::new(200, headers, response.body.clone());
+        let received = profile
+            .parse_response(&http, e.clock.wall_ms())
+            .map_err(|err| match err.code() {
+                ErrorCode::Protocol | ErrorCode::InvalidInput => err,
+                _ => VaultError::protocol(format!("the login response is not a successful answer ({err})")),
+            })?;
+        drop(http);
+        let mut session = NewSession::from_received(&response.account, &response.profile, received);
+        if let Some(c) = response.refresh_credential.clone() {
+            if session.refresh_credential.is_some() {
+                return Err(VaultError::invalid(
+                    "the login response already carries a refresh credential; do not pass another",
+                ));
+            }
+            session.refresh_credential = Some(c);
+        }
+        session.hints = response.hints.clone();
+        self.store(session)
     }
 
     /// A valid access token for `account`: the cached one when it is fresh, otherwise one

@@ -1082,6 +1082,33 @@ impl TokenVault {
         guarded(|| self.vault.store(session.into_core()).map(SessionInfo::from))
     }
 
+    /// Store a session from the login response as the server wrote it: `body` is read by the
+    /// profile's own response spec, with the same rules as a refresh response (envelopes,
+    /// `expires_in` relative or as an epoch time, the JWT `exp`, Keycloak's
+    /// `refresh_expires_in: 0` as an offline token). `date_header`: the response's `Date`.
+    /// `refresh_credential`: for dialects whose answer does not carry it (seed 000's entity
+    /// token). A body that is not a successful answer is `Protocol`; nothing is stored then.
+    #[uniffi::method(default(date_header = None, refresh_credential = None))]
+    pub fn store_response(
+        &self,
+        account: String,
+        profile: String,
+        body: String,
+        date_header: Option<String>,
+        refresh_credential: Option<String>,
+    ) -> Result<SessionInfo> {
+        guarded(|| {
+            let mut login = tv::LoginResponse::new(account, profile, body.into_bytes());
+            if let Some(d) = date_header {
+                login = login.date_header(d);
+            }
+            if let Some(c) = refresh_credential {
+                login = login.refresh_credential(c);
+            }
+            self.vault.store_response(login).map(SessionInfo::from)
+        })
+    }
+
     /// A valid access token: the cached one when fresh, otherwise refreshed (once, however
     /// many threads ask).
     pub fn access_token(&self, account: String) -> Result<AccessToken> {

@@ -385,12 +385,14 @@ typedef struct tv_session_params {
    */
   const char *refresh_credential;
   /**
-   * The access token's `expires_in` in seconds; `<= 0` if unknown (then the JWT `exp`,
-   * then the profile's default lifetime is used).
+   * The access token's `expires_in` as the login response wrote it: seconds from now, or an
+   * absolute epoch time in seconds or milliseconds (a Java timestamp), told apart as in
+   * refresh responses; `<= 0` if unknown (then the JWT `exp`, then the profile's default
+   * lifetime is used).
    */
   int64_t expires_in_secs;
   /**
-   * The refresh credential's `refresh_expires_in` in seconds; `<= 0` if unknown (for
+   * The refresh credential's `refresh_expires_in`, read the same way; `<= 0` if unknown (for
    * Keycloak's `refresh_expires_in: 0`, an offline token, set `offline` instead).
    */
   int64_t refresh_expires_in_secs;
@@ -848,6 +850,27 @@ tv_status tv_vault_load_profile_json(const struct tv_vault *vault,
 tv_status tv_vault_store(const struct tv_vault *vault,
                          const struct tv_session_params *params,
                          struct tv_session_info *out_info);
+
+/**
+ * Store a session from the login response as the server wrote it: `body` (`body_len` bytes)
+ * is read by the profile's own response spec with the same rules as a refresh response
+ * (envelopes, `expires_in` relative or as an epoch time in s or ms, the JWT `exp`, Keycloak's
+ * `refresh_expires_in: 0` as an offline token). `date_header` (the response's `Date`, or NULL)
+ * anchors the expiry on the server's clock. `refresh_credential` (or NULL) is for dialects
+ * whose answer does not carry it (seed 000's entity token); a response that carries one as well
+ * is `TV_INVALID_INPUT`. A body that is not a successful answer is `TV_PROTOCOL` and nothing is
+ * stored. Durable when it returns; `out_info` as in `tv_vault_store`.
+ *
+ * Ownership: every argument is borrowed for the call (the body's copy is zeroed). Thread-safe.
+ */
+tv_status tv_vault_store_response(const struct tv_vault *vault,
+                                  const char *account,
+                                  const char *profile,
+                                  const uint8_t *body,
+                                  size_t body_len,
+                                  const char *date_header,
+                                  const char *refresh_credential,
+                                  struct tv_session_info *out_info);
 
 /**
  * A valid access token for `account`, copied into the caller's buffer: the cached one when it

@@ -928,12 +928,111 @@ out:
   tvt_server_stop(&srv);
 }
 
+/* ---- store_response and an epoch expires_in ------------------------------------------- */
+
+static int64_t now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void test_store_response_and_epoch_expires_in(void) {
+  tvt_server srv;
+  if (tvt_server_start(&srv, "001", NULL) != 0) {
+    CHECK(!"reference server started");
+    return;
+  }
+  char *dir = tvt_tempdir();
+  char *path = db_path(dir);
+  tv_vault *v = NULL;
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+  if (!v) goto out;
+  char profile[512];
+  snprintf(profile, sizeof profile,
+           "{\"preset\":\"rotating-success-envelope\",\"name\":\"game\",\"url\":\"%s/v2/Auth/RefreshToken\"}",
+           srv.base_url);
+  CHECK_STATUS(tv_vault_load_profile_json(v, profile), TV_OK);
+  tvt_transport_stats ts;
+  memset(&ts, 0, sizeof ts);
+  CHECK_STATUS(tv_vault_set_transport(v, tvt_transport, &ts, NULL), TV_OK);
+
+  /* The server's own login answer (its dialect's body and its Date header), stored as is. */
+  char url[256];
+  snprintf(url, sizeof url, "%s/test/login", srv.base_url);
+  const char *login = "{\"user\":\"ada\",\"answer\":\"dialect\"}";
+  tvt_header ct = {"Content-Type", "application/json"};
+  tvt_response r;
+  memset(&r, 0, sizeof r);
+  CHECK(tvt_http("POST", url, &ct, 1, (const uint8_t *)login, strlen(login), 5000, &r) == 0 && r.status == 200);
+  char *access = tvt_json_string((const char *)r.body, "accessToken");
+  tv_session_info info;
+  memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  CHECK_STATUS(tv_vault_store_response(v, "ada", "game", r.body, r.body_len, tvt_response_header(&r, "date"), NULL,
+                                       &info),
+               TV_OK);
+  CHECK(info.has_refresh_credential == 1 && info.access_remaining_ms > 50000 && info.access_remaining_ms <= 60000);
+  char *tok = copy_token(v, "ada");
+  CHECK(tok && access && strcmp(tok, access) == 0);
+  free(tok);
+  tv_buf rotated = {0};
+  CHECK_STATUS(tv_vault_force_refresh(v, "ada", &rotated, NULL), TV_OK);
+  CHECK(rotated.data && tvt_server_protected(&srv, rotated.data) == 200);
+  tv_buf_free(&rotated);
+  /* A second credential besides the one in the answer; a failure body; NULL arguments. */
+  CHECK_STATUS(tv_vault_store_response(v, "bob", "game", r.body, r.body_len, NULL, "extra", NULL), TV_INVALID_INPUT);
+  const char *failure = "{\"success\":false,\"error\":{\"type\":\"AUTHENTICATION\",\"message\":\"no\"}}";
+  CHECK_STATUS(tv_vault_store_response(v, "bob", "game", (const uint8_t *)failure, strlen(failure), NULL, NULL, NULL),
+               TV_PROTOCOL);
+  CHECK_STATUS(tv_vault_store_response(v, NULL, "game", r.body, r.body_len, NULL, NULL, NULL), TV_INVALID_INPUT);
+  CHECK_STATUS(tv_vault_session_info(v, "bob", &info), TV_NOT_FOUND);
+  free(access);
+  tvt_response_free(&r);
+
+  /* expires_in as seed 003 writes it: an absolute Java timestamp (epoch milliseconds), 2 s
+   * ahead. The vault schedules the refresh at 75 % of that, then refreshes. */
+  char *acc2 = NULL, *ref2 = NULL;
+  CHECK(tvt_server_login(&srv, "eve", &acc2, &ref2) == 0);
+  tv_session_params p;
+  memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.account = "eve";
+  p.profile = "game";
+  p.access_token = acc2;
+  p.refresh_credential = ref2;
+  p.expires_in_secs = now_ms() + 2000;
+  p.refresh_expires_in_secs = -1;
+  memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  CHECK_STATUS(tv_vault_store(v, &p, &info), TV_OK);
+  /* Server time is the JWT's iat (whole seconds): up to 1 s behind the device here. */
+  CHECK(info.access_remaining_ms > 1000 && info.access_remaining_ms <= 3000);
+  uint64_t first_gen = info.generation;
+  long before = tvt_server_stat(&srv, "refresh_successes");
+  struct timespec pause = {1, 700 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  char buf[4096];
+  size_t len = 0;
+  uint64_t gen = 0;
+  CHECK_STATUS(tv_vault_access_token_copy(v, "eve", 0, buf, sizeof buf, &len, &gen), TV_OK);
+  CHECK(gen > first_gen && strcmp(buf, acc2) != 0);
+  CHECK(tvt_server_stat(&srv, "refresh_successes") == before + 1);
+  free(acc2);
+  free(ref2);
+  tv_vault_free(v);
+out:
+  free(path);
+  tvt_rmdir(dir);
+  tvt_server_stop(&srv);
+}
+
 int main(void) {
   test_static_functions_and_null_checks();
   test_full_cycle();
   test_concurrent_reads();
   test_anchor_and_move_session();
   test_options_metrics_and_logs();
+  test_store_response_and_epoch_expires_in();
   printf("test_c_api: %d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -238,16 +238,28 @@ mod tests {
         let clock = ManualClock::new();
         let policy = RefreshPolicy {
             jitter: 0.0,
+            refresh_point: 0.9,
             min_ttl_cap: 0.2,
             ..RefreshPolicy::default()
         };
         let c = CachedSession::build(record(100, clock.wall_ms()), 1, clock.as_ref(), &policy);
         let now = clock.mono_ns();
-        // Capped at 20 s of the 100 s lifetime (usable until 95 s, the 5 s margin).
-        assert!(c.fresh_for(now + 70_000_000_000, 10_000_000_000_000));
-        assert!(!c.fresh_for(now + 74_000_000_000, 30_000_000_000));
-        assert!(c.fresh_for(now + 74_000_000_000, 20_000_000_000));
-        assert!(!c.fresh_for(now + 76_000_000_000, 20_000_000_000));
+        // Usable until 95 s (the 5 s margin); a caller's min TTL is cut to 20 s of the 100 s.
+        let s = 1_000_000_000u64;
+        assert!(c.fresh_for(now + 74 * s, 10_000 * s));
+        assert!(!c.fresh_for(now + 76 * s, 10_000 * s));
+        assert!(c.fresh_for(now + 76 * s, 10 * s));
+        // With the default cap (half), the same caller needed 50 s.
+        let d = CachedSession::build(
+            record(100, clock.wall_ms()),
+            1,
+            clock.as_ref(),
+            &RefreshPolicy {
+                min_ttl_cap: 0.5,
+                ..policy
+            },
+        );
+        assert!(!d.fresh_for(now + 46 * s, 10_000 * s));
     }
 
     #[test]

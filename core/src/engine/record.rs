@@ -3,32 +3,34 @@
 use std::time::Duration;
 
 use crate::profile::Profile;
-use crate::session::{anchor_times, ExpiryValue, NewSession, ReceivedTokens, RefreshExpiry, SessionRecord};
+use crate::session::{anchor_times, NewSession, ReceivedTokens, RefreshExpiry, SessionRecord};
 
 fn ms_i64(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// The record of a session the host signed in (times anchored on the device clock, or the
-/// JWT's `iat`).
+/// The record of a session the host signed in (times anchored on the login response's `Date`
+/// when it came through `store_response`, else on the JWT's `iat` or the device clock).
 pub(crate) fn new_record(session: &NewSession, profile: &Profile, device_now_ms: i64) -> SessionRecord {
     let times = anchor_times(
         session.access_token.expose(),
-        session
-            .expires_in
-            .map(|d| ExpiryValue::RelativeSecs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
-        None,
+        session.expires,
+        session.server_date_ms,
         device_now_ms,
         0,
         profile.default_lifetime(),
     );
-    let refresh_expires_at_ms = if session.offline {
+    let offline = session.offline || session.refresh_expiry == RefreshExpiry::Offline;
+    let refresh_expires_at_ms = if offline {
         None
     } else {
-        session
-            .refresh_expires_in
-            .or(profile.refresh_lifetime())
-            .map(|d| times.server_now_ms.saturating_add(ms_i64(d)))
+        match session.refresh_expiry {
+            RefreshExpiry::InSecs(s) => Some(times.server_now_ms.saturating_add(s.saturating_mul(1000))),
+            RefreshExpiry::AtMs(ms) => Some(ms),
+            RefreshExpiry::Offline | RefreshExpiry::Unknown => profile
+                .refresh_lifetime()
+                .map(|d| times.server_now_ms.saturating_add(ms_i64(d))),
+        }
     };
     SessionRecord {
         account: session.account.clone(),
@@ -40,7 +42,7 @@ pub(crate) fn new_record(session: &NewSession, profile: &Profile, device_now_ms:
         issued_at_ms: times.issued_at_ms,
         access_expires_at_ms: times.access_expires_at_ms,
         refresh_expires_at_ms,
-        offline: session.offline,
+        offline,
         clock_offset_ms: times.clock_offset_ms,
         hints: session.hints.clone(),
         created_at_ms: times.server_now_ms,

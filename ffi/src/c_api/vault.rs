@@ -160,10 +160,12 @@ pub struct tv_session_params {
     pub access_token: *const c_char,
     /// The refresh token (or entity token); NULL if none.
     pub refresh_credential: *const c_char,
-    /// The access token's `expires_in` in seconds; `<= 0` if unknown (then the JWT `exp`,
-    /// then the profile's default lifetime is used).
+    /// The access token's `expires_in` as the login response wrote it: seconds from now, or an
+    /// absolute epoch time in seconds or milliseconds (a Java timestamp), told apart as in
+    /// refresh responses; `<= 0` if unknown (then the JWT `exp`, then the profile's default
+    /// lifetime is used).
     pub expires_in_secs: i64,
-    /// The refresh credential's `refresh_expires_in` in seconds; `<= 0` if unknown (for
+    /// The refresh credential's `refresh_expires_in`, read the same way; `<= 0` if unknown (for
     /// Keycloak's `refresh_expires_in: 0`, an offline token, set `offline` instead).
     pub refresh_expires_in_secs: i64,
     /// Token type (e.g. `"Bearer"`); NULL if none.
@@ -249,6 +251,52 @@ pub unsafe extern "C" fn tv_vault_store(
         }
         let session = unsafe { new_session(params) }?;
         let info = vault.store(session)?;
+        if !out_info.is_null() {
+            unsafe { out_info.write(session_info_struct(&info)) };
+        }
+        Ok(())
+    })
+}
+
+/// Store a session from the login response as the server wrote it: `body` (`body_len` bytes)
+/// is read by the profile's own response spec with the same rules as a refresh response
+/// (envelopes, `expires_in` relative or as an epoch time in s or ms, the JWT `exp`, Keycloak's
+/// `refresh_expires_in: 0` as an offline token). `date_header` (the response's `Date`, or NULL)
+/// anchors the expiry on the server's clock. `refresh_credential` (or NULL) is for dialects
+/// whose answer does not carry it (seed 000's entity token); a response that carries one as well
+/// is `TV_INVALID_INPUT`. A body that is not a successful answer is `TV_PROTOCOL` and nothing is
+/// stored. Durable when it returns; `out_info` as in `tv_vault_store`.
+///
+/// Ownership: every argument is borrowed for the call (the body's copy is zeroed). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_store_response(
+    vault: *const tv_vault,
+    account: *const c_char,
+    profile: *const c_char,
+    body: *const u8,
+    body_len: usize,
+    date_header: *const c_char,
+    refresh_credential: *const c_char,
+    out_info: *mut tv_session_info,
+) -> tv_status {
+    boundary!("tv_vault_store_response", [vault, account, profile], {
+        // SAFETY: a live handle; NUL-terminated strings or NULL where optional; `body_len`
+        // readable bytes; `out_info` NULL or a struct with its size set (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let profile = unsafe { utf8_arg(profile, "profile") }?;
+        let body = unsafe { bytes_arg(body, body_len, "body") }?;
+        if !out_info.is_null() {
+            unsafe { read_sized(out_info, "out_info") }?;
+        }
+        let mut login = tokenvault::LoginResponse::new(account, profile, body);
+        if let Some(d) = unsafe { optional_utf8_arg(date_header, "date_header") }? {
+            login = login.date_header(d);
+        }
+        if let Some(c) = unsafe { optional_utf8_arg(refresh_credential, "refresh_credential") }? {
+            login = login.refresh_credential(c);
+        }
+        let info = vault.store_response(login)?;
         if !out_info.is_null() {
             unsafe { out_info.write(session_info_struct(&info)) };
         }

@@ -774,6 +774,16 @@ public protocol TokenVaultProtocol: AnyObject, Sendable {
     func store(session: NewSession) throws  -> SessionInfo
     
     /**
+     * Store a session from the login response as the server wrote it: `body` is read by the
+     * profile's own response spec, with the same rules as a refresh response (envelopes,
+     * `expires_in` relative or as an epoch time, the JWT `exp`, Keycloak's
+     * `refresh_expires_in: 0` as an offline token). `date_header`: the response's `Date`.
+     * `refresh_credential`: for dialects whose answer does not carry it (seed 000's entity
+     * token). A body that is not a successful answer is `Protocol`; nothing is stored then.
+     */
+    func storeResponse(account: String, profile: String, body: String, dateHeader: String?, refreshCredential: String?) throws  -> SessionInfo
+    
+    /**
      * A watch on one account's token, for wrappers that keep the token string on their side
      * (see [`TokenWatch`]).
      */
@@ -1203,6 +1213,28 @@ open func store(session: NewSession)throws  -> SessionInfo  {
     uniffi_tokenvault_fn_method_tokenvault_store(
             self.uniffiCloneHandle(),
         FfiConverterTypeNewSession_lower(session),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Store a session from the login response as the server wrote it: `body` is read by the
+     * profile's own response spec, with the same rules as a refresh response (envelopes,
+     * `expires_in` relative or as an epoch time, the JWT `exp`, Keycloak's
+     * `refresh_expires_in: 0` as an offline token). `date_header`: the response's `Date`.
+     * `refresh_credential`: for dialects whose answer does not carry it (seed 000's entity
+     * token). A body that is not a successful answer is `Protocol`; nothing is stored then.
+     */
+open func storeResponse(account: String, profile: String, body: String, dateHeader: String? = nil, refreshCredential: String? = nil)throws  -> SessionInfo  {
+    return try  FfiConverterTypeSessionInfo_lift(try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_tokenvault_store_response(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(account),
+        FfiConverterString.lower(profile),
+        FfiConverterString.lower(body),
+        FfiConverterOptionString.lower(dateHeader),
+        FfiConverterOptionString.lower(refreshCredential),uniffiCallStatus
     )
 })
 }
@@ -4828,6 +4860,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_store() != 18825) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_tokenvault_store_response() != 64979) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_watch() != 17916) {

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `POST <Dialect::refresh_path()>` | the refresh endpoint of the seed |
 //! | `GET /protected` | `Authorization: Bearer <access>` → 200 `{"sub":…}` if the token is genuine, unexpired and unrevoked, else 401 |
-//! | `POST /test/login` | `{"user":"…"}` → `{"accessToken":…, "refreshCredential":…}` (for `000` the credential is the entity token) |
+//! | `POST /test/login` | `{"user":"…"}` → `{"accessToken":…, "refreshCredential":…}` (for `000` the credential is the entity token); with `"answer":"dialect"` the dialect's own success body instead, the credential in the `X-Test-Refresh-Credential` header |
 //! | `POST /test/fault` | queue a fault, JSON as in [`Fault::from_json`] → `{"queued":n}` |
 //! | `POST /test/clear-faults` | drop queued faults |
 //! | `GET /test/stats` | [`Stats`] as JSON, field names as in Rust |

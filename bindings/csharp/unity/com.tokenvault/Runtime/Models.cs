@@ -20,8 +20,16 @@ namespace Tokenvault
         public string RefreshCredential;
         /// <summary>The access token's lifetime if the server said (expires_in); otherwise the JWT exp or the profile's default.</summary>
         public TimeSpan? ExpiresIn;
+        /// <summary>The login response's expires_in exactly as it wrote it, when it is not a
+        /// duration: seconds from now, or an absolute epoch time in seconds or milliseconds (a
+        /// Java timestamp), told apart as the vault does for refresh responses. Set this or
+        /// <see cref="ExpiresIn"/>, not both.</summary>
+        public long? ExpiresInValue;
         /// <summary>The refresh credential's lifetime if the server said.</summary>
         public TimeSpan? RefreshExpiresIn;
+        /// <summary>The login response's refresh_expires_in exactly as it wrote it (see
+        /// <see cref="ExpiresInValue"/>). Set this or <see cref="RefreshExpiresIn"/>, not both.</summary>
+        public long? RefreshExpiresInValue;
         /// <summary>True for refresh credentials that never expire by time (OAuth2 offline tokens).</summary>
         public bool Offline;
         public string TokenType;

@@ -55,6 +55,7 @@ namespace Tokenvault
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern void tv_vault_free(IntPtr vault);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_load_profile_json(VaultHandle vault, byte* json);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_store(VaultHandle vault, NativeSessionParams* p, NativeSessionInfo* outInfo);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_store_response(VaultHandle vault, byte* account, byte* profile, byte* body, UIntPtr bodyLen, byte* dateHeader, byte* refreshCredential, NativeSessionInfo* outInfo);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_access_token_copy(VaultHandle vault, byte* account, ulong minTtlMs, byte* buf, UIntPtr bufLen, out UIntPtr outLen, out ulong outGeneration);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_access_token(VaultHandle vault, byte* account, ulong minTtlMs, out NativeBuf outToken, out ulong outGeneration);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_token_if_changed(VaultHandle vault, byte* account, ulong minTtlMs, ulong knownGeneration, out NativeBuf outToken, out ulong outGeneration, out byte outChanged);

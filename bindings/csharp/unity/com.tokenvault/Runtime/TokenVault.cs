@@ -267,8 +267,8 @@ namespace Tokenvault
                         Profile = pr,
                         AccessToken = ac,
                         RefreshCredential = rf,
-                        ExpiresInSecs = session.ExpiresIn.HasValue ? (long)session.ExpiresIn.Value.TotalSeconds : -1,
-                        RefreshExpiresInSecs = session.RefreshExpiresIn.HasValue ? (long)session.RefreshExpiresIn.Value.TotalSeconds : -1,
+                        ExpiresInSecs = Raw(session.ExpiresIn, session.ExpiresInValue, "ExpiresIn"),
+                        RefreshExpiresInSecs = Raw(session.RefreshExpiresIn, session.RefreshExpiresInValue, "RefreshExpiresIn"),
                         TokenType = ty,
                         Scope = sc,
                         HintsJson = hi,
@@ -281,6 +281,42 @@ namespace Tokenvault
             {
                 Utf8.Wipe(access);
                 Utf8.Wipe(refresh);
+            }
+        }
+
+        private static long Raw(TimeSpan? duration, long? value, string name)
+        {
+            if (duration.HasValue && value.HasValue)
+                throw new InvalidInputException("invalid input: set `" + name + "` or `" + name + "Value`, not both");
+            if (value.HasValue) return value.Value;
+            return duration.HasValue ? (long)duration.Value.TotalSeconds : -1;
+        }
+
+        /// <summary>Store a session from the login response as the server wrote it: the profile's
+        /// own response spec reads <paramref name="body"/> with the same rules as a refresh
+        /// response (envelopes, expires_in relative or as an epoch time, the JWT exp, Keycloak's
+        /// refresh_expires_in 0 as an offline token). <paramref name="dateHeader"/>: the
+        /// response's Date header. <paramref name="refreshCredential"/>: for dialects whose
+        /// answer does not carry it (seed 000's entity token). A body that is not a successful
+        /// answer throws <see cref="ProtocolException"/>; nothing is stored then.</summary>
+        public SessionInfo StoreResponse(string account, string profile, string body, string dateHeader = null, string refreshCredential = null)
+        {
+            byte[] a = Utf8.Encode(account, "account");
+            byte[] p = Utf8.Encode(profile, "profile");
+            byte[] b = Utf8.Encode(body, "body");
+            byte[] d = dateHeader == null ? null : Utf8.Encode(dateHeader, "dateHeader");
+            byte[] r = refreshCredential == null ? null : Utf8.Encode(refreshCredential, "refreshCredential");
+            try
+            {
+                var info = new NativeSessionInfo { StructSize = (uint)sizeof(NativeSessionInfo) };
+                fixed (byte* pa = a, pp = p, pb = b, pd = d, pr = r)
+                    Errors.Check(Native.tv_vault_store_response(Handle, pa, pp, pb, (UIntPtr)(b == null ? 0 : b.Length - 1), pd, pr, &info));
+                return SessionInfo.From(ref info);
+            }
+            finally
+            {
+                if (b != null) Utf8.Wipe(b);
+                if (r != null) Utf8.Wipe(r);
             }
         }
 

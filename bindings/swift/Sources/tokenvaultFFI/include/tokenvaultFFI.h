@@ -460,6 +460,11 @@ void uniffi_tokenvault_fn_method_tokenvault_set_transport(uint64_t ptr, uint64_t
 RustBuffer uniffi_tokenvault_fn_method_tokenvault_store(uint64_t ptr, RustBuffer session, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_STORE_RESPONSE
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_STORE_RESPONSE
+RustBuffer uniffi_tokenvault_fn_method_tokenvault_store_response(uint64_t ptr, RustBuffer account, RustBuffer profile, RustBuffer body, RustBuffer date_header, RustBuffer refresh_credential, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_WATCH
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_METHOD_TOKENVAULT_WATCH
 uint64_t uniffi_tokenvault_fn_method_tokenvault_watch(uint64_t ptr, RustBuffer account, RustCallStatus *_Nonnull out_status
@@ -1001,6 +1006,12 @@ uint16_t uniffi_tokenvault_checksum_method_tokenvault_set_transport(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_STORE
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_STORE
 uint16_t uniffi_tokenvault_checksum_method_tokenvault_store(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_STORE_RESPONSE
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_METHOD_TOKENVAULT_STORE_RESPONSE
+uint16_t uniffi_tokenvault_checksum_method_tokenvault_store_response(void
     
 );
 #endif

@@ -823,6 +823,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_store(
     ): Int
+    external fun uniffi_tokenvault_checksum_method_tokenvault_store_response(
+    ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_watch(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenwatch_current_generation(
@@ -934,6 +936,8 @@ internal object UniffiLib {
     external fun uniffi_tokenvault_fn_method_tokenvault_set_transport(`ptr`: Long,`transport`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_tokenvault_fn_method_tokenvault_store(`ptr`: Long,`session`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_tokenvault_store_response(`ptr`: Long,`account`: RustBuffer.ByValue,`profile`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,`dateHeader`: RustBuffer.ByValue,`refreshCredential`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_watch(`ptr`: Long,`account`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1181,6 +1185,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_store() and 0xFFFF) != 18825) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_store_response() and 0xFFFF) != 64979) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_watch() and 0xFFFF) != 17916) {
@@ -1865,6 +1872,16 @@ public interface TokenVaultInterface {
     fun `store`(`session`: NewSession): SessionInfo
     
     /**
+     * Store a session from the login response as the server wrote it: `body` is read by the
+     * profile's own response spec, with the same rules as a refresh response (envelopes,
+     * `expires_in` relative or as an epoch time, the JWT `exp`, Keycloak's
+     * `refresh_expires_in: 0` as an offline token). `date_header`: the response's `Date`.
+     * `refresh_credential`: for dialects whose answer does not carry it (seed 000's entity
+     * token). A body that is not a successful answer is `Protocol`; nothing is stored then.
+     */
+    fun `storeResponse`(`account`: kotlin.String, `profile`: kotlin.String, `body`: kotlin.String, `dateHeader`: kotlin.String? = null, `refreshCredential`: kotlin.String? = null): SessionInfo
+    
+    /**
      * A watch on one account's token, for wrappers that keep the token string on their side
      * (see [`TokenWatch`]).
      */
@@ -2394,6 +2411,33 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
         it,
         
         FfiConverterTypeNewSession.lower(`session`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Store a session from the login response as the server wrote it: `body` is read by the
+     * profile's own response spec, with the same rules as a refresh response (envelopes,
+     * `expires_in` relative or as an epoch time, the JWT `exp`, Keycloak's
+     * `refresh_expires_in: 0` as an offline token). `date_header`: the response's `Date`.
+     * `refresh_credential`: for dialects whose answer does not carry it (seed 000's entity
+     * token). A body that is not a successful answer is `Protocol`; nothing is stored then.
+     */
+    @Throws(TokenVaultException::class)override fun `storeResponse`(`account`: kotlin.String, `profile`: kotlin.String, `body`: kotlin.String, `dateHeader`: kotlin.String?, `refreshCredential`: kotlin.String?): SessionInfo {
+            return FfiConverterTypeSessionInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TokenVaultException) { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_tokenvault_store_response(
+        it,
+        
+        FfiConverterString.lower(`account`),
+        FfiConverterString.lower(`profile`),
+        FfiConverterString.lower(`body`),
+        FfiConverterOptionalString.lower(`dateHeader`),
+        FfiConverterOptionalString.lower(`refreshCredential`),_status)
 }
     }
     )
