@@ -118,5 +118,36 @@ namespace Tokenvault.Tests
                 lock (lines) Assert.Equal(0, lines.Count, "no line after removal");
             }
         }
+
+        [Test]
+        public static void StoreResponseTakesTheServersOwnAnswerAndAnEpochExpiry()
+        {
+            var server = Env.Server("001");
+            using (var v = Env.Open(server))
+            {
+                var answer = Http.Send("POST", server.BaseUrl + "/test/login", "{\"user\":\"ada\",\"answer\":\"dialect\"}", null);
+                Assert.Equal(200, answer.Key, "login status");
+                var info = v.StoreResponse("ada", "game", answer.Value, DateTime.UtcNow.ToString("r"));
+                Assert.True(info.HasRefreshCredential, "refresh credential stored");
+                Assert.Equal(ReferenceServer.JsonString(answer.Value, "accessToken"), v.AccessToken("ada"), "the answer's token");
+                string rotated = v.ForceRefresh("ada");
+                Assert.Equal(200, server.Protected(rotated), "the rotated token works");
+                Assert.Throws<ProtocolException>(() => v.StoreResponse("bob", "game", "{\"success\":false,\"error\":{\"type\":\"AUTHENTICATION\"}}"), "failure body");
+                Assert.Throws<InvalidInputException>(() => v.StoreResponse("bob", "game", answer.Value, null, "extra"), "two credentials");
+                Assert.Throws<NotFoundException>(() => v.GetSessionInfo("bob"), "nothing stored");
+
+                // expires_in as seed 003 writes it: a Java timestamp (epoch ms), 2 s ahead.
+                var pair = server.Login("eve");
+                long epochMs = (long)(DateTime.UtcNow - new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc)).TotalMilliseconds;
+                var stored = v.Store(new Session { Account = "eve", Profile = "game", AccessToken = pair.Key, RefreshCredential = pair.Value, ExpiresInValue = epochMs + 2000 });
+                Assert.True(stored.AccessRemaining > TimeSpan.FromSeconds(1) && stored.AccessRemaining <= TimeSpan.FromSeconds(3), "remaining " + stored.AccessRemaining);
+                Assert.Throws<InvalidInputException>(() => v.Store(new Session { Account = "eve", Profile = "game", AccessToken = pair.Key, ExpiresIn = TimeSpan.FromSeconds(1), ExpiresInValue = 5 }), "both forms");
+                long before = server.Stat("refresh_successes");
+                Thread.Sleep(2500); // due by then whatever the iat rounding
+                v.AccessToken("eve");
+                Assert.True(v.GetSessionInfo("eve").Generation > stored.Generation, "refreshed");
+                Assert.Equal(before + 1, server.Stat("refresh_successes"), "one refresh");
+            }
+        }
     }
 }

@@ -96,3 +96,44 @@ def test_log_lines_reach_the_listener_without_secrets(server_factory, vault):
     lines.lines.clear()
     vault.force_refresh("second")
     assert lines.lines == []
+
+
+def test_store_response_with_the_servers_own_answer_and_an_epoch_expiry(server_factory, vault):
+    import json
+    import urllib.request
+
+    server = server_factory("001")
+    server.register(vault)
+    req = urllib.request.Request(
+        server.base + "/test/login",
+        data=json.dumps({"user": "ada", "answer": "dialect"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body, date = resp.read().decode(), resp.headers["Date"]
+    info = vault.store_response("ada", "backend", body, date_header=date)
+    assert info.has_refresh_credential and 50_000 < info.access_remaining_ms <= 60_000
+    assert vault.access_token("ada").token == json.loads(body)["data"]["accessToken"]
+    rotated = vault.force_refresh("ada")
+    assert server.protected_status(rotated.token) == 200
+    with pytest.raises(tv.TokenVaultError.Protocol):
+        vault.store_response("bob", "backend", '{"success":false,"error":{"type":"AUTHENTICATION"}}')
+    with pytest.raises(tv.TokenVaultError.InvalidInput):
+        vault.store_response("bob", "backend", body, refresh_credential="extra")
+    with pytest.raises(tv.TokenVaultError.NotFound):
+        vault.session_info("bob")
+
+    # expires_in as seed 003 writes it: a Java timestamp (epoch ms), 2 s ahead; refreshed at ~75 %.
+    access, refresh = server.login("eve")
+    info = vault.store(
+        tv.NewSession(account="eve", profile="backend", access_token=access, refresh_credential=refresh,
+                      expires_in_secs=int(time.time() * 1000) + 2000)
+    )
+    # Server time is the JWT's iat (whole seconds): up to 1 s behind the device.
+    assert 1000 < info.access_remaining_ms <= 3000
+    before = server.stat("refresh_successes")
+    time.sleep(2.5)  # due by then whatever the iat rounding (refresh point 75 % ± 5 %)
+    token = vault.access_token("eve")
+    assert token.generation > info.generation and token.token != access
+    assert server.stat("refresh_successes") == before + 1
