@@ -38,6 +38,7 @@ mod jwt;
 mod logging;
 mod metrics;
 mod profile;
+mod revocation;
 mod secret;
 mod session;
 mod store;
@@ -60,6 +61,7 @@ pub use profile::{
     BodyEncoding, ClientAuth, Preset, Profile, ResponseSpec, Rotation, SuccessRule, DEFAULT_MAX_RESPONSE_BYTES,
     MAX_PROFILE_JSON,
 };
+pub use revocation::{PendingRevocation, RevocationQueue, RevocationReport};
 pub use secret::{AccessToken, SecretString};
 pub use session::{
     ExpiryValue, LoginResponse, NewSession, ReceivedTokens, RefreshExpiry, RefreshFailure, SessionInfo, SessionState,

@@ -17,6 +17,7 @@ use crate::error::{ErrorCode, Result, VaultError};
 use crate::events::{EventDispatcher, VaultEvent, VaultObserver};
 use crate::metrics::{Metrics, VaultMetrics};
 use crate::profile::Profile;
+use crate::revocation::{RevocationQueue, RevocationReport};
 use crate::secret::AccessToken;
 use crate::session::{LoginResponse, NewSession, SessionInfo};
 use crate::store::{FileState, Store};
@@ -149,7 +150,7 @@ pub struct PendingRefresh {
 /// An encrypted, single-flight token vault over one SQLite file. `Send + Sync`: share it
 /// (e.g. in an `Arc`) across threads.
 pub struct Vault {
-    pub(crate) engine: Engine,
+    pub(crate) engine: Arc<Engine>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -222,10 +223,11 @@ impl Vault {
                 }
             }
         }
+        let revocations_waiting = !store.revocations()?.0.is_empty();
         let locks = refresh_lock::RefreshLocks::new(&path)?;
         let transport = options.transport.or_else(crate::transport::default_transport);
         Ok(Vault {
-            engine: Engine {
+            engine: Arc::new(Engine {
                 path,
                 locks,
                 store: Mutex::new(Some(StoreState::new(store, keys, options.anchor))),
@@ -240,7 +242,9 @@ impl Vault {
                 events: EventDispatcher::new(),
                 closed: AtomicBool::new(false),
                 metrics: Metrics::default(),
-            },
+                revocations_waiting: AtomicBool::new(revocations_waiting),
+                revoker: Mutex::new(Default::default()),
+            }),
         })
     }
 
@@ -300,6 +304,8 @@ impl Vault {
             .profiles
             .write()
             .insert(profile.name().to_owned(), Arc::new(profile));
+        // Revocations queued before (a logout while offline, or before a restart) can go now.
+        crate::revocation::kick(&self.engine);
         Ok(())
     }
 
@@ -317,6 +323,7 @@ impl Vault {
     pub fn set_transport(&self, transport: Option<Arc<dyn Transport>>) -> Result<()> {
         self.engine.check_open()?;
         *self.engine.transport.write() = transport.or_else(crate::transport::default_transport);
+        crate::revocation::kick(&self.engine);
         Ok(())
     }
 
@@ -395,8 +402,11 @@ impl Vault {
                 return Ok(e.token.clone());
             }
         }
-        self.engine
-            .obtain(&self.engine.key(account)?, Mode::Due { min_ttl_ns: 0 })
+        let token = self
+            .engine
+            .obtain(&self.engine.key(account)?, Mode::Due { min_ttl_ns: 0 })?;
+        crate::revocation::kick(&self.engine);
+        Ok(token)
     }
 
     /// For bindings that keep the token as a managed string: `Ok(None)` when the token of
@@ -501,12 +511,42 @@ impl Vault {
     /// Remove an account's session (logout). A refresh in flight for it is discarded when it
     /// lands. Returns whether a session existed.
     pub fn remove(&self, account: &str) -> Result<bool> {
+        self.remove_inner(account, false)
+    }
+
+    /// Sign out at the server too: remove the session as [`remove`](Self::remove) does, and
+    /// revoke its refresh credential at the profile's RFC 7009 endpoint (the `keycloak` preset,
+    /// `oauth2` with `revocation_url`, any profile with `revocation_url`; seeds 000–002 have
+    /// none, so their sessions are removed locally only). The local removal comes first, with
+    /// the revocation queued in the same durable transaction; the request is sent in the
+    /// background, never blocking this call, and what cannot be sent now (offline, a 5xx, no
+    /// profile registered yet) stays queued in the file and is sent after the next successful
+    /// refresh, when a profile or transport is set (after the next open), or by
+    /// [`send_revocations`](Self::send_revocations). See [`pending_revocations`](Self::pending_revocations).
+    pub fn remove_and_revoke(&self, account: &str) -> Result<bool> {
+        self.remove_inner(account, true)
+    }
+
+    fn remove_inner(&self, account: &str, revoke: bool) -> Result<bool> {
         let e = &self.engine;
         e.check_open()?;
         let key = e.key(account)?;
+        let revocation = if revoke {
+            match e.entry(&key) {
+                Ok(entry) => e.revocation_row(&entry.record, e.clock.wall_ms())?,
+                Err(VaultError::NotFound) => None,
+                Err(err) if err.code() == ErrorCode::Corrupt => {
+                    log::warn!("a session that fails its check is removed without revocation");
+                    None
+                }
+                Err(err) => return Err(err),
+            }
+        } else {
+            None
+        };
         let existed = e.with_store(|s| {
             let keys = Arc::clone(&s.keys);
-            let existed = s.store.remove_session(&key.hash, &keys.record, None)?;
+            let existed = s.store.remove_session(&key.hash, &keys.record, revocation.as_ref())?;
             s.anchor_after_write();
             Ok(existed)
         })?;
@@ -519,8 +559,24 @@ impl Vault {
                 account: account.to_owned(),
             });
             log::debug!("removed a session");
+            if revocation.is_some() {
+                e.revocations_waiting.store(true, Ordering::Relaxed);
+                crate::revocation::kick(e);
+            }
         }
         Ok(existed)
+    }
+
+    /// The revocations still to be sent (no secrets; the account ids are the host's own), and
+    /// how many were ever dropped because the queue was full.
+    pub fn pending_revocations(&self) -> Result<RevocationQueue> {
+        self.engine.pending_revocations()
+    }
+
+    /// Send the queued revocations now, on this thread (blocking on the network), and say what
+    /// happened. Revocations are also sent in the background without this call.
+    pub fn send_revocations(&self) -> Result<RevocationReport> {
+        self.engine.send_revocations()
     }
 
     /// Replace the vault's key, and its data key: a new random data key re-seals every record

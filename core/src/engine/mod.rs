@@ -164,6 +164,10 @@ pub(crate) struct Engine {
     pub events: EventDispatcher,
     pub closed: AtomicBool,
     pub metrics: Metrics,
+    /// Revocations may be waiting in the file (set at open and when one is queued; cleared by
+    /// a pass that left none).
+    pub revocations_waiting: AtomicBool,
+    pub revoker: Mutex<crate::revocation::Worker>,
 }
 
 impl Engine {

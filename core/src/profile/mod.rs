@@ -31,6 +31,7 @@ use crate::secret::SecretString;
 
 pub use presets::Preset;
 // Kept at `crate::profile::` for the rest of the crate; nothing outside profile uses them today.
+pub(crate) use request::RevocationOutcome;
 #[allow(unused_imports)]
 pub(crate) use response::{get_path, server_date_ms};
 use spec::{merge, ProfileSpec};
@@ -69,6 +70,8 @@ pub struct Profile {
     plain_http_allowed: bool,
     /// SPKI SHA-256 pins the server's chain must match (empty: no pinning).
     pins: Vec<crate::transport::SpkiPin>,
+    /// The RFC 7009 revocation endpoint (same origin as `url`), if the dialect has one.
+    revocation_url: Option<String>,
 }
 
 impl fmt::Debug for Profile {
@@ -182,6 +185,19 @@ impl Profile {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+
+    /// The RFC 7009 revocation endpoint a logout sends the refresh credential to, if the
+    /// dialect has one (the `keycloak` preset derives it; `oauth2` takes `revocation_url`).
+    pub fn revocation_url(&self) -> Option<&str> {
+        self.revocation_url.as_deref()
+    }
+}
+
+/// `scheme://authority` of a validated URL, as written (for building a URL on it).
+fn origin_of_preserving_case(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!("{scheme}://{authority}")
 }
 
 /// `scheme://host:port` of a URL the profile validated (scheme and authority present, no user

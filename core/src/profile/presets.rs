@@ -18,9 +18,11 @@ pub enum Preset {
     /// `{refreshToken}`; `{accessToken, refreshToken}`; rotation; refresh token ~30 days.
     RotatingBearerVersioned,
     /// Seed 003: Keycloak's OpenID Connect token endpoint (form-encoded, `client_id` in the
-    /// body; `expires_in` relative or absolute; `refresh_expires_in: 0` is an offline token).
+    /// body; `expires_in` relative or absolute; `refresh_expires_in: 0` is an offline token;
+    /// logout revokes at the sibling `revoke` endpoint, RFC 7009).
     Keycloak,
-    /// Plain RFC 6749 §6 refresh (form-encoded; HTTP Basic client authentication when a client
+    /// Plain RFC 6749 §6 refresh (revocation, RFC 7009, at `revocation_url` when set;
+    /// form-encoded; HTTP Basic client authentication when a client
     /// secret is configured).
     OAuth2,
 }
@@ -128,7 +130,8 @@ impl Preset {
                 },
                 "refresh_expires_in_zero_is_offline": true,
                 "reauth_errors": ["invalid_grant"],
-                "default_lifetime_secs": 1800
+                "default_lifetime_secs": 1800,
+                "revocation_url": "./revoke"
             }),
             Preset::OAuth2 => serde_json::json!({
                 "method": "POST",

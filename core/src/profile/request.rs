@@ -92,23 +92,7 @@ impl Profile {
             },
         ];
         if basic {
-            let id = self.client_id.as_deref().unwrap_or("");
-            let secret = self.client_secret.as_ref().map(|s| s.expose()).unwrap_or("");
-            let mut userpass = Zeroizing::new(String::with_capacity(
-                form_encoded_len(id) + 1 + form_encoded_len(secret),
-            ));
-            form_encode(id, &mut userpass);
-            userpass.push(':');
-            form_encode(secret, &mut userpass);
-            let encoded_len = base64::encoded_len(userpass.len(), true)
-                .ok_or_else(|| VaultError::invalid("the client credentials are too long"))?;
-            let mut value = String::with_capacity("Basic ".len() + encoded_len);
-            value.push_str("Basic ");
-            STANDARD.encode_string(userpass.as_bytes(), &mut value);
-            headers.push(HttpHeader {
-                name: "Authorization".into(),
-                value: SecretString::new(value),
-            });
+            headers.push(self.basic_auth()?);
         }
         for (name, t) in &self.headers {
             if let Some(v) = t.render(&vals)? {
@@ -132,6 +116,107 @@ impl Profile {
             allow_plain_http: self.plain_http_allowed,
             pins: self.pins.clone(),
         })
+    }
+}
+
+/// What a revocation's answer means (RFC 7009 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RevocationOutcome {
+    /// 2xx: revoked (or already invalid, which the server also answers 200).
+    Done,
+    /// The server refused the request itself (4xx): sending it again cannot help.
+    Refused(u16),
+    /// 408, 429, 5xx, 3xx: try again later.
+    Retry(u16),
+}
+
+impl Profile {
+    /// The `Authorization: Basic` header of the client credentials (RFC 6749 §2.3.1).
+    fn basic_auth(&self) -> Result<HttpHeader> {
+        let id = self.client_id.as_deref().unwrap_or("");
+        let secret = self.client_secret.as_ref().map(|s| s.expose()).unwrap_or("");
+        let mut userpass = Zeroizing::new(String::with_capacity(
+            form_encoded_len(id) + 1 + form_encoded_len(secret),
+        ));
+        form_encode(id, &mut userpass);
+        userpass.push(':');
+        form_encode(secret, &mut userpass);
+        let encoded_len = base64::encoded_len(userpass.len(), true)
+            .ok_or_else(|| VaultError::invalid("the client credentials are too long"))?;
+        let mut value = String::with_capacity("Basic ".len() + encoded_len);
+        value.push_str("Basic ");
+        STANDARD.encode_string(userpass.as_bytes(), &mut value);
+        Ok(HttpHeader {
+            name: "Authorization".into(),
+            value: SecretString::new(value),
+        })
+    }
+
+    /// The RFC 7009 request revoking `refresh_token` at the profile's revocation endpoint, or
+    /// `None` when the dialect has none. Form-encoded `token` and
+    /// `token_type_hint=refresh_token`, with the client authenticated as for a refresh (HTTP
+    /// Basic when configured, else `client_id` and any `client_secret` in the form). Pure.
+    pub(crate) fn build_revocation(&self, refresh_token: &str) -> Result<Option<HttpRequest>> {
+        let Some(url) = &self.revocation_url else {
+            return Ok(None);
+        };
+        let basic = self.client_auth == ClientAuth::Basic && self.client_secret.is_some();
+        let mut fields: Vec<(&str, &str)> = vec![("token", refresh_token), ("token_type_hint", "refresh_token")];
+        if !basic {
+            if let Some(id) = &self.client_id {
+                fields.push(("client_id", id));
+            }
+            if let Some(secret) = &self.client_secret {
+                fields.push(("client_secret", secret.expose()));
+            }
+        }
+        let len = fields
+            .iter()
+            .map(|(n, v)| form_encoded_len(n) + 1 + form_encoded_len(v))
+            .sum::<usize>()
+            + fields.len().saturating_sub(1);
+        let mut body = Zeroizing::new(String::with_capacity(len));
+        for (i, (name, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                body.push('&');
+            }
+            form_encode(name, &mut body);
+            body.push('=');
+            form_encode(v, &mut body);
+        }
+        let mut headers = vec![
+            HttpHeader {
+                name: "Content-Type".into(),
+                value: SecretString::new("application/x-www-form-urlencoded"),
+            },
+            HttpHeader {
+                name: "Accept".into(),
+                value: SecretString::new("application/json"),
+            },
+        ];
+        if basic {
+            headers.push(self.basic_auth()?);
+        }
+        Ok(Some(HttpRequest {
+            method: "POST".into(),
+            url: url.clone(),
+            headers,
+            body: std::mem::take(&mut *body).into_bytes(),
+            timeout: self.timeout,
+            max_response_bytes: self.max_response_bytes,
+            allow_plain_http: self.plain_http_allowed,
+            pins: self.pins.clone(),
+        }))
+    }
+
+    /// What the revocation endpoint's answer `status` means.
+    pub(crate) fn revocation_outcome(status: u16) -> RevocationOutcome {
+        match status {
+            200..=299 => RevocationOutcome::Done,
+            408 | 429 => RevocationOutcome::Retry(status),
+            400..=499 => RevocationOutcome::Refused(status),
+            _ => RevocationOutcome::Retry(status),
+        }
     }
 }
 

@@ -169,6 +169,10 @@ pub(super) struct ProfileSpec {
     allow_http: bool,
     #[serde(default)]
     pins: Vec<String>,
+    /// RFC 7009 revocation endpoint: absolute, or relative to `url` (`./revoke`, `/revoke`);
+    /// on `url`'s origin.
+    #[serde(default)]
+    revocation_url: Option<String>,
 }
 
 fn default_method() -> String {
@@ -208,6 +212,7 @@ const SCHEMA_KEYS: &[&str] = &[
     "max_response_bytes",
     "allow_http",
     "pins",
+    "revocation_url",
     "access_token",
     "refresh_token",
     "expires_in",
@@ -368,6 +373,38 @@ fn check_url(url: &str) -> Result<(bool, bool)> {
     Ok((https, loopback))
 }
 
+/// The revocation endpoint of a profile whose token endpoint is `url`: `r` absolute, or a
+/// reference relative to `url` (`./x` replaces its last path segment, `/x` its whole path). It
+/// must stay on `url`'s origin: a refresh credential never goes anywhere the refresh itself
+/// does not.
+fn resolve_revocation_url(url: &str, r: &str) -> Result<String> {
+    no_controls("the revocation URL", r, 2048)?;
+    let resolved = if r.contains("://") {
+        r.to_owned()
+    } else if let Some(rest) = r.strip_prefix("./") {
+        let path_end = url.find(['?', '#']).unwrap_or(url.len());
+        let base = &url[..path_end];
+        let dir_end = base
+            .rfind('/')
+            .filter(|&i| i > base.find("://").map_or(0, |j| j + 2))
+            .unwrap_or(base.len());
+        format!("{}/{rest}", &base[..dir_end])
+    } else if r.starts_with('/') {
+        format!("{}{r}", super::origin_of_preserving_case(url))
+    } else {
+        return Err(VaultError::invalid(
+            "revocation_url must be absolute or start with \"./\" or \"/\"",
+        ));
+    };
+    check_url(&resolved)?;
+    if super::origin_of(&resolved) != super::origin_of(url) {
+        return Err(VaultError::invalid(
+            "revocation_url must be on the same origin as the token endpoint",
+        ));
+    }
+    Ok(resolved)
+}
+
 /// Most certificate pins a profile may carry.
 pub(super) const MAX_PINS: usize = 8;
 
@@ -438,6 +475,10 @@ impl Profile {
             ));
         }
         let pins = check_pins(&s.pins, https)?;
+        let revocation_url = match &s.revocation_url {
+            None => None,
+            Some(r) => Some(resolve_revocation_url(&s.url, r)?),
+        };
         let method = s.method.to_ascii_uppercase();
         if method != "POST" && method != "PUT" {
             return Err(VaultError::invalid("the method must be POST or PUT"));
@@ -564,6 +605,7 @@ impl Profile {
             max_response_bytes: s.max_response_bytes,
             plain_http_allowed: !https && (loopback || s.allow_http),
             pins,
+            revocation_url,
         })
     }
 }

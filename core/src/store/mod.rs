@@ -897,6 +897,7 @@ impl Store {
 
     /// The sealed key set cached for an issuer (by its keyed hash): (fetched at, nonce,
     /// ciphertext).
+    #[allow(dead_code, clippy::type_complexity)] // used by OpenID id_token validation
     pub(crate) fn jwks(&self, issuer_hash: &[u8]) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>> {
         Ok(self
             .conn
@@ -906,6 +907,7 @@ impl Store {
     }
 
     /// Cache an issuer's sealed key set, replacing the previous one.
+    #[allow(dead_code)] // used by OpenID id_token validation
     pub(crate) fn put_jwks(
         &mut self,
         issuer_hash: &[u8],
