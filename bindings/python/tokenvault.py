@@ -589,15 +589,19 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_move_session() != 57650:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_pending_revocations() != 60036:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_register_preset() != 32943:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key() != 42517:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() != 30728:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_tokenvault_checksum_method_tokenvault_remove() != 1581:
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_remove() != 21317:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_report_rejected() != 31421:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_send_revocations() != 40576:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_session_count() != 2171:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -711,6 +715,9 @@ _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_metrics.restype = ctypes
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_move_session.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_move_session.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_pending_revocations.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_pending_revocations.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_register_preset.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_register_preset.restype = ctypes.c_uint16
@@ -726,6 +733,9 @@ _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_remove.restype = ctypes.
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_report_rejected.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_report_rejected.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_send_revocations.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_send_revocations.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_session_count.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_session_count.restype = ctypes.c_uint16
@@ -871,6 +881,11 @@ _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_move_session.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_move_session.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_pending_revocations.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_pending_revocations.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_register_preset.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -895,6 +910,7 @@ _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_rekey_with_passphrase.restype 
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_remove.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
+    ctypes.c_int8,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_remove.restype = ctypes.c_int8
@@ -905,6 +921,11 @@ _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_report_rejected.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_report_rejected.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_send_revocations.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_tokenvault_send_revocations.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_session_count.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1031,6 +1052,16 @@ _UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug.argtypes = 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1906,6 +1937,96 @@ class _UniffiFfiConverterTypeOpenOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalUInt64.write(value.expiry_margin_ms, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.busy_timeout_ms, buf)
 
+class _UniffiFfiConverterInt64(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "i64"
+    VALUE_MIN = -2**63
+    VALUE_MAX = 2**63
+
+    @staticmethod
+    def read(buf):
+        return buf.read_i64()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i64(value)
+
+class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u32"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**32
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u32()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u32(value)
+
+@dataclass
+class PendingRevocation:
+    """
+    A revocation waiting to be sent.
+"""
+    def __init__(self, *, account:str, profile:str, queued_at_ms:int, attempts:int):
+        self.account = account
+        self.profile = profile
+        self.queued_at_ms = queued_at_ms
+        self.attempts = attempts
+        
+    # The Rust `Debug::fmt` implementation.
+    def __repr__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypePendingRevocation.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+        
+
+    
+    def __str__(self):
+        return "PendingRevocation(account={}, profile={}, queued_at_ms={}, attempts={})".format(self.account, self.profile, self.queued_at_ms, self.attempts)
+    def __eq__(self, other):
+        if self.account != other.account:
+            return False
+        if self.profile != other.profile:
+            return False
+        if self.queued_at_ms != other.queued_at_ms:
+            return False
+        if self.attempts != other.attempts:
+            return False
+        return True
+
+class _UniffiFfiConverterTypePendingRevocation(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return PendingRevocation(
+            account=_UniffiFfiConverterString.read(buf),
+            profile=_UniffiFfiConverterString.read(buf),
+            queued_at_ms=_UniffiFfiConverterInt64.read(buf),
+            attempts=_UniffiFfiConverterUInt32.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.account)
+        _UniffiFfiConverterString.check_lower(value.profile)
+        _UniffiFfiConverterInt64.check_lower(value.queued_at_ms)
+        _UniffiFfiConverterUInt32.check_lower(value.attempts)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.account, buf)
+        _UniffiFfiConverterString.write(value.profile, buf)
+        _UniffiFfiConverterInt64.write(value.queued_at_ms, buf)
+        _UniffiFfiConverterUInt32.write(value.attempts, buf)
+
 @dataclass
 class RefreshFailure:
     """
@@ -1950,6 +2071,132 @@ class _UniffiFfiConverterTypeRefreshFailure(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.write(value.code, buf)
         _UniffiFfiConverterString.write(value.message, buf)
         _UniffiFfiConverterUInt64.write(value.ago_ms, buf)
+
+class _UniffiFfiConverterSequenceTypePendingRevocation(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypePendingRevocation.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypePendingRevocation.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypePendingRevocation.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class RevocationQueue:
+    """
+    The revocation queue.
+"""
+    def __init__(self, *, pending:typing.List[PendingRevocation], dropped:int):
+        self.pending = pending
+        self.dropped = dropped
+        
+    # The Rust `Debug::fmt` implementation.
+    def __repr__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeRevocationQueue.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+        
+
+    
+    def __str__(self):
+        return "RevocationQueue(pending={}, dropped={})".format(self.pending, self.dropped)
+    def __eq__(self, other):
+        if self.pending != other.pending:
+            return False
+        if self.dropped != other.dropped:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeRevocationQueue(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return RevocationQueue(
+            pending=_UniffiFfiConverterSequenceTypePendingRevocation.read(buf),
+            dropped=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterSequenceTypePendingRevocation.check_lower(value.pending)
+        _UniffiFfiConverterUInt64.check_lower(value.dropped)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterSequenceTypePendingRevocation.write(value.pending, buf)
+        _UniffiFfiConverterUInt64.write(value.dropped, buf)
+
+@dataclass
+class RevocationReport:
+    """
+    What one pass over the revocation queue did.
+"""
+    def __init__(self, *, revoked:int, refused:int, retry_later:int, waiting_for_profile:int):
+        self.revoked = revoked
+        self.refused = refused
+        self.retry_later = retry_later
+        self.waiting_for_profile = waiting_for_profile
+        
+        
+
+    
+    def __str__(self):
+        return "RevocationReport(revoked={}, refused={}, retry_later={}, waiting_for_profile={})".format(self.revoked, self.refused, self.retry_later, self.waiting_for_profile)
+    def __eq__(self, other):
+        if self.revoked != other.revoked:
+            return False
+        if self.refused != other.refused:
+            return False
+        if self.retry_later != other.retry_later:
+            return False
+        if self.waiting_for_profile != other.waiting_for_profile:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeRevocationReport(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return RevocationReport(
+            revoked=_UniffiFfiConverterUInt64.read(buf),
+            refused=_UniffiFfiConverterUInt64.read(buf),
+            retry_later=_UniffiFfiConverterUInt64.read(buf),
+            waiting_for_profile=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.revoked)
+        _UniffiFfiConverterUInt64.check_lower(value.refused)
+        _UniffiFfiConverterUInt64.check_lower(value.retry_later)
+        _UniffiFfiConverterUInt64.check_lower(value.waiting_for_profile)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.revoked, buf)
+        _UniffiFfiConverterUInt64.write(value.refused, buf)
+        _UniffiFfiConverterUInt64.write(value.retry_later, buf)
+        _UniffiFfiConverterUInt64.write(value.waiting_for_profile, buf)
 
 
 
@@ -2021,19 +2268,6 @@ class _UniffiFfiConverterTypeSessionState(_UniffiConverterRustBuffer):
             buf.write_i32(4)
 
 
-
-class _UniffiFfiConverterInt64(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "i64"
-    VALUE_MIN = -2**63
-    VALUE_MAX = 2**63
-
-    @staticmethod
-    def read(buf):
-        return buf.read_i64()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_i64(value)
 
 class _UniffiFfiConverterOptionalInt64(_UniffiConverterRustBuffer):
     @classmethod
@@ -4117,6 +4351,12 @@ class TokenVaultProtocol(typing.Protocol):
         again with another endpoint, refreshing gives `InvalidInput` (nothing sent) until this.
 """
         raise NotImplementedError
+    def pending_revocations(self, ) -> RevocationQueue:
+        """
+        The revocations still to be sent (oldest first) and how many were ever dropped because
+        the queue was full.
+"""
+        raise NotImplementedError
     def register_preset(self, preset: Preset,name: str,url: str,settings_json: typing.Union[object, typing.Optional[str]] = _DEFAULT) -> None:
         """
         Register a built-in dialect under `name` for `url`, with optional settings as JSON
@@ -4136,15 +4376,24 @@ class TokenVaultProtocol(typing.Protocol):
         [`rekey_with_key`](Self::rekey_with_key) with a new passphrase.
 """
         raise NotImplementedError
-    def remove(self, account: str) -> bool:
+    def remove(self, account: str,revoke: bool = False) -> bool:
         """
-        Remove an account's session (logout). Returns whether one existed.
+        Remove an account's session (logout). Returns whether one existed. With `revoke`, also
+        sign out at the server: the refresh credential is revoked at the profile's RFC 7009
+        endpoint (`keycloak`, or a profile with `revocation_url`; seeds 000–002 have none). The
+        local removal comes first, with the revocation queued durably; it is sent in the
+        background (this call never waits for the network) and, if it cannot go now, later.
 """
         raise NotImplementedError
     def report_rejected(self, account: str,token: str) -> AccessToken:
         """
         The app's API rejected `token` (HTTP 401): returns a newer token if one exists,
         otherwise refreshes (once, however many threads report it).
+"""
+        raise NotImplementedError
+    def send_revocations(self, ) -> RevocationReport:
+        """
+        Send the queued revocations now, on this thread (blocking on the network).
 """
         raise NotImplementedError
     def session_count(self, ) -> int:
@@ -4572,6 +4821,22 @@ class TokenVault(TokenVaultProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def pending_revocations(self, ) -> RevocationQueue:
+        """
+        The revocations still to be sent (oldest first) and how many were ever dropped because
+        the queue was full.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeRevocationQueue.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_pending_revocations,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def register_preset(self, preset: Preset,name: str,url: str,settings_json: typing.Union[object, typing.Optional[str]] = _DEFAULT) -> None:
         """
         Register a built-in dialect under `name` for `url`, with optional settings as JSON
@@ -4641,15 +4906,22 @@ class TokenVault(TokenVaultProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    def remove(self, account: str) -> bool:
+    def remove(self, account: str,revoke: bool = False) -> bool:
         """
-        Remove an account's session (logout). Returns whether one existed.
+        Remove an account's session (logout). Returns whether one existed. With `revoke`, also
+        sign out at the server: the refresh credential is revoked at the profile's RFC 7009
+        endpoint (`keycloak`, or a profile with `revocation_url`; seeds 000–002 have none). The
+        local removal comes first, with the revocation queued durably; it is sent in the
+        background (this call never waits for the network) and, if it cannot go now, later.
 """
         
         _UniffiFfiConverterString.check_lower(account)
+
+        _UniffiFfiConverterBoolean.check_lower(revoke)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
             _UniffiFfiConverterString.lower(account),
+            _UniffiFfiConverterBoolean.lower(revoke),
         )
         _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
@@ -4678,6 +4950,21 @@ class TokenVault(TokenVaultProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_report_rejected,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def send_revocations(self, ) -> RevocationReport:
+        """
+        Send the queued revocations now, on this thread (blocking on the network).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeRevocationReport.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTokenVaultError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_send_revocations,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -5144,7 +5431,10 @@ __all__ = [
     "HttpResponse",
     "NewSession",
     "OpenOptions",
+    "PendingRevocation",
     "RefreshFailure",
+    "RevocationQueue",
+    "RevocationReport",
     "SessionInfo",
     "VaultMetrics",
     "debug_trigger_panic",

@@ -701,6 +701,54 @@ impl OpenOptions {
     }
 }
 
+/// A revocation waiting to be sent.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
+pub struct PendingRevocation {
+    /// The account whose session was removed.
+    pub account: String,
+    /// The profile that knows the revocation endpoint.
+    pub profile: String,
+    /// When it was queued (device time, ms since the epoch).
+    pub queued_at_ms: i64,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+}
+
+impl fmt::Debug for PendingRevocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingRevocation")
+            .field("account", &"<redacted>")
+            .field("profile", &self.profile)
+            .field("queued_at_ms", &self.queued_at_ms)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+/// The revocation queue.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
+pub struct RevocationQueue {
+    /// Waiting to be sent, oldest first.
+    pub pending: Vec<PendingRevocation>,
+    /// Revocations ever dropped because the queue was full.
+    pub dropped: u64,
+}
+
+/// What one pass over the revocation queue did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RevocationReport {
+    /// Confirmed by the server.
+    pub revoked: u64,
+    /// Refused by the server (a 4xx): dropped.
+    pub refused: u64,
+    /// Not sent or not answered: still queued.
+    pub retry_later: u64,
+    /// Their profile is not registered: still queued.
+    pub waiting_for_profile: u64,
+}
+
 /// Failed refresh attempts of one error code.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct FailureCount {
@@ -1163,9 +1211,55 @@ impl TokenVault {
         guarded(|| self.vault.list_accounts())
     }
 
-    /// Remove an account's session (logout). Returns whether one existed.
-    pub fn remove(&self, account: String) -> Result<bool> {
-        guarded(|| self.vault.remove(&account))
+    /// Remove an account's session (logout). Returns whether one existed. With `revoke`, also
+    /// sign out at the server: the refresh credential is revoked at the profile's RFC 7009
+    /// endpoint (`keycloak`, or a profile with `revocation_url`; seeds 000–002 have none). The
+    /// local removal comes first, with the revocation queued durably; it is sent in the
+    /// background (this call never waits for the network) and, if it cannot go now, later.
+    #[uniffi::method(default(revoke = false))]
+    pub fn remove(&self, account: String, revoke: bool) -> Result<bool> {
+        guarded(|| {
+            if revoke {
+                self.vault.remove_and_revoke(&account)
+            } else {
+                self.vault.remove(&account)
+            }
+        })
+    }
+
+    /// The revocations still to be sent (oldest first) and how many were ever dropped because
+    /// the queue was full.
+    pub fn pending_revocations(&self) -> Result<RevocationQueue> {
+        guarded(|| {
+            let q = self.vault.pending_revocations()?;
+            Ok(RevocationQueue {
+                pending: q
+                    .pending
+                    .into_iter()
+                    .map(|p| PendingRevocation {
+                        account: p.account,
+                        profile: p.profile,
+                        queued_at_ms: p.queued_at_ms,
+                        attempts: p.attempts,
+                    })
+                    .collect(),
+                dropped: q.dropped,
+            })
+        })
+    }
+
+    /// Send the queued revocations now, on this thread (blocking on the network).
+    pub fn send_revocations(&self) -> Result<RevocationReport> {
+        guarded(|| {
+            let r = self.vault.send_revocations()?;
+            let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+            Ok(RevocationReport {
+                revoked: n(r.revoked),
+                refused: n(r.refused),
+                retry_later: n(r.retry_later),
+                waiting_for_profile: n(r.waiting_for_profile),
+            })
+        })
     }
 
     /// Move an account's session to `profile` and to its endpoint. A session's refresh

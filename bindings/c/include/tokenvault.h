@@ -1036,6 +1036,44 @@ tv_status tv_vault_remove(const struct tv_vault *vault,
                           uint8_t *out_existed);
 
 /**
+ * Sign out at the server too: remove the session as `tv_vault_remove` does, and revoke its
+ * refresh credential at the profile's RFC 7009 endpoint (`keycloak` preset, or a profile with
+ * `revocation_url`; seeds 000–002 have none: local removal only). The local removal comes
+ * first, with the revocation queued durably in the same transaction; the request is sent in
+ * the background (this call never waits for the network), and what cannot be sent now stays
+ * queued and is sent later (after a successful refresh, when a profile or transport is set, or
+ * by `tv_vault_send_revocations`). `*out_existed` as in `tv_vault_remove`.
+ *
+ * Ownership: borrows its arguments. Thread-safe.
+ */
+tv_status tv_vault_remove_and_revoke(const struct tv_vault *vault,
+                                     const char *account,
+                                     uint8_t *out_existed);
+
+/**
+ * The revocations still to be sent, as JSON:
+ * `{"pending":[{"account":…,"profile":…,"queued_at_ms":…,"attempts":…}],"dropped":n}` (oldest
+ * first; `dropped` counts revocations ever dropped because the queue was full).
+ *
+ * Ownership: on success `*out_json` receives a buffer owned by the caller: release it with
+ * `tv_buf_free`. Thread-safe.
+ */
+tv_status tv_vault_pending_revocations_json(const struct tv_vault *vault,
+                                            struct tv_buf *out_json);
+
+/**
+ * Send the queued revocations now, on this thread (blocking on the network). `*out_revoked`
+ * (optional, may be NULL) receives how many the server confirmed, `*out_pending` (optional)
+ * how many are still queued (offline, a 5xx, their profile not registered). A revocation the
+ * server refuses (a 4xx) is dropped.
+ *
+ * Ownership: borrows its arguments. Thread-safe.
+ */
+tv_status tv_vault_send_revocations(const struct tv_vault *vault,
+                                    size_t *out_revoked,
+                                    size_t *out_pending);
+
+/**
  * Move an account's session to the profile `profile` and to that profile's endpoint. A
  * session's refresh credential is only sent to the origin (scheme, host, port) it was stored
  * with: after a profile was registered again with another endpoint, refreshing it gives

@@ -1026,6 +1026,61 @@ out:
   tvt_server_stop(&srv);
 }
 
+/* ---- logout with revocation (RFC 7009) ------------------------------------------------ */
+
+static void test_remove_and_revoke(void) {
+  tvt_server srv;
+  if (tvt_server_start(&srv, "001", NULL) != 0) {
+    CHECK(!"reference server started");
+    return;
+  }
+  char *dir = tvt_tempdir();
+  char *path = db_path(dir);
+  tv_vault *v = NULL;
+  CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+  if (!v) goto out;
+  char profile[512];
+  snprintf(profile, sizeof profile,
+           "{\"preset\":\"rotating-success-envelope\",\"name\":\"game\",\"url\":\"%s/v2/Auth/RefreshToken\","
+           "\"revocation_url\":\"/oauth/revoke\"}",
+           srv.base_url);
+  CHECK_STATUS(tv_vault_load_profile_json(v, profile), TV_OK);
+  char *access = NULL, *refresh = NULL;
+  CHECK(tvt_server_login(&srv, "ada", &access, &refresh) == 0);
+  CHECK_STATUS(store(v, "ada", access, refresh, NULL), TV_OK);
+  uint8_t existed = 0;
+  CHECK_STATUS(tv_vault_remove_and_revoke(v, "ada", &existed), TV_OK);
+  CHECK(existed == 1);
+  CHECK_STATUS(tv_vault_remove_and_revoke(v, NULL, NULL), TV_INVALID_INPUT);
+  /* Sent in the background: wait until the queue is empty (10 s at most). */
+  tv_buf json = {0};
+  int empty = 0;
+  for (int i = 0; i < 500 && !empty; i++) {
+    CHECK_STATUS(tv_vault_pending_revocations_json(v, &json), TV_OK);
+    empty = json.data && strstr(json.data, "\"pending\":[]") != NULL;
+    CHECK(json.data && strstr(json.data, refresh) == NULL);
+    tv_buf_free(&json);
+    if (!empty) {
+      struct timespec t = {0, 20 * 1000 * 1000};
+      nanosleep(&t, NULL);
+    }
+  }
+  CHECK(empty);
+  CHECK(tvt_server_stat(&srv, "rfc7009_revocations") == 1);
+  CHECK(tvt_server_stat(&srv, "families_revoked") == 1);
+  size_t revoked = 99, pending = 99;
+  CHECK_STATUS(tv_vault_send_revocations(v, &revoked, &pending), TV_OK);
+  CHECK(revoked == 0 && pending == 0);
+  CHECK_STATUS(tv_vault_send_revocations(v, NULL, NULL), TV_OK);
+  free(access);
+  free(refresh);
+  tv_vault_free(v);
+out:
+  free(path);
+  tvt_rmdir(dir);
+  tvt_server_stop(&srv);
+}
+
 int main(void) {
   test_static_functions_and_null_checks();
   test_full_cycle();
@@ -1033,6 +1088,7 @@ int main(void) {
   test_anchor_and_move_session();
   test_options_metrics_and_logs();
   test_store_response_and_epoch_expires_in();
+  test_remove_and_revoke();
   printf("test_c_api: %d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

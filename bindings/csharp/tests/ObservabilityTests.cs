@@ -149,5 +149,25 @@ namespace Tokenvault.Tests
                 Assert.Equal(before + 1, server.Stat("refresh_successes"), "one refresh");
             }
         }
+
+        [Test]
+        public static void RemoveWithRevokeReachesTheServersRfc7009Endpoint()
+        {
+            var server = Env.Server("001");
+            using (var v = TokenVault.OpenWithKey(Env.DbPath(), Env.Key))
+            {
+                v.LoadProfileJson("{\"preset\":\"rotating-success-envelope\",\"name\":\"game\",\"url\":\"" + server.BaseUrl + "/v2/Auth/RefreshToken\",\"revocation_url\":\"/oauth/revoke\"}");
+                Env.SignIn(v, server, "ada");
+                Assert.True(v.Remove("ada", revoke: true), "removed");
+                Assert.Throws<NotFoundException>(() => v.GetSessionInfo("ada"), "gone locally");
+                Assert.True(Env.Eventually(() => v.PendingRevocations() == 0), "sent in the background");
+                Assert.Equal(1L, server.Stat("rfc7009_revocations"), "one RFC 7009 request");
+                Assert.Equal(1L, server.Stat("families_revoked"), "the family revoked");
+                int pending;
+                Assert.Equal(0, v.SendRevocations(out pending), "nothing left to send");
+                Assert.Equal(0, pending, "nothing pending");
+                Assert.True(v.PendingRevocationsJson().Contains("\"dropped\":0"), "json");
+            }
+        }
     }
 }

@@ -137,3 +137,23 @@ def test_store_response_with_the_servers_own_answer_and_an_epoch_expiry(server_f
     token = vault.access_token("eve")
     assert token.generation > info.generation and token.token != access
     assert server.stat("refresh_successes") == before + 1
+
+
+def test_logout_with_revoke_reaches_the_servers_rfc7009_endpoint(server_factory, vault):
+    server = server_factory("001")
+    vault.load_profile_json(
+        '{"preset":"rotating-success-envelope","name":"backend","url":"%s","revocation_url":"/oauth/revoke"}'
+        % server.refresh_url
+    )
+    server.login_and_store(vault, "ada")
+    server.login_and_store(vault, "bob")
+    assert vault.remove("bob") is True  # local only
+    assert vault.remove("ada", revoke=True) is True
+    with pytest.raises(tv.TokenVaultError.NotFound):
+        vault.session_info("ada")
+    deadline = time.time() + 10
+    while vault.pending_revocations().pending and time.time() < deadline:
+        time.sleep(0.02)
+    assert vault.pending_revocations() == tv.RevocationQueue(pending=[], dropped=0)
+    assert server.stat("rfc7009_revocations") == 1 and server.stat("families_revoked") == 1
+    assert vault.send_revocations() == tv.RevocationReport(revoked=0, refused=0, retry_later=0, waiting_for_profile=0)

@@ -778,6 +778,86 @@ pub unsafe extern "C" fn tv_vault_remove(
     })
 }
 
+/// Sign out at the server too: remove the session as `tv_vault_remove` does, and revoke its
+/// refresh credential at the profile's RFC 7009 endpoint (`keycloak` preset, or a profile with
+/// `revocation_url`; seeds 000–002 have none: local removal only). The local removal comes
+/// first, with the revocation queued durably in the same transaction; the request is sent in
+/// the background (this call never waits for the network), and what cannot be sent now stays
+/// queued and is sent later (after a successful refresh, when a profile or transport is set, or
+/// by `tv_vault_send_revocations`). `*out_existed` as in `tv_vault_remove`.
+///
+/// Ownership: borrows its arguments. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_remove_and_revoke(
+    vault: *const tv_vault,
+    account: *const c_char,
+    out_existed: *mut u8,
+) -> tv_status {
+    boundary!("tv_vault_remove_and_revoke", [vault, account], {
+        // SAFETY: a live handle, a NUL-terminated string, NULL or a valid out-pointer.
+        let vault = unsafe { vault_ref(vault) };
+        let account = unsafe { utf8_arg(account, "account") }?;
+        let existed = vault.remove_and_revoke(account)?;
+        if !out_existed.is_null() {
+            unsafe { out_existed.write(u8::from(existed)) };
+        }
+        Ok(())
+    })
+}
+
+/// The revocations still to be sent, as JSON:
+/// `{"pending":[{"account":…,"profile":…,"queued_at_ms":…,"attempts":…}],"dropped":n}` (oldest
+/// first; `dropped` counts revocations ever dropped because the queue was full).
+///
+/// Ownership: on success `*out_json` receives a buffer owned by the caller: release it with
+/// `tv_buf_free`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_pending_revocations_json(vault: *const tv_vault, out_json: *mut tv_buf) -> tv_status {
+    boundary!("tv_vault_pending_revocations_json", [vault, out_json], {
+        // SAFETY: a live handle and a valid out-pointer (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let q = vault.pending_revocations()?;
+        let text = serde_json::json!({
+            "pending": q.pending.iter().map(|p| serde_json::json!({
+                "account": p.account,
+                "profile": p.profile,
+                "queued_at_ms": p.queued_at_ms,
+                "attempts": p.attempts,
+            })).collect::<Vec<_>>(),
+            "dropped": q.dropped,
+        })
+        .to_string();
+        unsafe { out_json.write(tv_buf::from_bytes(text.as_bytes())) };
+        Ok(())
+    })
+}
+
+/// Send the queued revocations now, on this thread (blocking on the network). `*out_revoked`
+/// (optional, may be NULL) receives how many the server confirmed, `*out_pending` (optional)
+/// how many are still queued (offline, a 5xx, their profile not registered). A revocation the
+/// server refuses (a 4xx) is dropped.
+///
+/// Ownership: borrows its arguments. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tv_vault_send_revocations(
+    vault: *const tv_vault,
+    out_revoked: *mut usize,
+    out_pending: *mut usize,
+) -> tv_status {
+    boundary!("tv_vault_send_revocations", [vault], {
+        // SAFETY: a live handle; NULL or valid out-pointers (header contract).
+        let vault = unsafe { vault_ref(vault) };
+        let r = vault.send_revocations()?;
+        if !out_revoked.is_null() {
+            unsafe { out_revoked.write(r.revoked) };
+        }
+        if !out_pending.is_null() {
+            unsafe { out_pending.write(r.retry_later + r.waiting_for_profile) };
+        }
+        Ok(())
+    })
+}
+
 /// Move an account's session to the profile `profile` and to that profile's endpoint. A
 /// session's refresh credential is only sent to the origin (scheme, host, port) it was stored
 /// with: after a profile was registered again with another endpoint, refreshing it gives

@@ -487,6 +487,22 @@ fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
     typealias FfiType = Int32
     typealias SwiftType = Int32
@@ -718,6 +734,12 @@ public protocol TokenVaultProtocol: AnyObject, Sendable {
     func moveSession(account: String, profile: String) throws  -> SessionInfo
     
     /**
+     * The revocations still to be sent (oldest first) and how many were ever dropped because
+     * the queue was full.
+     */
+    func pendingRevocations() throws  -> RevocationQueue
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
@@ -737,15 +759,24 @@ public protocol TokenVaultProtocol: AnyObject, Sendable {
     func rekeyWithPassphrase(passphrase: String) throws 
     
     /**
-     * Remove an account's session (logout). Returns whether one existed.
+     * Remove an account's session (logout). Returns whether one existed. With `revoke`, also
+     * sign out at the server: the refresh credential is revoked at the profile's RFC 7009
+     * endpoint (`keycloak`, or a profile with `revocation_url`; seeds 000–002 have none). The
+     * local removal comes first, with the revocation queued durably; it is sent in the
+     * background (this call never waits for the network) and, if it cannot go now, later.
      */
-    func remove(account: String) throws  -> Bool
+    func remove(account: String, revoke: Bool) throws  -> Bool
     
     /**
      * The app's API rejected `token` (HTTP 401): returns a newer token if one exists,
      * otherwise refreshes (once, however many threads report it).
      */
     func reportRejected(account: String, token: String) throws  -> AccessToken
+    
+    /**
+     * Send the queued revocations now, on this thread (blocking on the network).
+     */
+    func sendRevocations() throws  -> RevocationReport
     
     /**
      * Number of stored sessions.
@@ -1084,6 +1115,19 @@ open func moveSession(account: String, profile: String)throws  -> SessionInfo  {
 }
     
     /**
+     * The revocations still to be sent (oldest first) and how many were ever dropped because
+     * the queue was full.
+     */
+open func pendingRevocations()throws  -> RevocationQueue  {
+    return try  FfiConverterTypeRevocationQueue_lift(try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_tokenvault_pending_revocations(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
@@ -1127,14 +1171,19 @@ open func rekeyWithPassphrase(passphrase: String)throws   {try rustCallWithError
 }
     
     /**
-     * Remove an account's session (logout). Returns whether one existed.
+     * Remove an account's session (logout). Returns whether one existed. With `revoke`, also
+     * sign out at the server: the refresh credential is revoked at the profile's RFC 7009
+     * endpoint (`keycloak`, or a profile with `revocation_url`; seeds 000–002 have none). The
+     * local removal comes first, with the revocation queued durably; it is sent in the
+     * background (this call never waits for the network) and, if it cannot go now, later.
      */
-open func remove(account: String)throws  -> Bool  {
+open func remove(account: String, revoke: Bool = false)throws  -> Bool  {
     return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_tokenvault_remove(
             self.uniffiCloneHandle(),
-        FfiConverterString.lower(account),uniffiCallStatus
+        FfiConverterString.lower(account),
+        FfiConverterBool.lower(revoke),uniffiCallStatus
     )
 })
 }
@@ -1150,6 +1199,18 @@ open func reportRejected(account: String, token: String)throws  -> AccessToken  
             self.uniffiCloneHandle(),
         FfiConverterString.lower(account),
         FfiConverterString.lower(token),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Send the queued revocations now, on this thread (blocking on the network).
+     */
+open func sendRevocations()throws  -> RevocationReport  {
+    return try  FfiConverterTypeRevocationReport_lift(try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_tokenvault_send_revocations(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -2268,6 +2329,106 @@ public func FfiConverterTypeOpenOptions_lower(_ value: OpenOptions) -> RustBuffe
 
 
 /**
+ * A revocation waiting to be sent.
+ */
+public struct PendingRevocation: Equatable, Hashable, CustomDebugStringConvertible {
+    /**
+     * The account whose session was removed.
+     */
+    public var account: String
+    /**
+     * The profile that knows the revocation endpoint.
+     */
+    public var profile: String
+    /**
+     * When it was queued (device time, ms since the epoch).
+     */
+    public var queuedAtMs: Int64
+    /**
+     * Attempts that failed so far.
+     */
+    public var attempts: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The account whose session was removed.
+         */account: String, 
+        /**
+         * The profile that knows the revocation endpoint.
+         */profile: String, 
+        /**
+         * When it was queued (device time, ms since the epoch).
+         */queuedAtMs: Int64, 
+        /**
+         * Attempts that failed so far.
+         */attempts: UInt32) {
+        self.account = account
+        self.profile = profile
+        self.queuedAtMs = queuedAtMs
+        self.attempts = attempts
+    }
+
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug(
+            FfiConverterTypePendingRevocation_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+#if compiler(>=6)
+extension PendingRevocation: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePendingRevocation: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PendingRevocation {
+        return
+            try PendingRevocation(
+                account: FfiConverterString.read(from: &buf), 
+                profile: FfiConverterString.read(from: &buf), 
+                queuedAtMs: FfiConverterInt64.read(from: &buf), 
+                attempts: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PendingRevocation, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.account, into: &buf)
+        FfiConverterString.write(value.profile, into: &buf)
+        FfiConverterInt64.write(value.queuedAtMs, into: &buf)
+        FfiConverterUInt32.write(value.attempts, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingRevocation_lift(_ buf: RustBuffer) throws -> PendingRevocation {
+    return try FfiConverterTypePendingRevocation.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingRevocation_lower(_ value: PendingRevocation) -> RustBuffer {
+    return FfiConverterTypePendingRevocation.lower(value)
+}
+
+
+/**
  * The most recent failed refresh, kept to make staleness visible.
  */
 public struct RefreshFailure: Equatable, Hashable {
@@ -2343,6 +2504,175 @@ public func FfiConverterTypeRefreshFailure_lift(_ buf: RustBuffer) throws -> Ref
 #endif
 public func FfiConverterTypeRefreshFailure_lower(_ value: RefreshFailure) -> RustBuffer {
     return FfiConverterTypeRefreshFailure.lower(value)
+}
+
+
+/**
+ * The revocation queue.
+ */
+public struct RevocationQueue: Equatable, Hashable, CustomDebugStringConvertible {
+    /**
+     * Waiting to be sent, oldest first.
+     */
+    public var pending: [PendingRevocation]
+    /**
+     * Revocations ever dropped because the queue was full.
+     */
+    public var dropped: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Waiting to be sent, oldest first.
+         */pending: [PendingRevocation], 
+        /**
+         * Revocations ever dropped because the queue was full.
+         */dropped: UInt64) {
+        self.pending = pending
+        self.dropped = dropped
+    }
+
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug(
+            FfiConverterTypeRevocationQueue_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+#if compiler(>=6)
+extension RevocationQueue: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRevocationQueue: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RevocationQueue {
+        return
+            try RevocationQueue(
+                pending: FfiConverterSequenceTypePendingRevocation.read(from: &buf), 
+                dropped: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RevocationQueue, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypePendingRevocation.write(value.pending, into: &buf)
+        FfiConverterUInt64.write(value.dropped, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRevocationQueue_lift(_ buf: RustBuffer) throws -> RevocationQueue {
+    return try FfiConverterTypeRevocationQueue.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRevocationQueue_lower(_ value: RevocationQueue) -> RustBuffer {
+    return FfiConverterTypeRevocationQueue.lower(value)
+}
+
+
+/**
+ * What one pass over the revocation queue did.
+ */
+public struct RevocationReport: Equatable, Hashable {
+    /**
+     * Confirmed by the server.
+     */
+    public var revoked: UInt64
+    /**
+     * Refused by the server (a 4xx): dropped.
+     */
+    public var refused: UInt64
+    /**
+     * Not sent or not answered: still queued.
+     */
+    public var retryLater: UInt64
+    /**
+     * Their profile is not registered: still queued.
+     */
+    public var waitingForProfile: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Confirmed by the server.
+         */revoked: UInt64, 
+        /**
+         * Refused by the server (a 4xx): dropped.
+         */refused: UInt64, 
+        /**
+         * Not sent or not answered: still queued.
+         */retryLater: UInt64, 
+        /**
+         * Their profile is not registered: still queued.
+         */waitingForProfile: UInt64) {
+        self.revoked = revoked
+        self.refused = refused
+        self.retryLater = retryLater
+        self.waitingForProfile = waitingForProfile
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RevocationReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRevocationReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RevocationReport {
+        return
+            try RevocationReport(
+                revoked: FfiConverterUInt64.read(from: &buf), 
+                refused: FfiConverterUInt64.read(from: &buf), 
+                retryLater: FfiConverterUInt64.read(from: &buf), 
+                waitingForProfile: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RevocationReport, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.revoked, into: &buf)
+        FfiConverterUInt64.write(value.refused, into: &buf)
+        FfiConverterUInt64.write(value.retryLater, into: &buf)
+        FfiConverterUInt64.write(value.waitingForProfile, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRevocationReport_lift(_ buf: RustBuffer) throws -> RevocationReport {
+    return try FfiConverterTypeRevocationReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRevocationReport_lower(_ value: RevocationReport) -> RustBuffer {
+    return FfiConverterTypeRevocationReport.lower(value)
 }
 
 
@@ -4698,6 +5028,31 @@ fileprivate struct FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypePendingRevocation: FfiConverterRustBuffer {
+    typealias SwiftType = [PendingRevocation]
+
+    public static func write(_ value: [PendingRevocation], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePendingRevocation.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PendingRevocation] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PendingRevocation]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePendingRevocation.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
     public static func write(_ value: [String: String], into buf: inout [UInt8]) {
         let len = Int32(value.count)
@@ -4832,6 +5187,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tokenvault_checksum_method_tokenvault_move_session() != 57650) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tokenvault_checksum_method_tokenvault_pending_revocations() != 60036) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tokenvault_checksum_method_tokenvault_register_preset() != 32943) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4841,10 +5199,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() != 30728) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tokenvault_checksum_method_tokenvault_remove() != 1581) {
+    if (uniffi_tokenvault_checksum_method_tokenvault_remove() != 21317) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_report_rejected() != 31421) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_tokenvault_send_revocations() != 40576) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_session_count() != 2171) {

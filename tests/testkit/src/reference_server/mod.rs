@@ -16,6 +16,7 @@
 //! | `POST /test/fault` | queue a fault, JSON as in [`Fault::from_json`] → `{"queued":n}` |
 //! | `POST /test/clear-faults` | drop queued faults |
 //! | `GET /test/stats` | [`Stats`] as JSON, field names as in Rust |
+//! | `POST /oauth/revoke` | RFC 7009: form `token=…`; revokes the token's family; 200 (400 without a token) |
 //! | `POST /test/revoke` | `{"token":"…"}` (access or refresh) → `{"revoked":bool}`: server-side logout |
 //! | `POST /test/advance-clock` | `{"ms":n}`: move the server's clock forward (see [`ReferenceServer::advance_clock`]) |
 //!
@@ -102,6 +103,8 @@ pub struct Stats {
     pub refresh_failures: u64,
     /// Rotated-out refresh tokens presented (`001`, `002`).
     pub reuse_detections: u64,
+    /// Requests to the RFC 7009 endpoint `/oauth/revoke` that carried a token.
+    pub rfc7009_revocations: u64,
     /// Families revoked, by reuse detection or [`ReferenceServer::revoke_family_of`].
     pub families_revoked: u64,
     /// `GET /protected` answered 200.

@@ -48,7 +48,12 @@ fn route(shared: &Shared, request: &Request, stream: &TcpStream) -> Reply {
     } else {
         match path {
             "/protected" | "/test/stats" => "GET",
-            "/test/login" | "/test/fault" | "/test/clear-faults" | "/test/revoke" | "/test/advance-clock" => "POST",
+            "/test/login"
+            | "/test/fault"
+            | "/test/clear-faults"
+            | "/test/revoke"
+            | "/test/advance-clock"
+            | "/oauth/revoke" => "POST",
             _ => return Reply::Send(Response::json(404, &json!({ "error": "not found", "path": path }))),
         }
     };
@@ -70,6 +75,7 @@ fn route(shared: &Shared, request: &Request, stream: &TcpStream) -> Reply {
             Response::json(200, &json!({ "cleared": true }))
         }
         "/test/revoke" => revoke(shared, request),
+        "/oauth/revoke" => oauth_revoke(shared, request),
         _ => advance_clock(shared, request),
     })
 }
@@ -146,6 +152,7 @@ fn stats(shared: &Shared) -> Response {
             "refresh_failures": s.refresh_failures,
             "reuse_detections": s.reuse_detections,
             "families_revoked": s.families_revoked,
+            "rfc7009_revocations": s.rfc7009_revocations,
             "protected_ok": s.protected_ok,
             "protected_rejected": s.protected_rejected,
             "faults_applied": s.faults_applied,
@@ -217,6 +224,47 @@ fn revoke(shared: &Shared, request: &Request) -> Response {
         return bad_request("\"token\" must be a string");
     };
     Response::json(200, &json!({ "revoked": shared.revoke_family_of(token) }))
+}
+
+/// An RFC 7009 revocation endpoint (none of the seed documents has one; a host describes it
+/// with `revocation_url`): form `token=…[&token_type_hint=…]`; 200 whether or not the token was
+/// known (RFC 7009 §2.2), 400 `invalid_request` without a token. Revoking a refresh token ends
+/// its family, as a server-side logout does.
+fn oauth_revoke(shared: &Shared, request: &Request) -> Response {
+    let body = String::from_utf8_lossy(&request.body);
+    let token = body.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token").then(|| form_decode(v))
+    });
+    match token {
+        Some(t) if !t.is_empty() => {
+            shared.stats.lock().rfc7009_revocations += 1;
+            shared.revoke_family_of(&t);
+            Response::json(200, &json!({}))
+        }
+        _ => Response::json(400, &json!({ "error": "invalid_request" })),
+    }
+}
+
+fn form_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn advance_clock(shared: &Shared, request: &Request) -> Response {

@@ -68,6 +68,9 @@ namespace Tokenvault
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_account_list_get(AccountListHandle list, UIntPtr index, out IntPtr outAccount);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern void tv_account_list_free(IntPtr list);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_remove(VaultHandle vault, byte* account, out byte outExisted);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_remove_and_revoke(VaultHandle vault, byte* account, out byte outExisted);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_pending_revocations_json(VaultHandle vault, out NativeBuf outJson);
+        [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_send_revocations(VaultHandle vault, out UIntPtr outRevoked, out UIntPtr outPending);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_move_session(VaultHandle vault, byte* account, byte* profile);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_rekey_with_key(VaultHandle vault, byte* key, UIntPtr keyLen);
         [DllImport(Library, CallingConvention = Cdecl)] internal static extern int tv_vault_rekey_with_passphrase(VaultHandle vault, byte* passphrase);

@@ -448,14 +448,52 @@ namespace Tokenvault
             }
         }
 
-        /// <summary>Remove an account's session (logout). Returns whether one existed.</summary>
-        public bool Remove(string account)
+        /// <summary>Remove an account's session (logout). Returns whether one existed. With
+        /// <paramref name="revoke"/>, also sign out at the server: the refresh credential is
+        /// revoked at the profile's RFC 7009 endpoint (keycloak, or a profile with
+        /// revocation_url; seeds 000–002 have none). The local removal comes first, with the
+        /// revocation queued durably; it is sent in the background (this call never waits for
+        /// the network) and, if it cannot go now, later (<see cref="PendingRevocations"/>).</summary>
+        public bool Remove(string account, bool revoke = false)
         {
             byte[] a = Utf8.Encode(account, "account");
             byte existed;
             fixed (byte* pa = a)
-                Errors.Check(Native.tv_vault_remove(Handle, pa, out existed));
+                Errors.Check(revoke
+                    ? Native.tv_vault_remove_and_revoke(Handle, pa, out existed)
+                    : Native.tv_vault_remove(Handle, pa, out existed));
             return existed != 0;
+        }
+
+        /// <summary>The revocations still to be sent, as JSON:
+        /// {"pending":[{"account":…,"profile":…,"queued_at_ms":…,"attempts":…}],"dropped":n}.</summary>
+        public string PendingRevocationsJson()
+        {
+            NativeBuf buf;
+            int status = Native.tv_vault_pending_revocations_json(Handle, out buf);
+            return TakeToken(status, ref buf);
+        }
+
+        /// <summary>How many revocations are still to be sent.</summary>
+        public int PendingRevocations()
+        {
+            string json = PendingRevocationsJson();
+            int n = 0;
+            for (int i = json.IndexOf("\"queued_at_ms\"", StringComparison.Ordinal); i >= 0;
+                 i = json.IndexOf("\"queued_at_ms\"", i + 1, StringComparison.Ordinal))
+                n++;
+            return n;
+        }
+
+        /// <summary>Send the queued revocations now, on this thread (blocking on the network);
+        /// returns how many the server confirmed. <paramref name="stillPending"/>: how many stay
+        /// queued (offline, a 5xx, their profile not loaded).</summary>
+        public int SendRevocations(out int stillPending)
+        {
+            UIntPtr revoked, pending;
+            Errors.Check(Native.tv_vault_send_revocations(Handle, out revoked, out pending));
+            stillPending = (int)(ulong)pending;
+            return (int)(ulong)revoked;
         }
 
         /// <summary>Move <paramref name="account"/>'s session to the profile <paramref name="profile"/>

@@ -55,4 +55,25 @@ class StoreResponseTest {
             }
         }
     }
+    @Test
+    fun `logout with revoke reaches the server's RFC 7009 endpoint`() {
+        ReferenceServer("001").use { server ->
+            TempDir().use { dir ->
+                TokenVault.openWithKey(dir.file("v.db"), TEST_KEY).use { vault ->
+                    vault.loadProfileJson("""{"preset":"rotating-success-envelope","name":"backend","url":"${server.refreshUrl}","revocation_url":"/oauth/revoke"}""")
+                    server.loginAndStore(vault, "ada")
+                    assertTrue(vault.remove("ada", revoke = true))
+                    assertFailsWith<TokenVaultException.NotFound> { vault.sessionInfo("ada") }
+                    val deadline = System.currentTimeMillis() + 10_000
+                    while (vault.pendingRevocations().pending.isNotEmpty() && System.currentTimeMillis() < deadline) {
+                        Thread.sleep(20)
+                    }
+                    assertEquals(0, vault.pendingRevocations().pending.size)
+                    assertEquals(1, server.stat("rfc7009_revocations"))
+                    assertEquals(1, server.stat("families_revoked"))
+                    assertEquals(0uL, vault.sendRevocations().revoked)
+                }
+            }
+        }
+    }
 }

@@ -803,6 +803,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_move_session(
     ): Int
+    external fun uniffi_tokenvault_checksum_method_tokenvault_pending_revocations(
+    ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_register_preset(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_rekey_with_key(
@@ -812,6 +814,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_tokenvault_checksum_method_tokenvault_remove(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_report_rejected(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_tokenvault_send_revocations(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_session_count(
     ): Int
@@ -917,15 +921,19 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_move_session(`ptr`: Long,`account`: RustBuffer.ByValue,`profile`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_tokenvault_pending_revocations(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_register_preset(`ptr`: Long,`preset`: RustBuffer.ByValue,`name`: RustBuffer.ByValue,`url`: RustBuffer.ByValue,`settingsJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_tokenvault_fn_method_tokenvault_rekey_with_key(`ptr`: Long,`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_tokenvault_fn_method_tokenvault_rekey_with_passphrase(`ptr`: Long,`passphrase`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_tokenvault_fn_method_tokenvault_remove(`ptr`: Long,`account`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_tokenvault_fn_method_tokenvault_remove(`ptr`: Long,`account`: RustBuffer.ByValue,`revoke`: Byte,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_tokenvault_fn_method_tokenvault_report_rejected(`ptr`: Long,`account`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_tokenvault_send_revocations(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_tokenvault_session_count(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -976,6 +984,10 @@ internal object UniffiLib {
     external fun uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1157,6 +1169,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_move_session() and 0xFFFF) != 57650) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_pending_revocations() and 0xFFFF) != 60036) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_register_preset() and 0xFFFF) != 32943) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1166,10 +1181,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_rekey_with_passphrase() and 0xFFFF) != 30728) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_remove() and 0xFFFF) != 1581) {
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_remove() and 0xFFFF) != 21317) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_report_rejected() and 0xFFFF) != 31421) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_send_revocations() and 0xFFFF) != 40576) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_session_count() and 0xFFFF) != 2171) {
@@ -1447,6 +1465,29 @@ public object FfiConverterUShort: FfiConverter<UShort, Short> {
 
     override fun write(value: UShort, buf: ByteBuffer) {
         buf.putShort(value.toShort())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUInt: FfiConverter<UInt, Int> {
+    override fun lift(value: Int): UInt {
+        return value.toUInt()
+    }
+
+    override fun read(buf: ByteBuffer): UInt {
+        return lift(buf.getInt())
+    }
+
+    override fun lower(value: UInt): Int {
+        return value.toInt()
+    }
+
+    override fun allocationSize(value: UInt) = 4UL
+
+    override fun write(value: UInt, buf: ByteBuffer) {
+        buf.putInt(value.toInt())
     }
 }
 
@@ -1816,6 +1857,12 @@ public interface TokenVaultInterface {
     fun `moveSession`(`account`: kotlin.String, `profile`: kotlin.String): SessionInfo
     
     /**
+     * The revocations still to be sent (oldest first) and how many were ever dropped because
+     * the queue was full.
+     */
+    fun `pendingRevocations`(): RevocationQueue
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
@@ -1835,15 +1882,24 @@ public interface TokenVaultInterface {
     fun `rekeyWithPassphrase`(`passphrase`: kotlin.String)
     
     /**
-     * Remove an account's session (logout). Returns whether one existed.
+     * Remove an account's session (logout). Returns whether one existed. With `revoke`, also
+     * sign out at the server: the refresh credential is revoked at the profile's RFC 7009
+     * endpoint (`keycloak`, or a profile with `revocation_url`; seeds 000–002 have none). The
+     * local removal comes first, with the revocation queued durably; it is sent in the
+     * background (this call never waits for the network) and, if it cannot go now, later.
      */
-    fun `remove`(`account`: kotlin.String): kotlin.Boolean
+    fun `remove`(`account`: kotlin.String, `revoke`: kotlin.Boolean = false): kotlin.Boolean
     
     /**
      * The app's API rejected `token` (HTTP 401): returns a newer token if one exists,
      * otherwise refreshes (once, however many threads report it).
      */
     fun `reportRejected`(`account`: kotlin.String, `token`: kotlin.String): AccessToken
+    
+    /**
+     * Send the queued revocations now, on this thread (blocking on the network).
+     */
+    fun `sendRevocations`(): RevocationReport
     
     /**
      * Number of stored sessions.
@@ -2235,6 +2291,24 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
 
     
     /**
+     * The revocations still to be sent (oldest first) and how many were ever dropped because
+     * the queue was full.
+     */
+    @Throws(TokenVaultException::class)override fun `pendingRevocations`(): RevocationQueue {
+            return FfiConverterTypeRevocationQueue.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TokenVaultException) { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_tokenvault_pending_revocations(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Register a built-in dialect under `name` for `url`, with optional settings as JSON
      * (`{"client_id": ...}`, `{"api_key": ...}`).
      */
@@ -2293,16 +2367,21 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
 
     
     /**
-     * Remove an account's session (logout). Returns whether one existed.
+     * Remove an account's session (logout). Returns whether one existed. With `revoke`, also
+     * sign out at the server: the refresh credential is revoked at the profile's RFC 7009
+     * endpoint (`keycloak`, or a profile with `revocation_url`; seeds 000–002 have none). The
+     * local removal comes first, with the revocation queued durably; it is sent in the
+     * background (this call never waits for the network) and, if it cannot go now, later.
      */
-    @Throws(TokenVaultException::class)override fun `remove`(`account`: kotlin.String): kotlin.Boolean {
+    @Throws(TokenVaultException::class)override fun `remove`(`account`: kotlin.String, `revoke`: kotlin.Boolean): kotlin.Boolean {
             return FfiConverterBoolean.lift(
     callWithHandle {
     uniffiRustCallWithError(TokenVaultException) { _status ->
     UniffiLib.uniffi_tokenvault_fn_method_tokenvault_remove(
         it,
         
-        FfiConverterString.lower(`account`),_status)
+        FfiConverterString.lower(`account`),
+        FfiConverterBoolean.lower(`revoke`),_status)
 }
     }
     )
@@ -2323,6 +2402,23 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
         
         FfiConverterString.lower(`account`),
         FfiConverterString.lower(`token`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Send the queued revocations now, on this thread (blocking on the network).
+     */
+    @Throws(TokenVaultException::class)override fun `sendRevocations`(): RevocationReport {
+            return FfiConverterTypeRevocationReport.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TokenVaultException) { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_tokenvault_send_revocations(
+        it,
+        _status)
 }
     }
     )
@@ -3490,6 +3586,78 @@ public object FfiConverterTypeOpenOptions: FfiConverterRustBuffer<OpenOptions> {
 
 
 /**
+ * A revocation waiting to be sent.
+ */
+data class PendingRevocation (
+    /**
+     * The account whose session was removed.
+     */
+    var `account`: kotlin.String
+    , 
+    /**
+     * The profile that knows the revocation endpoint.
+     */
+    var `profile`: kotlin.String
+    , 
+    /**
+     * When it was queued (device time, ms since the epoch).
+     */
+    var `queuedAtMs`: kotlin.Long
+    , 
+    /**
+     * Attempts that failed so far.
+     */
+    var `attempts`: kotlin.UInt
+    
+){
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug(FfiConverterTypePendingRevocation.lower(this),
+        _status)
+}
+    )
+    }
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePendingRevocation: FfiConverterRustBuffer<PendingRevocation> {
+    override fun read(buf: ByteBuffer): PendingRevocation {
+        return PendingRevocation(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PendingRevocation) = (
+            FfiConverterString.allocationSize(value.`account`) +
+            FfiConverterString.allocationSize(value.`profile`) +
+            FfiConverterLong.allocationSize(value.`queuedAtMs`) +
+            FfiConverterUInt.allocationSize(value.`attempts`)
+    )
+
+    override fun write(value: PendingRevocation, buf: ByteBuffer) {
+            FfiConverterString.write(value.`account`, buf)
+            FfiConverterString.write(value.`profile`, buf)
+            FfiConverterLong.write(value.`queuedAtMs`, buf)
+            FfiConverterUInt.write(value.`attempts`, buf)
+    }
+}
+
+
+
+/**
  * The most recent failed refresh, kept to make staleness visible.
  */
 data class RefreshFailure (
@@ -3539,6 +3707,125 @@ public object FfiConverterTypeRefreshFailure: FfiConverterRustBuffer<RefreshFail
             FfiConverterInt.write(value.`code`, buf)
             FfiConverterString.write(value.`message`, buf)
             FfiConverterULong.write(value.`agoMs`, buf)
+    }
+}
+
+
+
+/**
+ * The revocation queue.
+ */
+data class RevocationQueue (
+    /**
+     * Waiting to be sent, oldest first.
+     */
+    var `pending`: List<PendingRevocation>
+    , 
+    /**
+     * Revocations ever dropped because the queue was full.
+     */
+    var `dropped`: kotlin.ULong
+    
+){
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug(FfiConverterTypeRevocationQueue.lower(this),
+        _status)
+}
+    )
+    }
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRevocationQueue: FfiConverterRustBuffer<RevocationQueue> {
+    override fun read(buf: ByteBuffer): RevocationQueue {
+        return RevocationQueue(
+            FfiConverterSequenceTypePendingRevocation.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RevocationQueue) = (
+            FfiConverterSequenceTypePendingRevocation.allocationSize(value.`pending`) +
+            FfiConverterULong.allocationSize(value.`dropped`)
+    )
+
+    override fun write(value: RevocationQueue, buf: ByteBuffer) {
+            FfiConverterSequenceTypePendingRevocation.write(value.`pending`, buf)
+            FfiConverterULong.write(value.`dropped`, buf)
+    }
+}
+
+
+
+/**
+ * What one pass over the revocation queue did.
+ */
+data class RevocationReport (
+    /**
+     * Confirmed by the server.
+     */
+    var `revoked`: kotlin.ULong
+    , 
+    /**
+     * Refused by the server (a 4xx): dropped.
+     */
+    var `refused`: kotlin.ULong
+    , 
+    /**
+     * Not sent or not answered: still queued.
+     */
+    var `retryLater`: kotlin.ULong
+    , 
+    /**
+     * Their profile is not registered: still queued.
+     */
+    var `waitingForProfile`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRevocationReport: FfiConverterRustBuffer<RevocationReport> {
+    override fun read(buf: ByteBuffer): RevocationReport {
+        return RevocationReport(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RevocationReport) = (
+            FfiConverterULong.allocationSize(value.`revoked`) +
+            FfiConverterULong.allocationSize(value.`refused`) +
+            FfiConverterULong.allocationSize(value.`retryLater`) +
+            FfiConverterULong.allocationSize(value.`waitingForProfile`)
+    )
+
+    override fun write(value: RevocationReport, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`revoked`, buf)
+            FfiConverterULong.write(value.`refused`, buf)
+            FfiConverterULong.write(value.`retryLater`, buf)
+            FfiConverterULong.write(value.`waitingForProfile`, buf)
     }
 }
 
@@ -5733,6 +6020,34 @@ public object FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer<List<Ht
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeHttpHeader.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePendingRevocation: FfiConverterRustBuffer<List<PendingRevocation>> {
+    override fun read(buf: ByteBuffer): List<PendingRevocation> {
+        val len = buf.getInt()
+        return List<PendingRevocation>(len) {
+            FfiConverterTypePendingRevocation.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PendingRevocation>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePendingRevocation.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PendingRevocation>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePendingRevocation.write(it, buf)
         }
     }
 }
