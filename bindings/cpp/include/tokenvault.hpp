@@ -390,6 +390,16 @@ class Vault {
     return Vault(v);
   }
 
+  /// Open (or create) with options (fill them with tv_open_options_init first): exactly one of
+  /// `key` (32 bytes) and `passphrase` (the other nullptr).
+  static Result<Vault> open_with_options(detail::zstring path, const uint8_t *key, size_t key_len, const char *passphrase,
+                                         const tv_open_options &options) {
+    tv_vault *v = nullptr;
+    tv_status s = tv_vault_open_with_options(path.c_str(), key, key_len, passphrase, &options, &v);
+    if (s != TV_OK) return Error::last(s);
+    return Vault(v);
+  }
+
   explicit operator bool() const noexcept { return v_ != nullptr; }
   /// The C handle, for calls this wrapper does not cover. Still owned by this object.
   const tv_vault *native() const noexcept { return v_; }
@@ -415,6 +425,28 @@ class Vault {
     tv_status st = tv_vault_store(v_, &p, &info);
     if (st != TV_OK) return Error::last(st);
     return info;
+  }
+
+  /// Store a session from the login answer as the server wrote it (tv_vault_store_response):
+  /// `date_header` and `refresh_credential` may be nullptr.
+  Result<SessionInfo> store_response(detail::zstring account, detail::zstring profile, std::string_view body,
+                                     const char *date_header = nullptr, const char *refresh_credential = nullptr) {
+    SessionInfo info = blank_info();
+    tv_status st = tv_vault_store_response(v_, account.c_str(), profile.c_str(),
+                                           reinterpret_cast<const uint8_t *>(body.data()), body.size(), date_header,
+                                           refresh_credential, &info);
+    if (st != TV_OK) return Error::last(st);
+    return info;
+  }
+
+  /// What the vault did since it was opened (tv_vault_metrics).
+  Result<tv_metrics> metrics() {
+    tv_metrics m;
+    std::memset(&m, 0, sizeof m);
+    m.struct_size = sizeof m;
+    tv_status s = tv_vault_metrics(v_, &m);
+    if (s != TV_OK) return Error::last(s);
+    return m;
   }
 
   /// The hot path: copy a valid token into `buf`; returns its length. If the buffer is too
@@ -489,12 +521,32 @@ class Vault {
     return out;
   }
 
-  /// Whether a session existed.
-  Result<bool> remove(detail::zstring account) {
+  /// Whether a session existed. With `revoke`, the refresh credential is also revoked at the
+  /// profile's RFC 7009 endpoint, in the background (tv_vault_remove_and_revoke).
+  Result<bool> remove(detail::zstring account, bool revoke = false) {
     uint8_t existed = 0;
-    tv_status s = tv_vault_remove(v_, account.c_str(), &existed);
+    tv_status s = revoke ? tv_vault_remove_and_revoke(v_, account.c_str(), &existed)
+                         : tv_vault_remove(v_, account.c_str(), &existed);
     if (s != TV_OK) return Error::last(s);
     return existed != 0;
+  }
+
+  /// The revocations still to be sent, as JSON (tv_vault_pending_revocations_json).
+  Result<std::string> pending_revocations_json() {
+    tv_buf b{nullptr, 0};
+    tv_status s = tv_vault_pending_revocations_json(v_, &b);
+    if (s != TV_OK) return Error::last(s);
+    std::string out(b.data, b.len);
+    tv_buf_free(&b);
+    return out;
+  }
+
+  /// Send the queued revocations now (blocking); returns {revoked, still pending}.
+  Result<std::pair<size_t, size_t>> send_revocations() {
+    size_t revoked = 0, pending = 0;
+    tv_status s = tv_vault_send_revocations(v_, &revoked, &pending);
+    if (s != TV_OK) return Error::last(s);
+    return std::make_pair(revoked, pending);
   }
 
   /// Move a session to `profile` and its endpoint (a session's refresh credential is only sent

@@ -347,3 +347,49 @@ TEST(TokenVault, HandlesAreMoveOnly) {
   c = std::move(b);
   EXPECT_TRUE(c.list_accounts());
 }
+
+// The calls of this round through the wrapper: options, metrics, store_response, revocation.
+TEST(TokenVault, OptionsMetricsStoreResponseAndRevocation) {
+  Server srv("001");
+  ASSERT_TRUE(srv.ok);
+  TempDir dir;
+  tv_open_options o;
+  ASSERT_EQ(tv_open_options_init(&o), TV_OK);
+  o.refresh_point = 2.0;
+  auto bad = tv::Vault::open_with_options(dir.file("v.db").c_str(), kKey, sizeof kKey, nullptr, o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.status(), tv::Status::InvalidInput);
+  o.refresh_point = 0.6;
+  auto opened = tv::Vault::open_with_options(dir.file("v.db").c_str(), kKey, sizeof kKey, nullptr, o);
+  ASSERT_TRUE(opened);
+  tv::Vault v = std::move(opened).value();
+  std::string profile = "{\"preset\":\"rotating-success-envelope\",\"name\":\"game\",\"url\":\"" +
+                        srv.url("/v2/Auth/RefreshToken") + "\",\"revocation_url\":\"/oauth/revoke\"}";
+  ASSERT_TRUE(v.load_profile_json(profile.c_str()));
+
+  auto [access, refresh] = srv.login("ada");
+  std::string body = "{\"success\":true,\"data\":{\"accessToken\":\"" + access + "\",\"refreshToken\":\"" + refresh + "\"}}";
+  auto info = v.store_response("ada", "game", body);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info.value().has_refresh_credential, 1);
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(v.access_token("ada"));
+  auto m = v.metrics();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m.value().cached_hits, 5u);
+
+  auto removed = v.remove("ada", true);
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(removed.value());
+  bool empty = false;
+  for (int i = 0; i < 500 && !empty; i++) {
+    auto q = v.pending_revocations_json();
+    ASSERT_TRUE(q);
+    empty = q.value().find("\"pending\":[]") != std::string::npos;
+    if (!empty) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(empty);
+  EXPECT_EQ(srv.stat("rfc7009_revocations"), 1);
+  auto sent = v.send_revocations();
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(sent.value().second, 0u);
+}
