@@ -1032,51 +1032,101 @@ _UniffiLib.uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_debug.argtypes =
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_httpheader_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_httpheader_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_httpheader_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_httpheader_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_httprequest_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_httprequest_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_httprequest_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_httprequest_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_tokenvault_fn_clone_tokenvault.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1245,11 +1295,22 @@ class AccessToken:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeAccessToken.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "AccessToken(token={}, generation={})".format(self.token, self.generation)
     def __eq__(self, other):
         if self.token != other.token:
             return False
@@ -1355,11 +1416,22 @@ class HttpHeader:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeHttpHeader.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_httpheader_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "HttpHeader(name={}, value={})".format(self.name, self.value)
     def __eq__(self, other):
         if self.name != other.name:
             return False
@@ -1500,11 +1572,22 @@ class HttpRequest:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeHttpRequest.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_httprequest_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "HttpRequest(method={}, url={}, headers={}, body={}, timeout_ms={}, max_response_bytes={}, allow_plain_http={}, pins={})".format(self.method, self.url, self.headers, self.body, self.timeout_ms, self.max_response_bytes, self.allow_plain_http, self.pins)
     def __eq__(self, other):
         if self.method != other.method:
             return False
@@ -1596,11 +1679,22 @@ class HttpResponse:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeHttpResponse.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "HttpResponse(status={}, headers={}, body={})".format(self.status, self.headers, self.body)
     def __eq__(self, other):
         if self.status != other.status:
             return False
@@ -1760,11 +1854,22 @@ class NewSession:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeNewSession.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "NewSession(account={}, profile={}, access_token={}, refresh_credential={}, expires_in_secs={}, refresh_expires_in_secs={}, offline={}, token_type={}, scope={}, hints={})".format(self.account, self.profile, self.access_token, self.refresh_credential, self.expires_in_secs, self.refresh_expires_in_secs, self.offline, self.token_type, self.scope, self.hints)
     def __eq__(self, other):
         if self.account != other.account:
             return False
@@ -1987,11 +2092,22 @@ class PendingRevocation:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypePendingRevocation.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "PendingRevocation(account={}, profile={}, queued_at_ms={}, attempts={})".format(self.account, self.profile, self.queued_at_ms, self.attempts)
     def __eq__(self, other):
         if self.account != other.account:
             return False
@@ -2117,11 +2233,22 @@ class RevocationQueue:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeRevocationQueue.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "RevocationQueue(pending={}, dropped={})".format(self.pending, self.dropped)
     def __eq__(self, other):
         if self.pending != other.pending:
             return False
@@ -2356,11 +2483,22 @@ class SessionInfo:
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeSessionInfo.lower(self),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
         
 
     
-    def __str__(self):
-        return "SessionInfo(account={}, profile={}, generation={}, state={}, token_type={}, scope={}, issued_at_ms={}, access_expires_at_ms={}, access_remaining_ms={}, session_expires_at_ms={}, session_remaining_ms={}, offline={}, clock_offset_ms={}, refresh_count={}, last_refresh_failure={}, has_refresh_credential={}, hints={})".format(self.account, self.profile, self.generation, self.state, self.token_type, self.scope, self.issued_at_ms, self.access_expires_at_ms, self.access_remaining_ms, self.session_expires_at_ms, self.session_remaining_ms, self.offline, self.clock_offset_ms, self.refresh_count, self.last_refresh_failure, self.has_refresh_credential, self.hints)
     def __eq__(self, other):
         if self.account != other.account:
             return False
@@ -2856,10 +2994,21 @@ class RefreshStep:
                 *_uniffi_lowered_args,
             )
             return _uniffi_lift_return(_uniffi_ffi_result)
+        # The Rust `Display::fmt` implementation.
+        def __str__(self) -> str:
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeRefreshStep.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
             
     
-        def __str__(self):
-            return "RefreshStep.FRESH(token={})".format(self.token)
         def __eq__(self, other):
             if not isinstance(other, RefreshStep):
                 return NotImplemented
@@ -2893,10 +3042,21 @@ class RefreshStep:
                 *_uniffi_lowered_args,
             )
             return _uniffi_lift_return(_uniffi_ffi_result)
+        # The Rust `Display::fmt` implementation.
+        def __str__(self) -> str:
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeRefreshStep.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
             
     
-        def __str__(self):
-            return "RefreshStep.IN_FLIGHT()".format()
         def __eq__(self, other):
             if not isinstance(other, RefreshStep):
                 return NotImplemented
@@ -2935,10 +3095,21 @@ class RefreshStep:
                 *_uniffi_lowered_args,
             )
             return _uniffi_lift_return(_uniffi_ffi_result)
+        # The Rust `Display::fmt` implementation.
+        def __str__(self) -> str:
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeRefreshStep.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
             
     
-        def __str__(self):
-            return "RefreshStep.SEND(attempt={}, request={})".format(self.attempt, self.request)
         def __eq__(self, other):
             if not isinstance(other, RefreshStep):
                 return NotImplemented
@@ -3716,10 +3887,21 @@ class VaultEvent:
                 *_uniffi_lowered_args,
             )
             return _uniffi_lift_return(_uniffi_ffi_result)
+        # The Rust `Display::fmt` implementation.
+        def __str__(self) -> str:
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeVaultEvent.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
             
     
-        def __str__(self):
-            return "VaultEvent.TOKEN_REFRESHED(account={}, generation={}, access_remaining_ms={}, session_remaining_ms={})".format(self.account, self.generation, self.access_remaining_ms, self.session_remaining_ms)
         def __eq__(self, other):
             if not isinstance(other, VaultEvent):
                 return NotImplemented
@@ -3765,10 +3947,21 @@ class VaultEvent:
                 *_uniffi_lowered_args,
             )
             return _uniffi_lift_return(_uniffi_ffi_result)
+        # The Rust `Display::fmt` implementation.
+        def __str__(self) -> str:
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeVaultEvent.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
             
     
-        def __str__(self):
-            return "VaultEvent.SESSION_EXPIRED(account={}, reason={})".format(self.account, self.reason)
         def __eq__(self, other):
             if not isinstance(other, VaultEvent):
                 return NotImplemented
@@ -3807,10 +4000,21 @@ class VaultEvent:
                 *_uniffi_lowered_args,
             )
             return _uniffi_lift_return(_uniffi_ffi_result)
+        # The Rust `Display::fmt` implementation.
+        def __str__(self) -> str:
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeVaultEvent.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
             
     
-        def __str__(self):
-            return "VaultEvent.SESSION_REMOVED(account={})".format(self.account)
         def __eq__(self, other):
             if not isinstance(other, VaultEvent):
                 return NotImplemented

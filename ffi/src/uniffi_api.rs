@@ -50,6 +50,32 @@ fn guarded<T>(body: impl FnOnce() -> tv::Result<T>) -> Result<T> {
     crate::boundary::catch(body).map_err(TokenVaultError::from)
 }
 
+/// Records that hold a secret or an account id print redacted everywhere: `Display` is the
+/// redacted `Debug`, so Python's `str()` and Swift's `description` show what `repr()`,
+/// `debugDescription` and Kotlin's `toString()` show.
+macro_rules! display_as_debug {
+    ($($t:ty),* $(,)?) => {
+        $(impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self, f)
+            }
+        })*
+    };
+}
+
+display_as_debug!(
+    AccessToken,
+    NewSession,
+    SessionInfo,
+    HttpHeader,
+    HttpRequest,
+    HttpResponse,
+    RefreshStep,
+    VaultEvent,
+    PendingRevocation,
+    RevocationQueue,
+);
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -248,7 +274,7 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for TransportError {
 
 /// A valid access token and the generation of the stored pair it belongs to.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct AccessToken {
     /// The token text, e.g. for an `Authorization: Bearer` header.
     pub token: String,
@@ -279,7 +305,7 @@ impl From<&tv::AccessToken> for AccessToken {
 
 /// A session as the app hands it over after its own sign-in.
 #[derive(Clone, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct NewSession {
     /// The app's account id (never shown in errors or logs).
     pub account: String,
@@ -384,7 +410,7 @@ pub struct RefreshFailure {
 
 /// A session without its secrets.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct SessionInfo {
     /// The app's account id.
     pub account: String,
@@ -464,7 +490,7 @@ impl From<tv::SessionInfo> for SessionInfo {
 
 /// An HTTP header. The value may be secret (`Authorization`).
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct HttpHeader {
     /// Header name.
     pub name: String,
@@ -480,7 +506,7 @@ impl fmt::Debug for HttpHeader {
 
 /// A refresh request to send. Its headers and body contain credentials: never log them.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct HttpRequest {
     /// `POST` (or `PUT`).
     pub method: String,
@@ -543,7 +569,7 @@ impl From<&tv::HttpRequest> for HttpRequest {
 
 /// The server's response, as the host's HTTP client received it (redirects not followed).
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
@@ -574,7 +600,7 @@ impl HttpResponse {
 
 /// The result of [`TokenVault::begin_refresh`].
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub enum RefreshStep {
     /// No refresh is needed (or a peer already did it): here is a valid token.
     Fresh { token: AccessToken },
@@ -587,7 +613,7 @@ pub enum RefreshStep {
 
 /// Something the app may want to react to, delivered on the vault's event thread.
 #[derive(Clone, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub enum VaultEvent {
     /// A refresh stored a new pair.
     TokenRefreshed {
@@ -703,7 +729,7 @@ impl OpenOptions {
 
 /// A revocation waiting to be sent.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct PendingRevocation {
     /// The account whose session was removed.
     pub account: String,
@@ -728,7 +754,7 @@ impl fmt::Debug for PendingRevocation {
 
 /// The revocation queue.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct RevocationQueue {
     /// Waiting to be sent, oldest first.
     pub pending: Vec<PendingRevocation>,

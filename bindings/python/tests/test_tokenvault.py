@@ -305,10 +305,36 @@ def test_profile_from_json(vault):
     assert info.profile == "sso" and info.offline and info.session_remaining_ms is None
 
 
-def test_records_print_no_secrets():
-    assert "sekrit" not in repr(tv.AccessToken(token="sekrit", generation=1))
-    assert "sekrit" not in repr(tv.HttpHeader(name="Authorization", value="Bearer sekrit"))
-    assert "sekrit" not in repr(tv.NewSession(account="sekrit", profile="p", access_token="sekrit"))
+def test_records_print_no_secrets(server_factory, vault):
+    """str(), repr(), f-strings and logging of every record that holds a secret or an account."""
+    import logging
+
+    server = server_factory("001")
+    server.register(vault)
+    access, refresh = server.login("acct-sekrit")
+    records = [
+        tv.AccessToken(token="sekrit", generation=1),
+        tv.HttpHeader(name="Authorization", value="Bearer sekrit"),
+        tv.NewSession(account="acct-sekrit", profile="p", access_token="sekrit", refresh_credential="sekrit"),
+        tv.HttpResponse(status=200, headers=[tv.HttpHeader(name="Set-Cookie", value="sekrit")], body=b"sekrit"),
+        tv.VaultEvent.SESSION_REMOVED(account="acct-sekrit"),
+        tv.PendingRevocation(account="acct-sekrit", profile="p", queued_at_ms=1, attempts=0),
+        tv.RevocationQueue(pending=[tv.PendingRevocation(account="acct-sekrit", profile="p", queued_at_ms=1, attempts=0)], dropped=0),
+    ]
+    vault.store(tv.NewSession(account="acct-sekrit", profile="backend", access_token=access, refresh_credential=refresh))
+    records.append(vault.session_info("acct-sekrit"))
+    token = vault.access_token("acct-sekrit")
+    records.append(token)
+    step = vault.begin_refresh("acct-sekrit", True)
+    records += [step, step.request]
+    secrets = ["sekrit", access, refresh, token.token]
+    texts = []
+    for r in records:
+        texts += [str(r), repr(r), f"{r}", "%s" % (r,)]
+    for t in texts:
+        for secret in secrets:
+            assert secret not in t, t
+    logging.getLogger("tokenvault-test").warning("a record: %s", records[2])
 
 
 def test_cached_token(vault):

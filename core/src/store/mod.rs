@@ -231,6 +231,14 @@ fn create_private(path: &Path) -> Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && path.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.exists()) =>
+        {
+            Err(Error::Vault(VaultError::StorageUnavailable {
+                reason: "the folder of the vault file does not exist (create it first)".into(),
+            }))
+        }
         Err(e) => Err(io_unavailable("cannot create the vault file", &e)),
     }
 }

@@ -1580,7 +1580,7 @@ public func FfiConverterTypeTokenWatch_lower(_ value: TokenWatch) -> UInt64 {
 /**
  * A valid access token and the generation of the stored pair it belongs to.
  */
-public struct AccessToken: Equatable, Hashable, CustomDebugStringConvertible {
+public struct AccessToken: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The token text, e.g. for an `Authorization: Bearer` header.
      */
@@ -1614,6 +1614,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_debug(
+            FfiConverterTypeAccessToken_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_display(
             FfiConverterTypeAccessToken_lower(self),uniffiCallStatus
     )
 }
@@ -1741,7 +1752,7 @@ public func FfiConverterTypeFailureCount_lower(_ value: FailureCount) -> RustBuf
 /**
  * An HTTP header. The value may be secret (`Authorization`).
  */
-public struct HttpHeader: Equatable, Hashable, CustomDebugStringConvertible {
+public struct HttpHeader: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * Header name.
      */
@@ -1773,6 +1784,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_httpheader_uniffi_trait_debug(
+            FfiConverterTypeHttpHeader_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_httpheader_uniffi_trait_display(
             FfiConverterTypeHttpHeader_lower(self),uniffiCallStatus
     )
 }
@@ -1821,7 +1843,7 @@ public func FfiConverterTypeHttpHeader_lower(_ value: HttpHeader) -> RustBuffer 
 /**
  * A refresh request to send. Its headers and body contain credentials: never log them.
  */
-public struct HttpRequest: Equatable, Hashable, CustomDebugStringConvertible {
+public struct HttpRequest: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * `POST` (or `PUT`).
      */
@@ -1916,6 +1938,17 @@ public var debugDescription: String {
 }
     )
 }
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_httprequest_uniffi_trait_display(
+            FfiConverterTypeHttpRequest_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -1971,7 +2004,7 @@ public func FfiConverterTypeHttpRequest_lower(_ value: HttpRequest) -> RustBuffe
 /**
  * The server's response, as the host's HTTP client received it (redirects not followed).
  */
-public struct HttpResponse: Equatable, Hashable, CustomDebugStringConvertible {
+public struct HttpResponse: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * Status code.
      */
@@ -2011,6 +2044,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_debug(
+            FfiConverterTypeHttpResponse_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_display(
             FfiConverterTypeHttpResponse_lower(self),uniffiCallStatus
     )
 }
@@ -2061,7 +2105,7 @@ public func FfiConverterTypeHttpResponse_lower(_ value: HttpResponse) -> RustBuf
 /**
  * A session as the app hands it over after its own sign-in.
  */
-public struct NewSession: Equatable, Hashable, CustomDebugStringConvertible {
+public struct NewSession: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The app's account id (never shown in errors or logs).
      */
@@ -2159,6 +2203,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug(
+            FfiConverterTypeNewSession_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_newsession_uniffi_trait_display(
             FfiConverterTypeNewSession_lower(self),uniffiCallStatus
     )
 }
@@ -2331,7 +2386,7 @@ public func FfiConverterTypeOpenOptions_lower(_ value: OpenOptions) -> RustBuffe
 /**
  * A revocation waiting to be sent.
  */
-public struct PendingRevocation: Equatable, Hashable, CustomDebugStringConvertible {
+public struct PendingRevocation: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The account whose session was removed.
      */
@@ -2379,6 +2434,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug(
+            FfiConverterTypePendingRevocation_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_display(
             FfiConverterTypePendingRevocation_lower(self),uniffiCallStatus
     )
 }
@@ -2510,7 +2576,7 @@ public func FfiConverterTypeRefreshFailure_lower(_ value: RefreshFailure) -> Rus
 /**
  * The revocation queue.
  */
-public struct RevocationQueue: Equatable, Hashable, CustomDebugStringConvertible {
+public struct RevocationQueue: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * Waiting to be sent, oldest first.
      */
@@ -2542,6 +2608,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug(
+            FfiConverterTypeRevocationQueue_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_display(
             FfiConverterTypeRevocationQueue_lower(self),uniffiCallStatus
     )
 }
@@ -2679,7 +2756,7 @@ public func FfiConverterTypeRevocationReport_lower(_ value: RevocationReport) ->
 /**
  * A session without its secrets.
  */
-public struct SessionInfo: Equatable, Hashable, CustomDebugStringConvertible {
+public struct SessionInfo: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The app's account id.
      */
@@ -2831,6 +2908,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug(
+            FfiConverterTypeSessionInfo_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display(
             FfiConverterTypeSessionInfo_lower(self),uniffiCallStatus
     )
 }
@@ -3381,7 +3469,7 @@ public func FfiConverterTypePreset_lower(_ value: Preset) -> RustBuffer {
  * The result of [`TokenVault::begin_refresh`].
  */
 
-public enum RefreshStep: Equatable, Hashable, CustomDebugStringConvertible {
+public enum RefreshStep: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     
     /**
      * No refresh is needed (or a peer already did it): here is a valid token.
@@ -3409,6 +3497,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_debug(
+            FfiConverterTypeRefreshStep_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display(
             FfiConverterTypeRefreshStep_lower(self),uniffiCallStatus
     )
 }
@@ -4013,7 +4112,7 @@ public func FfiConverterTypeTransportError_lower(_ value: TransportError) -> Rus
  * Something the app may want to react to, delivered on the vault's event thread.
  */
 
-public enum VaultEvent: Equatable, Hashable, CustomDebugStringConvertible {
+public enum VaultEvent: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     
     /**
      * A refresh stored a new pair.
@@ -4041,6 +4140,17 @@ public var debugDescription: String {
         try! rustCall() {
         uniffiCallStatus in
     uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug(
+            FfiConverterTypeVaultEvent_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display(
             FfiConverterTypeVaultEvent_lower(self),uniffiCallStatus
     )
 }

@@ -2,7 +2,8 @@
 // host anchor.
 //
 // IL2CPP compiles ahead of time and cannot marshal an instance delegate to a function pointer:
-// every callback is a static method marked [AOT.MonoPInvokeCallback], and the C# object it
+// every callback is a static method marked [MonoPInvokeCallback] (the package's own, matched by
+// name), and the C# object it
 // serves travels as user_data, a GCHandle. The library calls the destroy function exactly once
 // when it no longer needs user_data (transport or handler replaced, vault closed or freed),
 // which frees the GCHandle. The delegates themselves live in static fields, so the GC never
@@ -18,18 +19,18 @@ using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Threading;
 
-#if !UNITY_5_3_OR_NEWER
-namespace AOT
+namespace Tokenvault
 {
     /// <summary>Marks a static method called from native code, for IL2CPP's ahead-of-time
-    /// compiler (UnityEngine defines the same attribute; IL2CPP matches it by name).</summary>
+    /// compiler. IL2CPP recognises the attribute by its name, in any namespace, so the package
+    /// defines its own (unconditionally) and needs no engine reference: UnityEngine's
+    /// AOT.MonoPInvokeCallbackAttribute is not visible to an assembly without one.</summary>
     [AttributeUsage(AttributeTargets.Method)]
-    public sealed class MonoPInvokeCallbackAttribute : Attribute
+    internal sealed class MonoPInvokeCallbackAttribute : Attribute
     {
         public MonoPInvokeCallbackAttribute(Type type) { }
     }
 }
-#endif
 
 namespace Tokenvault
 {
@@ -252,7 +253,7 @@ namespace Tokenvault
             Destroy(userData);
         }
 
-        [AOT.MonoPInvokeCallback(typeof(Native.DestroyFn))]
+        [MonoPInvokeCallback(typeof(Native.DestroyFn))]
         private static void Destroy(IntPtr userData)
         {
             try
@@ -264,7 +265,7 @@ namespace Tokenvault
             catch (Exception e) { TokenVault.ReportCallbackException(e); }
         }
 
-        [AOT.MonoPInvokeCallback(typeof(Native.TransportFn))]
+        [MonoPInvokeCallback(typeof(Native.TransportFn))]
         private static int Transport(IntPtr userData, IntPtr request, IntPtr response)
         {
             bool outer = InCallback;
@@ -317,7 +318,7 @@ namespace Tokenvault
             }
         }
 
-        [AOT.MonoPInvokeCallback(typeof(Native.AnchorLoadFn))]
+        [MonoPInvokeCallback(typeof(Native.AnchorLoadFn))]
         private static int AnchorLoad(IntPtr userData, ulong* outCounter, int* outPresent)
         {
             bool outer = InCallback;
@@ -347,7 +348,7 @@ namespace Tokenvault
             }
         }
 
-        [AOT.MonoPInvokeCallback(typeof(Native.AnchorStoreFn))]
+        [MonoPInvokeCallback(typeof(Native.AnchorStoreFn))]
         private static int AnchorStore(IntPtr userData, ulong counter)
         {
             bool outer = InCallback;
@@ -370,7 +371,7 @@ namespace Tokenvault
             }
         }
 
-        [AOT.MonoPInvokeCallback(typeof(Native.LogFn))]
+        [MonoPInvokeCallback(typeof(Native.LogFn))]
         private static void Log(IntPtr userData, int level, IntPtr target, IntPtr message)
         {
             try
@@ -384,7 +385,7 @@ namespace Tokenvault
             }
         }
 
-        [AOT.MonoPInvokeCallback(typeof(Native.EventFn))]
+        [MonoPInvokeCallback(typeof(Native.EventFn))]
         private static void Event(IntPtr userData, NativeEvent* ev)
         {
             bool outer = InCallback;

@@ -11,6 +11,10 @@ import uniffi.tokenvault.AccessToken
 import uniffi.tokenvault.AnchorException
 import uniffi.tokenvault.StateAnchor
 import uniffi.tokenvault.HttpHeader
+import uniffi.tokenvault.HttpResponse
+import uniffi.tokenvault.PendingRevocation
+import uniffi.tokenvault.RevocationQueue
+import uniffi.tokenvault.VaultEvent
 import uniffi.tokenvault.NewSession
 import uniffi.tokenvault.Preset
 import uniffi.tokenvault.TokenVault
@@ -186,6 +190,16 @@ class LifecycleTest {
         assertFalse(HttpHeader("Authorization", "Bearer sekrit").toString().contains("sekrit"))
         val session = NewSession("player-sekrit", "backend", "sekrit", refreshCredential = "sekrit")
         assertFalse(session.toString().contains("sekrit"), session.toString())
+        val others = listOf(
+            HttpResponse(200u, listOf(HttpHeader("Set-Cookie", "sekrit")), "sekrit".toByteArray()),
+            VaultEvent.SessionRemoved("player-sekrit"),
+            PendingRevocation("player-sekrit", "p", 1, 0u),
+            RevocationQueue(listOf(PendingRevocation("player-sekrit", "p", 1, 0u)), 0uL),
+        )
+        for (r in others) {
+            assertFalse(r.toString().contains("sekrit"), r.toString())
+            assertFalse("$r".contains("sekrit"), "$r")
+        }
         assertTrue(tokenvaultVersion().isNotEmpty())
     }
 

@@ -973,23 +973,43 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_httpheader_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_httpheader_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_httprequest_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_httprequest_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_newsession_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_func_debug_trigger_panic(uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -3071,7 +3091,7 @@ data class AccessToken (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_debug(FfiConverterTypeAccessToken.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_accesstoken_uniffi_trait_display(FfiConverterTypeAccessToken.lower(this),
         _status)
 }
     )
@@ -3182,7 +3202,7 @@ data class HttpHeader (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_httpheader_uniffi_trait_debug(FfiConverterTypeHttpHeader.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_httpheader_uniffi_trait_display(FfiConverterTypeHttpHeader.lower(this),
         _status)
 }
     )
@@ -3273,7 +3293,7 @@ data class HttpRequest (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_httprequest_uniffi_trait_debug(FfiConverterTypeHttpRequest.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_httprequest_uniffi_trait_display(FfiConverterTypeHttpRequest.lower(this),
         _status)
 }
     )
@@ -3352,7 +3372,7 @@ data class HttpResponse (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_debug(FfiConverterTypeHttpResponse.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_httpresponse_uniffi_trait_display(FfiConverterTypeHttpResponse.lower(this),
         _status)
 }
     )
@@ -3452,7 +3472,7 @@ data class NewSession (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_debug(FfiConverterTypeNewSession.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_newsession_uniffi_trait_display(FfiConverterTypeNewSession.lower(this),
         _status)
 }
     )
@@ -3618,7 +3638,7 @@ data class PendingRevocation (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_debug(FfiConverterTypePendingRevocation.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_pendingrevocation_uniffi_trait_display(FfiConverterTypePendingRevocation.lower(this),
         _status)
 }
     )
@@ -3735,7 +3755,7 @@ data class RevocationQueue (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_debug(FfiConverterTypeRevocationQueue.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_revocationqueue_uniffi_trait_display(FfiConverterTypeRevocationQueue.lower(this),
         _status)
 }
     )
@@ -3929,7 +3949,7 @@ data class SessionInfo (
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug(FfiConverterTypeSessionInfo.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display(FfiConverterTypeSessionInfo.lower(this),
         _status)
 }
     )
@@ -4339,7 +4359,7 @@ sealed class RefreshStep {
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_debug(FfiConverterTypeRefreshStep.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display(FfiConverterTypeRefreshStep.lower(this),
         _status)
 }
     )
@@ -4368,7 +4388,7 @@ sealed class RefreshStep {
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_debug(FfiConverterTypeRefreshStep.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display(FfiConverterTypeRefreshStep.lower(this),
         _status)
 }
     )
@@ -4386,7 +4406,7 @@ sealed class RefreshStep {
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_debug(FfiConverterTypeRefreshStep.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_refreshstep_uniffi_trait_display(FfiConverterTypeRefreshStep.lower(this),
         _status)
 }
     )
@@ -5187,7 +5207,7 @@ sealed class VaultEvent {
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug(FfiConverterTypeVaultEvent.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display(FfiConverterTypeVaultEvent.lower(this),
         _status)
 }
     )
@@ -5209,7 +5229,7 @@ sealed class VaultEvent {
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug(FfiConverterTypeVaultEvent.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display(FfiConverterTypeVaultEvent.lower(this),
         _status)
 }
     )
@@ -5230,7 +5250,7 @@ sealed class VaultEvent {
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug(FfiConverterTypeVaultEvent.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display(FfiConverterTypeVaultEvent.lower(this),
         _status)
 }
     )
@@ -5248,7 +5268,7 @@ sealed class VaultEvent {
     override fun toString(): String {
         return FfiConverterString.lift(
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_debug(FfiConverterTypeVaultEvent.lower(this),
+    UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display(FfiConverterTypeVaultEvent.lower(this),
         _status)
 }
     )
