@@ -1783,7 +1783,7 @@ mod tests {
             Err(TokenVaultError::Closed { .. })
         ));
         assert!(watch.raise_probe_failure().is_ok(), "the failure is taken once");
-        vault.remove("a".into()).unwrap();
+        vault.remove("a".into(), false).unwrap();
         assert_eq!(tokenvault_probe_generation(watch.probe_id(), t.generation), -7);
         assert!(matches!(
             watch.raise_probe_failure(),

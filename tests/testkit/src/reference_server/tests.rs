@@ -624,12 +624,17 @@ fn test_routes_drive_the_server_over_http() {
     let body = json!({"token": next.refresh_credential}).to_string();
     let revoked = request(port, "POST", "/test/revoke", &[JSON], &body).unwrap();
     assert_eq!(revoked.json(), json!({"revoked": true}));
+    // RFC 7009: form-encoded, 200 whether or not the token is known, 400 without one.
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let body = format!("token={}&token_type_hint=refresh_token", refresh);
+    assert_eq!(request(port, "POST", "/oauth/revoke", &[form], &body).unwrap().status, 200);
+    assert_eq!(request(port, "POST", "/oauth/revoke", &[form], "token_type_hint=x").unwrap().status, 400);
 
     let stats = request(port, "GET", "/test/stats", &[], "").unwrap().json();
     assert_eq!(
         stats,
         json!({"refresh_requests": 2, "refresh_successes": 1, "refresh_failures": 0,
-               "reuse_detections": 0, "families_revoked": 1, "protected_ok": 0,
+               "reuse_detections": 0, "families_revoked": 1, "rfc7009_revocations": 1, "protected_ok": 0,
                "protected_rejected": 0, "faults_applied": 1, "requests_abandoned": 0})
     );
 }
