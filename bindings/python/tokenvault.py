@@ -555,6 +555,8 @@ def _uniffi_check_contract_api_version(lib):
         raise InternalError("UniFFI contract version mismatch: try cleaning and rebuilding your project")
 
 def _uniffi_check_api_checksums(lib):
+    if lib.uniffi_tokenvault_checksum_func_close_all_vaults() != 60801:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_func_debug_trigger_panic() != 8351:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_func_error_code_name() != 41516:
@@ -664,6 +666,9 @@ _UniffiLib.ffi_tokenvault_rustbuffer_reserve.restype = _UniffiRustBuffer
 _UniffiLib.ffi_tokenvault_uniffi_contract_version.argtypes = (
 )
 _UniffiLib.ffi_tokenvault_uniffi_contract_version.restype = ctypes.c_uint32
+_UniffiLib.uniffi_tokenvault_checksum_func_close_all_vaults.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_func_close_all_vaults.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_func_debug_trigger_panic.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_func_debug_trigger_panic.restype = ctypes.c_uint16
@@ -784,6 +789,10 @@ _UniffiLib.uniffi_tokenvault_checksum_method_tokenwatch_token.restype = ctypes.c
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenwatch_token_if_changed.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenwatch_token_if_changed.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_fn_func_close_all_vaults.argtypes = (
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_func_close_all_vaults.restype = None
 _UniffiLib.uniffi_tokenvault_fn_func_debug_trigger_panic.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -5546,6 +5555,24 @@ class _UniffiFfiConverterOptionalTypeOpenOptions(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterTypeOpenOptions.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+def close_all_vaults() -> None:
+    """
+    Close every vault this process opened through the bindings, and stop log routing: for the
+    host runtime's shutdown (Python's `atexit`, a JVM shutdown hook). A vault's event thread
+    must not call into a runtime that is finalizing (Python ends such a thread with a forced
+    unwind, which aborts the process); closing first delivers the queued events and ends the
+    thread while the runtime still runs. Idempotent; vaults stay usable only as closed vaults.
+"""
+    _uniffi_lowered_args = (
+    )
+    _uniffi_lift_return = lambda val: None
+    _uniffi_error_converter = None
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_tokenvault_fn_func_close_all_vaults,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def debug_trigger_panic() -> None:
     """
     Test-only: panics inside the boundary, to prove from Kotlin, Swift and Python that a panic
@@ -5641,6 +5668,7 @@ __all__ = [
     "RevocationReport",
     "SessionInfo",
     "VaultMetrics",
+    "close_all_vaults",
     "debug_trigger_panic",
     "error_code_name",
     "set_log_listener",
@@ -5654,3 +5682,12 @@ __all__ = [
     "LogListener",
     "StateAnchor",
 ]
+
+# ----- appended by bindings/uniffi-bindgen/generate.sh (bindings/uniffi-bindgen/python-atexit.py)
+# Close every vault before the interpreter finalizes: a vault's event thread (an observer) or
+# log routing calling into Python while it finalizes would be ended by the interpreter with a
+# forced unwind, which aborts the whole process. atexit runs before finalization starts, and
+# the call releases the GIL, so the event in progress completes and the thread ends normally.
+import atexit as _tokenvault_atexit
+
+_tokenvault_atexit.register(close_all_vaults)

@@ -42,6 +42,9 @@ fi
 "$bindgen" generate --library "$lib" --config bindings/uniffi-bindgen/uniffi.toml \
   -l kotlin -l swift -l python --no-format -o "$out" >/dev/null
 
+# Python: close every vault at interpreter exit (see the appended file).
+cat bindings/uniffi-bindgen/python-atexit.py >> "$out/tokenvault.py"
+
 # generated file -> committed place
 pairs=(
   "uniffi/tokenvault/tokenvault.kt:bindings/kotlin/src/main/kotlin/uniffi/tokenvault/tokenvault.kt"

@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokenvault as tv;
@@ -1395,9 +1395,36 @@ impl TokenVault {
             anchor,
             ..options.unwrap_or_default().into_core()
         };
-        let vault = tv::Vault::open(path, key, options)?;
-        Ok(Arc::new(TokenVault { vault: Arc::new(vault) }))
+        let vault = Arc::new(tv::Vault::open(path, key, options)?);
+        let mut live = LIVE_VAULTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&vault));
+        drop(live);
+        Ok(Arc::new(TokenVault { vault }))
     }
+}
+
+/// Every vault opened through this surface (weakly): [`close_all_vaults`] closes them when the
+/// host runtime shuts down.
+static LIVE_VAULTS: Mutex<Vec<std::sync::Weak<tv::Vault>>> = Mutex::new(Vec::new());
+
+/// Close every vault this process opened through the bindings, and stop log routing: for the
+/// host runtime's shutdown (Python's `atexit`, a JVM shutdown hook). A vault's event thread
+/// must not call into a runtime that is finalizing (Python ends such a thread with a forced
+/// unwind, which aborts the process); closing first delivers the queued events and ends the
+/// thread while the runtime still runs. Idempotent; vaults stay usable only as closed vaults.
+#[uniffi::export]
+pub fn close_all_vaults() {
+    let live: Vec<_> = LIVE_VAULTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .drain(..)
+        .filter_map(|w| w.upgrade())
+        .collect();
+    for v in live {
+        let _ = crate::boundary::catch(|| v.close());
+    }
+    let _ = crate::boundary::catch(|| tv::set_log_sink(tv::LogLevelFilter::Off, None));
 }
 
 /// One account's token, for a wrapper that keeps the token string on its side.

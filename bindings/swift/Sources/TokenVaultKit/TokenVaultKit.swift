@@ -5186,6 +5186,19 @@ fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
     }
 }
 /**
+ * Close every vault this process opened through the bindings, and stop log routing: for the
+ * host runtime's shutdown (Python's `atexit`, a JVM shutdown hook). A vault's event thread
+ * must not call into a runtime that is finalizing (Python ends such a thread with a forced
+ * unwind, which aborts the process); closing first delivers the queued events and ends the
+ * thread while the runtime still runs. Idempotent; vaults stay usable only as closed vaults.
+ */
+public func closeAllVaults()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_func_close_all_vaults(uniffiCallStatus
+    )
+}
+}
+/**
  * Test-only: panics inside the boundary, to prove from Kotlin, Swift and Python that a panic
  * comes back as [`TokenVaultError::Internal`] (code 10) instead of crashing the app. It has no
  * other effect (the default panic hook prints a line to stderr).
@@ -5245,6 +5258,9 @@ private let initializationResult: InitializationResult = {
     let scaffolding_contract_version = ffi_tokenvault_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
+    }
+    if (uniffi_tokenvault_checksum_func_close_all_vaults() != 60801) {
+        return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_func_debug_trigger_panic() != 8351) {
         return InitializationResult.apiChecksumMismatch

@@ -635,6 +635,12 @@ RustBuffer uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_debug(RustBuffer
 RustBuffer uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_CLOSE_ALL_VAULTS
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_CLOSE_ALL_VAULTS
+void uniffi_tokenvault_fn_func_close_all_vaults(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_DEBUG_TRIGGER_PANIC
 #define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_FN_FUNC_DEBUG_TRIGGER_PANIC
 void uniffi_tokenvault_fn_func_debug_trigger_panic(RustCallStatus *_Nonnull out_status
@@ -915,6 +921,12 @@ void ffi_tokenvault_rust_future_free_void(uint64_t handle
 #ifndef UNIFFI_FFIDEF_FFI_TOKENVAULT_RUST_FUTURE_COMPLETE_VOID
 #define UNIFFI_FFIDEF_FFI_TOKENVAULT_RUST_FUTURE_COMPLETE_VOID
 void ffi_tokenvault_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_FUNC_CLOSE_ALL_VAULTS
+#define UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_FUNC_CLOSE_ALL_VAULTS
+uint16_t uniffi_tokenvault_checksum_func_close_all_vaults(void
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TOKENVAULT_CHECKSUM_FUNC_DEBUG_TRIGGER_PANIC

@@ -769,6 +769,8 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_tokenvault_checksum_func_close_all_vaults(
+    ): Int
     external fun uniffi_tokenvault_checksum_func_debug_trigger_panic(
     ): Int
     external fun uniffi_tokenvault_checksum_func_error_code_name(
@@ -1011,6 +1013,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_func_close_all_vaults(uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_tokenvault_fn_func_debug_trigger_panic(uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_tokenvault_fn_func_error_code_name(`code`: Int,uniffi_out_err: UniffiRustCallStatus, 
@@ -1138,6 +1142,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_tokenvault_checksum_func_close_all_vaults() and 0xFFFF) != 60801) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_tokenvault_checksum_func_debug_trigger_panic() and 0xFFFF) != 8351) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -6110,6 +6117,22 @@ public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.Str
         }
     }
 }
+        /**
+         * Close every vault this process opened through the bindings, and stop log routing: for the
+         * host runtime's shutdown (Python's `atexit`, a JVM shutdown hook). A vault's event thread
+         * must not call into a runtime that is finalizing (Python ends such a thread with a forced
+         * unwind, which aborts the process); closing first delivers the queued events and ends the
+         * thread while the runtime still runs. Idempotent; vaults stay usable only as closed vaults.
+         */ fun `closeAllVaults`()
+        = 
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_func_close_all_vaults(
+    
+        _status)
+}
+    
+    
+
         /**
          * Test-only: panics inside the boundary, to prove from Kotlin, Swift and Python that a panic
          * comes back as [`TokenVaultError::Internal`] (code 10) instead of crashing the app. It has no
