@@ -56,6 +56,7 @@ namespace Tokenvault.Tests
     {
         public static int Main(string[] args)
         {
+            if (args.Length > 0 && args[0] == "--exit-mid-event") return ExitTests.ExitMidEvent();
             string filter = args.Length > 0 ? args[0] : null;
             var tests = typeof(TestRunner).Assembly.GetTypes()
                 .OrderBy(t => t.FullName, StringComparer.Ordinal)
