@@ -602,8 +602,9 @@ fn rekey(file: &Path, key: &KeyArgs, new_key: &NewKeyArgs) -> Result<(), Failure
     let vault = Vault::open(file, old, VaultOptions::default()).map_err(|e| Failure::vault(file, &e))?;
     let records = vault.session_count().map_err(|e| Failure::vault(file, &e))?;
     let mut progress = Progress::new("re-sealing", records);
-    progress.stage(&format!("re-sealing {records} record(s) under a new data key"));
-    vault.rekey(new).map_err(|e| Failure::vault(file, &e))?;
+    vault
+        .rekey_with_progress(new, &mut |done, _| progress.tick(done))
+        .map_err(|e| Failure::vault(file, &e))?;
     progress.finish();
     vault.close().map_err(|e| Failure::vault(file, &e))?;
     drop(vault);
@@ -687,14 +688,6 @@ impl Progress {
         self.last = Some(now);
         self.shown = true;
         eprint!("\r{}: {done}/{} ", self.what, self.total);
-    }
-
-    /// A one-step operation: say what is happening until it is done.
-    fn stage(&mut self, text: &str) {
-        if self.tty {
-            self.shown = true;
-            eprint!("\r{text}... ");
-        }
     }
 
     fn finish(&mut self) {

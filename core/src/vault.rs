@@ -590,6 +590,13 @@ impl Vault {
     /// reopened with the new key. Refuses with `Corrupt`, changing nothing, if a session fails
     /// its check.
     pub fn rekey(&self, new_key: KeySource) -> Result<()> {
+        self.rekey_with_progress(new_key, &mut |_, _| {})
+    }
+
+    /// [`rekey`](Self::rekey), calling `progress(done, total)` after each record is re-sealed
+    /// (on this thread, inside the rekey's transaction: keep it quick), for a tool that shows
+    /// progress on a vault of many sessions.
+    pub fn rekey_with_progress(&self, new_key: KeySource, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
         self.engine.check_open()?;
         let new_kek = Kek::fresh(&new_key)?;
         drop(new_key);
@@ -599,6 +606,8 @@ impl Vault {
             let old = Arc::clone(&s.keys);
             let slots = [new_kek.wrap(&data_key)?, old.kek.wrap(&data_key)?];
             let sealed = self.engine.with_lookup(|l| l.seal(&data_key))?;
+            let total = s.store.session_count()?;
+            let mut done = 0usize;
             s.store.rotate_key(
                 &old.record,
                 &record,
@@ -611,6 +620,8 @@ impl Vault {
                         &row.ciphertext,
                     )?;
                     let (nonce, ct) = record.seal(&row.account_hash, row.generation, &plain)?;
+                    done += 1;
+                    progress(done, total);
                     Ok((crypto::RECORD_FORMAT, nonce, ct))
                 },
                 &slots,

@@ -617,3 +617,23 @@ fn tuned_options_apply_and_out_of_range_values_are_invalid_input_with_no_file_cr
     clock.advance(Duration::from_secs(2));
     assert_eq!(v.session_info("a").unwrap().state, SessionState::RefreshDue);
 }
+
+#[test]
+fn rekey_reports_progress_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let v = open(&path, &KEY).unwrap();
+    for i in 0..25 {
+        v.store(session(&format!("p{i}"), &format!("t{i}"))).unwrap();
+    }
+    let mut seen = Vec::new();
+    v.rekey_with_progress(KeySource::raw(&[9u8; 32]).unwrap(), &mut |done, total| {
+        seen.push((done, total))
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen.first(), Some(&(1, 25)));
+    assert_eq!(seen.last(), Some(&(25, 25)));
+    drop(v);
+    assert_eq!(open(&path, &[9u8; 32]).unwrap().session_count().unwrap(), 25);
+}
