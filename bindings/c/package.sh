@@ -31,10 +31,16 @@ cmake_libs="$(echo "$NATIVE_STATIC_LIBS" | sed 's/-l//g; s/ /;/g')"
 mkdir -p "$prefix/include" "$prefix/lib/cmake/tokenvault" "$prefix/lib/pkgconfig"
 install -m 644 "$root/bindings/c/include/tokenvault.h" "$root/bindings/cpp/include/tokenvault.hpp" "$prefix/include/"
 install -m 644 "$target/release/libtokenvault.a" "$prefix/lib/"
-install -m 755 "$target/release/libtokenvault.so" "$prefix/lib/"
+# The shared library under its full version, with its SONAME and the link-time name as links
+# (the layout ldconfig and distributions use).
+soname="$(objdump -p "$target/release/libtokenvault.so" | sed -n 's/^ *SONAME *//p')"
+[ -n "$soname" ] || { echo "package.sh: libtokenvault.so has no SONAME" >&2; exit 1; }
+install -m 755 "$target/release/libtokenvault.so" "$prefix/lib/libtokenvault.so.$version"
+ln -sf "libtokenvault.so.$version" "$prefix/lib/$soname"
+ln -sf "$soname" "$prefix/lib/libtokenvault.so"
 
 subst() {
-  sed -e "s|@VERSION@|$version|g; s|@VERSION_MAJOR@|$major|g; s|@VERSION_MINOR@|$minor|g" \
+  sed -e "s|@VERSION@|$version|g; s|@VERSION_MAJOR@|$major|g; s|@VERSION_MINOR@|$minor|g; s|@SONAME_SUFFIX@|${soname#libtokenvault.so.}|g" \
       -e "s|@PREFIX@|$prefix|g; s|@NATIVE_LIBS@|$NATIVE_STATIC_LIBS|g; s|@NATIVE_LIBS_CMAKE@|$cmake_libs|g" "$1" > "$2"
 }
 subst "$root/bindings/c/cmake/tokenvault-config.cmake.in" "$prefix/lib/cmake/tokenvault/tokenvault-config.cmake"
