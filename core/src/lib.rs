@@ -36,6 +36,7 @@ mod events;
 mod jwt;
 mod logging;
 mod metrics;
+mod oidc;
 mod profile;
 mod secret;
 mod session;
@@ -54,6 +55,7 @@ pub use events::{VaultEvent, VaultObserver};
 pub use log::{Level as LogLevel, LevelFilter as LogLevelFilter};
 pub use logging::{set_log_sink, LogSink};
 pub use metrics::{VaultMetrics, LATENCY_WINDOW};
+pub use oidc::{IdentityClaims, OidcSettings};
 pub use profile::{
     BodyEncoding, ClientAuth, Preset, Profile, ResponseSpec, Rotation, SuccessRule, DEFAULT_MAX_RESPONSE_BYTES,
     MAX_PROFILE_JSON,

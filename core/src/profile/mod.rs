@@ -33,6 +33,7 @@ pub use presets::Preset;
 // Kept at `crate::profile::` for the rest of the crate; nothing outside profile uses them today.
 #[allow(unused_imports)]
 pub(crate) use response::{get_path, server_date_ms};
+pub(crate) use spec::fetch_url_rule;
 use spec::{merge, ProfileSpec};
 pub use spec::{BodyEncoding, ClientAuth, ResponseSpec, Rotation, SuccessRule};
 use template::Template;
@@ -69,6 +70,8 @@ pub struct Profile {
     plain_http_allowed: bool,
     /// SPKI SHA-256 pins the server's chain must match (empty: no pinning).
     pins: Vec<crate::transport::SpkiPin>,
+    /// The `oidc` section: id_tokens in responses are validated against this issuer.
+    oidc: Option<crate::oidc::OidcSettings>,
 }
 
 impl fmt::Debug for Profile {
@@ -88,6 +91,7 @@ impl fmt::Debug for Profile {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("rotation", &self.rotation)
             .field("pins", &self.pins.len())
+            .field("oidc", &self.oidc)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +182,11 @@ impl Profile {
         &self.pins
     }
 
+    /// The OpenID Connect settings (`oidc` section), when id_tokens are validated.
+    pub fn oidc(&self) -> Option<&crate::oidc::OidcSettings> {
+        self.oidc.as_ref()
+    }
+
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -186,7 +195,7 @@ impl Profile {
 
 /// `scheme://host:port` of a URL the profile validated (scheme and authority present, no user
 /// info).
-fn origin_of(url: &str) -> String {
+pub(crate) fn origin_of(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let scheme = scheme.to_ascii_lowercase();
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("").to_ascii_lowercase();

@@ -124,6 +124,7 @@ impl Preset {
                     "refresh_expires_in": "refresh_expires_in",
                     "token_type": "token_type",
                     "scope": "scope",
+                    "id_token": "id_token",
                     "error_code": ["error"]
                 },
                 "refresh_expires_in_zero_is_offline": true,
@@ -148,6 +149,7 @@ impl Preset {
                     "refresh_expires_in": "refresh_expires_in",
                     "token_type": "token_type",
                     "scope": "scope",
+                    "id_token": "id_token",
                     "error_code": ["error"]
                 },
                 "reauth_errors": ["invalid_grant"],
