@@ -33,6 +33,7 @@ mod crypto;
 mod engine;
 mod error;
 mod events;
+mod jws_verify;
 mod jwt;
 mod logging;
 mod metrics;

@@ -29,8 +29,9 @@ pub(crate) const DEFAULT_LEEWAY_SECS: u64 = 60;
 /// Largest leeway a profile may ask for.
 pub(crate) const MAX_LEEWAY_SECS: u64 = 600;
 
-/// The signature algorithms a profile may allow. Symmetric (`HS*`) algorithms and `none` are
-/// never accepted: a public client has no shared secret with the issuer.
+/// The signature algorithms a profile may allow (those `crate::jws_verify` checks). Symmetric
+/// (`HS*`) algorithms and `none` are never accepted: a public client has no shared secret with
+/// the issuer.
 pub(crate) fn algorithm_from_name(name: &str) -> Option<Algorithm> {
     Some(match name {
         "RS256" => Algorithm::RS256,
@@ -40,8 +41,6 @@ pub(crate) fn algorithm_from_name(name: &str) -> Option<Algorithm> {
         "PS384" => Algorithm::PS384,
         "PS512" => Algorithm::PS512,
         "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
         _ => return None,
     })
 }
@@ -285,6 +284,7 @@ pub(crate) fn validate_id_token(
     if token.len() > MAX_ID_TOKEN_LEN {
         return Err(Invalid("the id_token is too long"));
     }
+    crate::jws_verify::ensure_installed();
     let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid("the id_token is not a signed JWT"))?;
     if !settings.algorithms.contains(&header.alg) {
         return Err(Invalid(
@@ -389,12 +389,13 @@ pub(crate) fn validate_id_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::engine::general_purpose::STANDARD;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    use jsonwebtoken::{encode, EncodingKey, Header};
+    use p256::ecdsa::signature::Signer as _;
 
-    // A P-256 test key (PKCS#8 DER) and its public JWK: a fixture, not a secret.
-    const PKCS8: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxKTgyqKW1+LRYGGOQ3U+ds7D5i8wiUZph6tXilWk07mhRANCAATZiKPLXvVV7IKVuJEdnqX2AfZRnVxSbOoBEPX1+qBzlx7fhdzRsfkzBUNLu2GQncLC4rnRAToeCyfTPV8skN/v";
+    // A P-256 test key (the private scalar `d`, base64url) and its public JWK: a fixture, not a
+    // secret.
+    const D: &str = "xKTgyqKW1-LRYGGOQ3U-ds7D5i8wiUZph6tXilWk07k";
     const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","alg":"ES256",
         "x":"2Yijy171VeyClbiRHZ6l9gH2UZ1cUmzqARD19fqgc5c","y":"Ht-F3NGx-TMFQ0u7YZCdwsLiudEBOh4LJ9M9XyyQ3-8"}]}"#;
     const NOW_S: i64 = 1_800_000_000;
@@ -410,11 +411,21 @@ mod tests {
         }
     }
 
+    /// A compact JWS signed with the fixture key (ES256), written by hand: the vault's
+    /// jsonwebtoken provider only verifies.
     fn sign(kid: Option<&str>, claims: Value) -> String {
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = kid.map(str::to_owned);
-        let key = EncodingKey::from_ec_der(&STANDARD.decode(PKCS8).unwrap());
-        encode(&h, &claims, &key).unwrap()
+        let mut header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
+        if let Some(kid) = kid {
+            header["kid"] = kid.into();
+        }
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let key = p256::ecdsa::SigningKey::from_slice(&URL_SAFE_NO_PAD.decode(D).unwrap()).unwrap();
+        let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
     }
 
     fn claims() -> Value {
@@ -511,25 +522,22 @@ mod tests {
     fn a_tampered_token_or_a_confused_algorithm_is_refused() {
         let t = sign(Some("k1"), claims());
         let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
-        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(with(|m| drop(m.insert("email".into(), "evil@example.com".into()))).to_string());
+        let forged =
+            URL_SAFE_NO_PAD.encode(with(|m| drop(m.insert("email".into(), "evil@example.com".into()))).to_string());
         parts[1] = forged;
         let e = check(&parts.join("."), None).unwrap_err();
         assert!(e.to_string().contains("signature"), "{e}");
         // HS256 signed with the public key's bytes (algorithm confusion) or alg "none".
-        let hs = encode(
-            &Header {
-                kid: Some("k1".into()),
-                ..Header::new(Algorithm::HS256)
-            },
-            &claims(),
-            &EncodingKey::from_secret(JWKS.as_bytes()),
-        )
-        .unwrap();
+        let hs = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k1"}"#),
+            t.split('.').nth(1).unwrap(),
+            URL_SAFE_NO_PAD.encode([7u8; 32])
+        );
         assert!(check(&hs, None).unwrap_err().to_string().contains("algorithm"));
         let none = format!(
             "{}.{}.",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#),
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#),
             t.split('.').nth(1).unwrap()
         );
         assert!(check(&none, None).is_err());

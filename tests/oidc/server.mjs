@@ -10,7 +10,7 @@
 //   --refresh-ttl SECONDS   / OIDC_REFRESH_TTL   refresh token lifetime           (default 1209600, 14 days)
 //   --grant-ttl SECONDS     / OIDC_GRANT_TTL     grant (session) lifetime         (default max(refresh-ttl, 365 days))
 //   --rotate true|false     / OIDC_ROTATE        rotate refresh tokens on use     (default true)
-//   --alg ES256|RS256       / OIDC_ALG           the id_token signing algorithm: a fresh P-256 or
+//   --alg ES256|RS256|PS256 / OIDC_ALG           the id_token signing algorithm: a fresh P-256 or
 //                                                RSA-2048 key per run               (default ES256)
 //   --omit-unrotated-refresh-token true|false / OIDC_OMIT_UNROTATED_REFRESH_TOKEN
 //                           leave `refresh_token` out of a refresh response that would only
@@ -100,8 +100,8 @@ const OMIT_UNROTATED = flag(
 );
 
 const ALG = args.alg ?? process.env.OIDC_ALG ?? 'ES256';
-if (!['ES256', 'RS256'].includes(ALG)) {
-  console.error(`server.mjs: alg must be ES256 or RS256, got ${JSON.stringify(ALG)}`);
+if (!['ES256', 'RS256', 'PS256'].includes(ALG)) {
+  console.error(`server.mjs: alg must be ES256, RS256 or PS256, got ${JSON.stringify(ALG)}`);
   process.exit(2);
 }
 
@@ -155,7 +155,8 @@ function bump(map, key) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keys: a fresh key per run (P-256 for ES256, RSA-2048 for RS256); /test/rotate-key makes another.
+// Keys: a fresh key per run (P-256 for ES256, RSA-2048 for RS256 and PS256); /test/rotate-key
+// makes another.
 let keyGeneration = 0;
 function newSigningKey() {
   keyGeneration += 1;

@@ -1,5 +1,5 @@
-//! OpenID Connect id_tokens against a real provider (panva's oidc-provider, RS256 and ES256
-//! signing keys): the claims of a validated id_token reach `session_info`; a signing-key
+//! OpenID Connect id_tokens against a real provider (panva's oidc-provider, RS256, PS256 and
+//! ES256 signing keys): the claims of a validated id_token reach `session_info`; a signing-key
 //! rotation costs one key-set fetch; an id_token altered in flight, naming another subject or
 //! another audience is `Protocol` and nothing is stored. Requires `npm ci --prefix tests/oidc`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -84,9 +84,19 @@ fn stored(v: &Vault) -> Stored {
 }
 
 #[test]
-fn rs256_and_es256_id_tokens_are_validated_and_their_claims_shown() {
-    for alg in ["ES256", "RS256"] {
-        let f = fixture(alg);
+fn rs256_ps256_and_es256_id_tokens_are_validated_and_their_claims_shown() {
+    // The default profile allows RS256 and ES256; PS256 must be listed.
+    for (alg, oidc) in [
+        ("ES256", serde_json::json!({})),
+        ("RS256", serde_json::json!({})),
+        ("PS256", serde_json::json!({"algorithms": ["PS256"]})),
+    ] {
+        let oidc = |op: &OidcProvider| {
+            let mut o = oidc.clone();
+            o["issuer"] = op.issuer().into();
+            o
+        };
+        let f = fixture_with(alg, oidc);
         assert_eq!(f.vault.session_info(ACCOUNT).unwrap().identity, None, "{alg}");
         let t = f.vault.force_refresh(ACCOUNT).unwrap();
         assert!(f.op.access_ok(t.expose()).unwrap());
@@ -115,9 +125,7 @@ fn rs256_and_es256_id_tokens_are_validated_and_their_claims_shown() {
         let path = f.vault.path().to_owned();
         f.vault.close().unwrap();
         let reopened = open_vault(&path, ManualClock::new()).unwrap();
-        reopened
-            .register_profile(profile(&f.op, serde_json::json!({"issuer": f.op.issuer()})))
-            .unwrap();
+        reopened.register_profile(profile(&f.op, oidc(&f.op))).unwrap();
         assert_eq!(reopened.session_info(ACCOUNT).unwrap().identity, Some(id));
         reopened.force_refresh(ACCOUNT).unwrap();
         let s = f.op.stats().unwrap();
@@ -174,28 +182,31 @@ impl Transport for AlteringProxy {
 
 #[test]
 fn an_id_token_altered_in_flight_is_protocol_and_nothing_is_stored() {
-    let f = fixture("ES256");
-    f.vault.force_refresh(ACCOUNT).unwrap();
-    let before = stored(&f.vault);
-    f.vault
-        .set_transport(Some(Arc::new(AlteringProxy {
-            inner: HttpsTransport::new(),
-        })))
-        .unwrap();
-    let err = f.vault.force_refresh(ACCOUNT).unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Protocol, "{err}");
-    assert!(err.to_string().contains("signature"), "{err}");
-    assert!(!err.to_string().contains("mallory"), "{err}");
-    assert_eq!(stored(&f.vault), before, "nothing stored");
-    assert_eq!(f.op.stats().unwrap().refresh_success, 2, "the server did answer");
+    // Both verifiers: ECDSA P-256 and RSA.
+    for alg in ["ES256", "RS256"] {
+        let f = fixture(alg);
+        f.vault.force_refresh(ACCOUNT).unwrap();
+        let before = stored(&f.vault);
+        f.vault
+            .set_transport(Some(Arc::new(AlteringProxy {
+                inner: HttpsTransport::new(),
+            })))
+            .unwrap();
+        let err = f.vault.force_refresh(ACCOUNT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Protocol, "{alg}: {err}");
+        assert!(err.to_string().contains("signature"), "{err}");
+        assert!(!err.to_string().contains("mallory"), "{err}");
+        assert_eq!(stored(&f.vault), before, "nothing stored");
+        assert_eq!(f.op.stats().unwrap().refresh_success, 2, "the server did answer");
 
-    // The server rotated the refresh token in the answer the vault refused: the stored one is
-    // spent. The lost-answer marker stayed, so its refusal is told apart (code 12), as for any
-    // answer the vault could not accept.
-    f.vault.set_transport(None).unwrap();
-    let err = f.vault.force_refresh(ACCOUNT).unwrap_err();
-    assert_eq!(err.code(), ErrorCode::RefreshOutcomeUnknown, "{err}");
-    assert_eq!(f.op.stats().unwrap().reuse_detected, 1);
+        // The server rotated the refresh token in the answer the vault refused: the stored one is
+        // spent. The lost-answer marker stayed, so its refusal is told apart (code 12), as for any
+        // answer the vault could not accept.
+        f.vault.set_transport(None).unwrap();
+        let err = f.vault.force_refresh(ACCOUNT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RefreshOutcomeUnknown, "{err}");
+        assert_eq!(f.op.stats().unwrap().reuse_detected, 1);
+    }
 }
 
 #[test]
@@ -226,6 +237,17 @@ fn an_id_token_for_another_audience_is_protocol_and_nothing_is_stored() {
     assert_eq!(stored(&f.vault), before, "nothing stored");
     assert_eq!(before.identity, None);
     assert_eq!(f.op.stats().unwrap().refresh_success, 1, "the server did answer");
+}
+
+#[test]
+fn a_signature_algorithm_the_profile_does_not_allow_is_refused() {
+    // PS256 is not among the default RS256 and ES256.
+    let f = fixture("PS256");
+    let before = stored(&f.vault);
+    let err = f.vault.force_refresh(ACCOUNT).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Protocol, "{err}");
+    assert!(err.to_string().contains("algorithm"), "{err}");
+    assert_eq!(stored(&f.vault), before, "nothing stored");
 }
 
 #[test]

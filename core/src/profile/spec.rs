@@ -635,15 +635,13 @@ fn check_oidc(
         }
         _ => return Err(VaultError::invalid("oidc needs an audience or a client_id")),
     };
-    if o.algorithms.is_empty() || o.algorithms.len() > 9 {
-        return Err(VaultError::invalid("oidc.algorithms must list 1 to 9 algorithms"));
+    if o.algorithms.is_empty() || o.algorithms.len() > 7 {
+        return Err(VaultError::invalid("oidc.algorithms must list 1 to 7 algorithms"));
     }
     let mut algorithms = Vec::new();
     for a in &o.algorithms {
         let alg = crate::oidc::algorithm_from_name(a).ok_or_else(|| {
-            VaultError::invalid(
-                "oidc.algorithms: only RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 and EdDSA are accepted",
-            )
+            VaultError::invalid("oidc.algorithms: only RS256, RS384, RS512, PS256, PS384, PS512 and ES256 are accepted")
         })?;
         if !algorithms.contains(&alg) {
             algorithms.push(alg);

@@ -786,6 +786,10 @@ fn oidc_sections_are_validated_at_load() {
             serde_json::json!({"issuer": "https://op.example", "algorithms": []}),
             "algorithms",
         ),
+        (
+            serde_json::json!({"issuer": "https://op.example", "algorithms": ["EdDSA"]}),
+            "algorithms",
+        ),
         (serde_json::json!({"issuer": "http://op.example"}), "plain http"),
         (
             serde_json::json!({"issuer": "https://op.example", "jwks_url": "http://op.example/k"}),
@@ -830,7 +834,7 @@ fn oidc_sections_are_validated_at_load() {
     // Plain http to a loopback issuer is the endpoint's rule too.
     let p = Profile::from_json(
         &serde_json::json!({"preset": "oauth2", "name": "op", "url": "http://127.0.0.1:9/token",
-            "client_id": "c", "oidc": {"issuer": "http://127.0.0.1:9", "audience": "other", "algorithms": ["ES256", "PS256", "EdDSA"]}})
+            "client_id": "c", "oidc": {"issuer": "http://127.0.0.1:9", "audience": "other", "algorithms": ["ES256", "PS256", "RS512"]}})
         .to_string(),
     )
     .unwrap();

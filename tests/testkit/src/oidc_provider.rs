@@ -62,7 +62,7 @@ pub struct OidcConfig {
     /// (so with `rotate: false`, out of every refresh response), as servers that never rotate
     /// often do; `OidcStats::refresh_token_omitted` counts those responses.
     pub omit_unrotated_refresh_token: bool,
-    /// The id_token signing algorithm: `"ES256"` (a P-256 key) or `"RS256"` (RSA-2048).
+    /// The id_token signing algorithm: `"ES256"` (a P-256 key), `"RS256"` or `"PS256"` (RSA-2048).
     pub alg: &'static str,
 }
 
