@@ -116,8 +116,9 @@ pub fn decode_times(token: &str) -> Option<JwtTimes> {
     }
     // Some issuers pad; the spec says they must not. Accept both (jsonwebtoken does not).
     let claims: TimeClaims = if payload.ends_with('=') {
-        let unpadded = format!(".{}.", payload.trim_end_matches('='));
-        jsonwebtoken::dangerous::insecure_decode_claims(unpadded).ok()?
+        // Part of a credential: wiped when dropped.
+        let unpadded = zeroize::Zeroizing::new(format!(".{}.", payload.trim_end_matches('=')));
+        jsonwebtoken::dangerous::insecure_decode_claims(unpadded.as_bytes()).ok()?
     } else {
         jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?
     };

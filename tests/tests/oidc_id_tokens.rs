@@ -153,6 +153,18 @@ fn a_rotated_signing_key_is_fetched_once_and_the_refresh_succeeds() {
     assert_eq!(f.vault.session_info(ACCOUNT).unwrap().identity.unwrap().sub, ACCOUNT);
 }
 
+#[test]
+fn the_cached_key_set_is_resealed_by_a_rekey_and_still_used() {
+    let f = fixture("ES256");
+    f.vault.force_refresh(ACCOUNT).unwrap();
+    assert_eq!(f.op.stats().unwrap().jwks_requests, 1);
+    f.vault.rekey(tokenvault::KeySource::raw(&[9u8; 32]).unwrap()).unwrap();
+    f.vault.force_refresh(ACCOUNT).unwrap();
+    let s = f.op.stats().unwrap();
+    assert_eq!(s.jwks_requests, 1, "the re-sealed cache opened: {s:?}");
+    assert_eq!(s.refresh_success, 2);
+}
+
 /// A network attacker between the vault and the provider: forwards every request to the real
 /// server and rewrites the `email` claim of the id_token in token responses, keeping its
 /// signature.
