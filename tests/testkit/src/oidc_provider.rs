@@ -14,7 +14,11 @@
 //! - a test-only grant, `urn:tokenvault:test:bootstrap`, that issues the first access + refresh
 //!   token for an account without a browser, through the library's own token-issuing code;
 //! - the userinfo endpoint (`/me`) as the protected resource;
-//! - `GET /test/stats`: counters fed by the provider's events.
+//! - `GET /test/stats`: counters fed by the provider's events (and the key-set and discovery
+//!   fetches);
+//! - id_tokens signed with ES256, RS256 or PS256 ([`OidcConfig::alg`]) carrying standard claims
+//!   derived from the subject; [`OidcProvider::rotate_signing_key`] replaces the key (new `kid`),
+//!   [`OidcProvider::next_id_token_sub`] makes the next id_token name another subject.
 //!
 //! The Node process exits when its stdin closes, so even a killed test binary leaves nothing behind;
 //! [`Drop`] also kills and reaps it.
