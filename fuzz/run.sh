@@ -16,7 +16,7 @@ else
   toolchain=()
   export RUSTC_BOOTSTRAP=1
 fi
-targets=(parse_response profile_json jwt_claims record_decrypt)
+targets=(parse_response profile_json jwt_claims id_token record_decrypt)
 cargo "${toolchain[@]}" fuzz build -O
 total=0
 for t in "${targets[@]}"; do

@@ -54,7 +54,7 @@ gcc -std=c11 -O1 -Wall -Wextra -Werror -Ibindings/c/tests "${src[@]}" $(pkg-conf
 gcc -std=c11 -O1 -Wall -Wextra -Werror -Ibindings/c/tests "${src[@]}" $(pkg-config --cflags --libs tokenvault-static) \
   -o "$out/c_api_pkgconfig_static"
 for exe in c_api_pkgconfig_shared c_api_pkgconfig_static; do
-  RUST_BACKTRACE=0 TV_REFERENCE_SERVER="$server" "$out/$exe" 2>"$out/$exe.stderr" | sed "s/^/$exe: /" ||
+  RUST_BACKTRACE=0 TV_REFERENCE_SERVER="$server" TV_OIDC_DIR="$root/tests/oidc" "$out/$exe" 2>"$out/$exe.stderr" | sed "s/^/$exe: /" ||
     { cat "$out/$exe.stderr"; exit 1; }
 done
 

@@ -47,7 +47,7 @@ step "mono"
 # The panic test prints Rust's panic message on stderr: keep it (and backtraces) out of the log.
 status=0
 LD_LIBRARY_PATH="$pkg/Plugins/Linux/x86_64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" RUST_BACKTRACE=0 \
-  TV_REFERENCE_SERVER="$target/debug/reference-server" \
+  TV_REFERENCE_SERVER="$target/debug/reference-server" TV_OIDC_DIR="$root/tests/oidc" \
   mono --debug "$out/TokenvaultTests.exe" "$@" 2>"$out/stderr.log" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "--- stderr"

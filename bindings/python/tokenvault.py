@@ -565,6 +565,52 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_func_tokenvault_version() != 44072:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_auth_time() != 16303:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_azp() != 51671:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_birthdate() != 1032:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_email() != 57446:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_email_verified() != 60433:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_family_name() != 4612:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_gender() != 57318:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_given_name() != 9434:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_iat() != 26931:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_iss() != 45908:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_locale() != 24813:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_middle_name() != 21210:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_name() != 38761:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_nickname() != 47559:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_phone_number() != 46139:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_phone_number_verified() != 38776:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_picture() != 4969:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_preferred_username() != 8106:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_profile() != 300:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_sub() != 31162:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_updated_at() != 48111:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_website() != 39928:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_tokenvault_checksum_method_identityclaims_zoneinfo() != 31654:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_access_token() != 9609:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_access_token_with_min_ttl() != 10985:
@@ -681,6 +727,75 @@ _UniffiLib.uniffi_tokenvault_checksum_func_set_log_listener.restype = ctypes.c_u
 _UniffiLib.uniffi_tokenvault_checksum_func_tokenvault_version.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_func_tokenvault_version.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_auth_time.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_auth_time.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_azp.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_azp.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_birthdate.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_birthdate.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_email.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_email.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_email_verified.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_email_verified.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_family_name.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_family_name.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_gender.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_gender.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_given_name.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_given_name.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_iat.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_iat.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_iss.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_iss.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_locale.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_locale.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_middle_name.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_middle_name.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_name.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_name.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_nickname.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_nickname.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_phone_number.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_phone_number.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_phone_number_verified.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_phone_number_verified.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_picture.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_picture.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_preferred_username.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_preferred_username.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_profile.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_profile.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_sub.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_sub.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_updated_at.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_updated_at.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_website.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_website.restype = ctypes.c_uint16
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_zoneinfo.argtypes = (
+)
+_UniffiLib.uniffi_tokenvault_checksum_method_identityclaims_zoneinfo.restype = ctypes.c_uint16
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_access_token.argtypes = (
 )
 _UniffiLib.uniffi_tokenvault_checksum_method_tokenvault_access_token.restype = ctypes.c_uint16
@@ -812,6 +927,143 @@ _UniffiLib.uniffi_tokenvault_fn_func_tokenvault_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_func_tokenvault_version.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_auth_time.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_auth_time.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_azp.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_azp.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_birthdate.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_birthdate.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email_verified.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email_verified.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_family_name.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_family_name.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_gender.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_gender.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_given_name.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_given_name.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iat.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iat.restype = ctypes.c_int64
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iss.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iss.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_locale.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_locale.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_middle_name.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_middle_name.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_name.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_name.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_nickname.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_nickname.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number_verified.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number_verified.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_picture.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_picture.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_preferred_username.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_preferred_username.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_profile.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_profile.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_sub.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_sub.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_updated_at.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_updated_at.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_website.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_website.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_zoneinfo.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_zoneinfo.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_debug.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_debug.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_display.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_display.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_eq.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_eq.restype = ctypes.c_int8
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_ne.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_ne.restype = ctypes.c_int8
 _UniffiLib.uniffi_tokenvault_fn_method_tokenvault_access_token.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1136,6 +1388,16 @@ _UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display.argtypes 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_tokenvault_fn_method_vaultevent_uniffi_trait_display.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_tokenvault_fn_clone_identityclaims.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_clone_identityclaims.restype = ctypes.c_uint64
+_UniffiLib.uniffi_tokenvault_fn_free_identityclaims.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_tokenvault_fn_free_identityclaims.restype = None
 _UniffiLib.uniffi_tokenvault_fn_clone_tokenvault.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -2455,12 +2717,655 @@ class _UniffiFfiConverterOptionalTypeRefreshFailure(_UniffiConverterRustBuffer):
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+class _UniffiFfiConverterOptionalBoolean(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterBoolean.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterBoolean.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterBoolean.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+
+class IdentityClaimsProtocol(typing.Protocol):
+    """
+    The standard claims of a validated OpenID Connect id_token (profiles with an `oidc` section),
+    read through methods. Never the id_token itself. Personal data: an object, not a record, so
+    that `toString()` / `str()` / `repr()` print the Rust `Debug` form — the issuer and which
+    claims are present, never their values.
+"""
+    
+    def auth_time(self, ) -> typing.Optional[int]:
+        """
+        When the user authenticated (`auth_time`), if the issuer says.
+"""
+        raise NotImplementedError
+    def azp(self, ) -> typing.Optional[str]:
+        """
+        Authorized party (`azp`), if present.
+"""
+        raise NotImplementedError
+    def birthdate(self, ) -> typing.Optional[str]:
+        """
+        `birthdate`.
+"""
+        raise NotImplementedError
+    def email(self, ) -> typing.Optional[str]:
+        """
+        `email`.
+"""
+        raise NotImplementedError
+    def email_verified(self, ) -> typing.Optional[bool]:
+        """
+        `email_verified`.
+"""
+        raise NotImplementedError
+    def family_name(self, ) -> typing.Optional[str]:
+        """
+        `family_name`.
+"""
+        raise NotImplementedError
+    def gender(self, ) -> typing.Optional[str]:
+        """
+        `gender`.
+"""
+        raise NotImplementedError
+    def given_name(self, ) -> typing.Optional[str]:
+        """
+        `given_name`.
+"""
+        raise NotImplementedError
+    def iat(self, ) -> int:
+        """
+        When the id_token was issued (`iat`, seconds since the epoch, server time).
+"""
+        raise NotImplementedError
+    def iss(self, ) -> str:
+        """
+        Issuer (`iss`).
+"""
+        raise NotImplementedError
+    def locale(self, ) -> typing.Optional[str]:
+        """
+        `locale`.
+"""
+        raise NotImplementedError
+    def middle_name(self, ) -> typing.Optional[str]:
+        """
+        `middle_name`.
+"""
+        raise NotImplementedError
+    def name(self, ) -> typing.Optional[str]:
+        """
+        `name`.
+"""
+        raise NotImplementedError
+    def nickname(self, ) -> typing.Optional[str]:
+        """
+        `nickname`.
+"""
+        raise NotImplementedError
+    def phone_number(self, ) -> typing.Optional[str]:
+        """
+        `phone_number`.
+"""
+        raise NotImplementedError
+    def phone_number_verified(self, ) -> typing.Optional[bool]:
+        """
+        `phone_number_verified`.
+"""
+        raise NotImplementedError
+    def picture(self, ) -> typing.Optional[str]:
+        """
+        `picture`.
+"""
+        raise NotImplementedError
+    def preferred_username(self, ) -> typing.Optional[str]:
+        """
+        `preferred_username`.
+"""
+        raise NotImplementedError
+    def profile(self, ) -> typing.Optional[str]:
+        """
+        `profile`.
+"""
+        raise NotImplementedError
+    def sub(self, ) -> str:
+        """
+        Subject (`sub`): the user's stable id at the issuer.
+"""
+        raise NotImplementedError
+    def updated_at(self, ) -> typing.Optional[int]:
+        """
+        `updated_at`.
+"""
+        raise NotImplementedError
+    def website(self, ) -> typing.Optional[str]:
+        """
+        `website`.
+"""
+        raise NotImplementedError
+    def zoneinfo(self, ) -> typing.Optional[str]:
+        """
+        `zoneinfo`.
+"""
+        raise NotImplementedError
+
+class IdentityClaims(IdentityClaimsProtocol):
+    """
+    The standard claims of a validated OpenID Connect id_token (profiles with an `oidc` section),
+    read through methods. Never the id_token itself. Personal data: an object, not a record, so
+    that `toString()` / `str()` / `repr()` print the Rust `Debug` form — the issuer and which
+    claims are present, never their values.
+"""
+    
+    _handle: ctypes.c_uint64
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_tokenvault_fn_free_identityclaims, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_tokenvault_fn_clone_identityclaims, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def auth_time(self, ) -> typing.Optional[int]:
+        """
+        When the user authenticated (`auth_time`), if the issuer says.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_auth_time,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def azp(self, ) -> typing.Optional[str]:
+        """
+        Authorized party (`azp`), if present.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_azp,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def birthdate(self, ) -> typing.Optional[str]:
+        """
+        `birthdate`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_birthdate,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def email(self, ) -> typing.Optional[str]:
+        """
+        `email`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def email_verified(self, ) -> typing.Optional[bool]:
+        """
+        `email_verified`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email_verified,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def family_name(self, ) -> typing.Optional[str]:
+        """
+        `family_name`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_family_name,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def gender(self, ) -> typing.Optional[str]:
+        """
+        `gender`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_gender,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def given_name(self, ) -> typing.Optional[str]:
+        """
+        `given_name`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_given_name,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def iat(self, ) -> int:
+        """
+        When the id_token was issued (`iat`, seconds since the epoch, server time).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iat,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def iss(self, ) -> str:
+        """
+        Issuer (`iss`).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iss,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def locale(self, ) -> typing.Optional[str]:
+        """
+        `locale`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_locale,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def middle_name(self, ) -> typing.Optional[str]:
+        """
+        `middle_name`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_middle_name,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def name(self, ) -> typing.Optional[str]:
+        """
+        `name`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_name,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def nickname(self, ) -> typing.Optional[str]:
+        """
+        `nickname`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_nickname,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def phone_number(self, ) -> typing.Optional[str]:
+        """
+        `phone_number`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def phone_number_verified(self, ) -> typing.Optional[bool]:
+        """
+        `phone_number_verified`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number_verified,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def picture(self, ) -> typing.Optional[str]:
+        """
+        `picture`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_picture,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def preferred_username(self, ) -> typing.Optional[str]:
+        """
+        `preferred_username`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_preferred_username,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def profile(self, ) -> typing.Optional[str]:
+        """
+        `profile`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_profile,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sub(self, ) -> str:
+        """
+        Subject (`sub`): the user's stable id at the issuer.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_sub,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def updated_at(self, ) -> typing.Optional[int]:
+        """
+        `updated_at`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_updated_at,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def website(self, ) -> typing.Optional[str]:
+        """
+        `website`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_website,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def zoneinfo(self, ) -> typing.Optional[str]:
+        """
+        `zoneinfo`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_zoneinfo,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+    # The Rust `Debug::fmt` implementation.
+    def __repr__(self) -> str:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_debug,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Display::fmt` implementation.
+    def __str__(self) -> str:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_display,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Eq::eq` implementation.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IdentityClaims):
+            return NotImplemented
+
+        
+        _UniffiFfiConverterTypeIdentityClaims.check_lower(other)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeIdentityClaims.lower(other),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_eq,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    # The Rust `Eq::ne` implementation.
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, IdentityClaims):
+            return NotImplemented
+        
+        _UniffiFfiConverterTypeIdentityClaims.check_lower(other)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeIdentityClaims.lower(other),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_ne,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+class _UniffiFfiConverterTypeIdentityClaims:
+    @staticmethod
+    def lift(value: int) -> IdentityClaims:
+        return IdentityClaims._uniffi_make_instance(value)
+
+    @staticmethod
+    def check_lower(value: IdentityClaims):
+        if not isinstance(value, IdentityClaims):
+            raise TypeError("Expected IdentityClaims instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: IdentityClaims) -> ctypes.c_uint64:
+        return value._uniffi_clone_handle()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer) -> IdentityClaims:
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: IdentityClaims, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
+class _UniffiFfiConverterOptionalTypeIdentityClaims(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeIdentityClaims.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeIdentityClaims.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeIdentityClaims.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class SessionInfo:
     """
     A session without its secrets.
 """
-    def __init__(self, *, account:str, profile:str, generation:int, state:SessionState, token_type:typing.Optional[str], scope:typing.Optional[str], issued_at_ms:int, access_expires_at_ms:int, access_remaining_ms:int, session_expires_at_ms:typing.Optional[int], session_remaining_ms:typing.Optional[int], offline:bool, clock_offset_ms:int, refresh_count:int, last_refresh_failure:typing.Optional[RefreshFailure], has_refresh_credential:bool, hints:dict[str, str]):
+    def __init__(self, *, account:str, profile:str, generation:int, state:SessionState, token_type:typing.Optional[str], scope:typing.Optional[str], issued_at_ms:int, access_expires_at_ms:int, access_remaining_ms:int, session_expires_at_ms:typing.Optional[int], session_remaining_ms:typing.Optional[int], offline:bool, clock_offset_ms:int, refresh_count:int, last_refresh_failure:typing.Optional[RefreshFailure], has_refresh_credential:bool, hints:dict[str, str], identity:typing.Optional[IdentityClaims]):
         self.account = account
         self.profile = profile
         self.generation = generation
@@ -2478,6 +3383,7 @@ class SessionInfo:
         self.last_refresh_failure = last_refresh_failure
         self.has_refresh_credential = has_refresh_credential
         self.hints = hints
+        self.identity = identity
         
     # The Rust `Debug::fmt` implementation.
     def __repr__(self) -> str:
@@ -2543,6 +3449,8 @@ class SessionInfo:
             return False
         if self.hints != other.hints:
             return False
+        if self.identity != other.identity:
+            return False
         return True
 
 class _UniffiFfiConverterTypeSessionInfo(_UniffiConverterRustBuffer):
@@ -2566,6 +3474,7 @@ class _UniffiFfiConverterTypeSessionInfo(_UniffiConverterRustBuffer):
             last_refresh_failure=_UniffiFfiConverterOptionalTypeRefreshFailure.read(buf),
             has_refresh_credential=_UniffiFfiConverterBoolean.read(buf),
             hints=_UniffiFfiConverterMapStringString.read(buf),
+            identity=_UniffiFfiConverterOptionalTypeIdentityClaims.read(buf),
         )
 
     @staticmethod
@@ -2587,6 +3496,7 @@ class _UniffiFfiConverterTypeSessionInfo(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalTypeRefreshFailure.check_lower(value.last_refresh_failure)
         _UniffiFfiConverterBoolean.check_lower(value.has_refresh_credential)
         _UniffiFfiConverterMapStringString.check_lower(value.hints)
+        _UniffiFfiConverterOptionalTypeIdentityClaims.check_lower(value.identity)
 
     @staticmethod
     def write(value, buf):
@@ -2607,6 +3517,7 @@ class _UniffiFfiConverterTypeSessionInfo(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalTypeRefreshFailure.write(value.last_refresh_failure, buf)
         _UniffiFfiConverterBoolean.write(value.has_refresh_credential, buf)
         _UniffiFfiConverterMapStringString.write(value.hints, buf)
+        _UniffiFfiConverterOptionalTypeIdentityClaims.write(value.identity, buf)
 
 class _UniffiFfiConverterSequenceTypeFailureCount(_UniffiConverterRustBuffer):
     @classmethod
@@ -5673,6 +6584,8 @@ __all__ = [
     "error_code_name",
     "set_log_listener",
     "tokenvault_version",
+    "IdentityClaims",
+    "IdentityClaimsProtocol",
     "TokenWatch",
     "TokenWatchProtocol",
     "TokenVault",

@@ -451,6 +451,15 @@ impl LookupKey {
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// The keyed hash that stands for an OpenID issuer in the key-set cache (the issuer's URL
+    /// is not in the file in clear).
+    pub(crate) fn issuer_hash(&self, issuer: &str) -> Vec<u8> {
+        let mut mac = self.mac.clone();
+        mac.update(b"issuer\0");
+        mac.update(issuer.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// A keyed hash of a refresh credential (for compare-and-swap across processes and for the
     /// record of what a refresh sent), so the credential itself is never stored twice.
     pub(crate) fn credential_hash(&self, credential: &str) -> Vec<u8> {

@@ -60,3 +60,34 @@ pub fn unwrap_key(data: &[u8]) {
 pub fn jwt_times(text: &str) {
     let _ = crate::jwt::decode_times(text);
 }
+
+/// Validate arbitrary text as an id_token against arbitrary bytes read as a key set (RSA and
+/// P-256 keys), with a stored subject or none. The first input byte picks the split point.
+pub fn id_token(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let cut = (usize::from(split) * rest.len() / 255).min(rest.len());
+    let (jwks, token) = rest.split_at(cut);
+    let Ok(token) = std::str::from_utf8(token) else {
+        return;
+    };
+    let settings = crate::oidc::OidcSettings {
+        issuer: "https://op.example".into(),
+        audience: "client".into(),
+        jwks_url: None,
+        algorithms: ["RS256", "PS256", "ES256"]
+            .iter()
+            .filter_map(|a| crate::oidc::algorithm_from_name(a))
+            .collect(),
+        leeway_secs: 60,
+        allow_http: false,
+    };
+    let keys = crate::oidc::parse_jwks(jwks).unwrap_or(jsonwebtoken::jwk::JwkSet { keys: Vec::new() });
+    let stored = crate::oidc::IdentityClaims {
+        sub: "user".into(),
+        ..Default::default()
+    };
+    let _ = crate::oidc::validate_id_token(token, &settings, &keys, 1_800_000_000_000, None);
+    let _ = crate::oidc::validate_id_token(token, &settings, &keys, 1_800_000_000_000, Some(&stored));
+}

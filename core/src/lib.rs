@@ -34,9 +34,11 @@ mod engine;
 mod error;
 mod events;
 mod inspect;
+mod jws_verify;
 mod jwt;
 mod logging;
 mod metrics;
+mod oidc;
 mod profile;
 mod revocation;
 mod secret;
@@ -57,6 +59,7 @@ pub use inspect::{check_file, AccountReport, FileFormat, FileReport, LeaseState,
 pub use log::{Level as LogLevel, LevelFilter as LogLevelFilter};
 pub use logging::{set_log_sink, LogSink};
 pub use metrics::{VaultMetrics, LATENCY_WINDOW};
+pub use oidc::{IdentityClaims, OidcSettings};
 pub use profile::{
     BodyEncoding, ClientAuth, Preset, Profile, ResponseSpec, Rotation, SuccessRule, DEFAULT_MAX_RESPONSE_BYTES,
     MAX_PROFILE_JSON,

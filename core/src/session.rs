@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, Result, VaultError};
 use crate::jwt;
+use crate::oidc::IdentityClaims;
 use crate::secret::SecretString;
 
 /// Largest token accepted (access or refresh), in bytes.
@@ -37,6 +38,8 @@ pub struct NewSession {
     pub(crate) hints: BTreeMap<String, String>,
     /// The login response's `Date` (ms), when the session came from `store_response`.
     pub(crate) server_date_ms: Option<i64>,
+    /// The claims of the login response's validated id_token (`store_response`).
+    pub(crate) identity: Option<IdentityClaims>,
 }
 
 impl NewSession {
@@ -54,6 +57,7 @@ impl NewSession {
             scope: None,
             hints: BTreeMap::new(),
             server_date_ms: None,
+            identity: None,
         }
     }
 
@@ -67,7 +71,10 @@ impl NewSession {
             token_type,
             scope,
             server_date_ms,
+            id_token,
+            identity,
         } = rx;
+        drop(id_token);
         NewSession {
             account: account.to_owned(),
             profile: profile.to_owned(),
@@ -80,6 +87,7 @@ impl NewSession {
             scope,
             hints: BTreeMap::new(),
             server_date_ms,
+            identity: identity.map(|b| *b),
         }
     }
 
@@ -327,6 +335,10 @@ pub(crate) struct SessionRecord {
     /// Records written before verdicts were typed kept the verdict's text here.
     #[serde(default, rename = "needs_reauth", skip_serializing)]
     pub legacy_reauth: Option<String>,
+    /// The standard claims of the last validated OpenID Connect id_token (profiles with an
+    /// `oidc` section); `None` before the first one and in records written before them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityClaims>,
 }
 
 /// Why a session ended, as stored (inside the ciphertext) and returned to every reader, in
@@ -459,6 +471,10 @@ pub struct ReceivedTokens {
     pub scope: Option<String>,
     /// The response's HTTP `Date`, in ms.
     pub server_date_ms: Option<i64>,
+    /// The id_token as received (a credential: never stored), when the profile validates them.
+    pub id_token: Option<SecretString>,
+    /// The claims of the id_token, once validated.
+    pub identity: Option<Box<IdentityClaims>>,
 }
 
 impl fmt::Debug for ReceivedTokens {
@@ -469,6 +485,7 @@ impl fmt::Debug for ReceivedTokens {
             .field("expires", &self.expires)
             .field("refresh_expiry", &self.refresh_expiry)
             .field("server_date_ms", &self.server_date_ms)
+            .field("id_token", &self.id_token)
             .finish_non_exhaustive()
     }
 }
@@ -590,6 +607,9 @@ pub struct SessionInfo {
     pub has_refresh_credential: bool,
     /// Non-secret hints stored with the session.
     pub hints: BTreeMap<String, String>,
+    /// The standard claims of the session's last validated OpenID Connect id_token (profiles
+    /// with an `oidc` section); never the id_token itself. Personal data: kept out of `Debug`.
+    pub identity: Option<IdentityClaims>,
 }
 
 impl fmt::Debug for SessionInfo {
@@ -603,6 +623,7 @@ impl fmt::Debug for SessionInfo {
             .field("session_remaining_ms", &self.session_remaining_ms)
             .field("refresh_count", &self.refresh_count)
             .field("last_refresh_failure", &self.last_refresh_failure)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }

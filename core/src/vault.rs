@@ -371,13 +371,17 @@ impl Vault {
             headers.push(("date".to_owned(), date.clone()));
         }
         let http = HttpResponse::new(200, headers, response.body.clone());
-        let received = profile
-            .parse_response(&http, e.clock.wall_ms())
+        let now_wall = e.clock.wall_ms();
+        let mut received = profile
+            .parse_response(&http, now_wall)
             .map_err(|err| match err.code() {
                 ErrorCode::Protocol | ErrorCode::InvalidInput => err,
                 _ => VaultError::protocol(format!("the login response is not a successful answer ({err})")),
             })?;
         drop(http);
+        // An id_token in the login answer is validated as a refresh's is (the session is then
+        // bound to its `sub`); a refused one stores nothing.
+        e.check_id_token(&profile, &mut received, None, now_wall)?;
         let mut session = NewSession::from_received(&response.account, &response.profile, received);
         if let Some(c) = response.refresh_credential.clone() {
             if session.refresh_credential.is_some() {

@@ -446,6 +446,147 @@ pub struct SessionInfo {
     pub has_refresh_credential: bool,
     /// Non-secret hints stored with the session.
     pub hints: HashMap<String, String>,
+    /// The standard claims of the session's last validated OpenID Connect id_token, if its
+    /// profile has an `oidc` section and a refresh brought one.
+    pub identity: Option<Arc<IdentityClaims>>,
+}
+
+/// The standard claims of a validated OpenID Connect id_token (profiles with an `oidc` section),
+/// read through methods. Never the id_token itself. Personal data: an object, not a record, so
+/// that `toString()` / `str()` / `repr()` print the Rust `Debug` form — the issuer and which
+/// claims are present, never their values.
+#[derive(PartialEq, Eq, uniffi::Object)]
+#[uniffi::export(Debug, Display, Eq)]
+pub struct IdentityClaims(tv::IdentityClaims);
+
+impl fmt::Debug for IdentityClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for IdentityClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+#[uniffi::export]
+impl IdentityClaims {
+    /// Issuer (`iss`).
+    pub fn iss(&self) -> String {
+        self.0.iss.clone()
+    }
+
+    /// Subject (`sub`): the user's stable id at the issuer.
+    pub fn sub(&self) -> String {
+        self.0.sub.clone()
+    }
+
+    /// When the id_token was issued (`iat`, seconds since the epoch, server time).
+    pub fn iat(&self) -> i64 {
+        self.0.iat
+    }
+
+    /// When the user authenticated (`auth_time`), if the issuer says.
+    pub fn auth_time(&self) -> Option<i64> {
+        self.0.auth_time
+    }
+
+    /// Authorized party (`azp`), if present.
+    pub fn azp(&self) -> Option<String> {
+        self.0.azp.clone()
+    }
+
+    /// `name`.
+    pub fn name(&self) -> Option<String> {
+        self.0.name.clone()
+    }
+
+    /// `given_name`.
+    pub fn given_name(&self) -> Option<String> {
+        self.0.given_name.clone()
+    }
+
+    /// `family_name`.
+    pub fn family_name(&self) -> Option<String> {
+        self.0.family_name.clone()
+    }
+
+    /// `middle_name`.
+    pub fn middle_name(&self) -> Option<String> {
+        self.0.middle_name.clone()
+    }
+
+    /// `nickname`.
+    pub fn nickname(&self) -> Option<String> {
+        self.0.nickname.clone()
+    }
+
+    /// `preferred_username`.
+    pub fn preferred_username(&self) -> Option<String> {
+        self.0.preferred_username.clone()
+    }
+
+    /// `profile`.
+    pub fn profile(&self) -> Option<String> {
+        self.0.profile.clone()
+    }
+
+    /// `picture`.
+    pub fn picture(&self) -> Option<String> {
+        self.0.picture.clone()
+    }
+
+    /// `website`.
+    pub fn website(&self) -> Option<String> {
+        self.0.website.clone()
+    }
+
+    /// `email`.
+    pub fn email(&self) -> Option<String> {
+        self.0.email.clone()
+    }
+
+    /// `email_verified`.
+    pub fn email_verified(&self) -> Option<bool> {
+        self.0.email_verified
+    }
+
+    /// `gender`.
+    pub fn gender(&self) -> Option<String> {
+        self.0.gender.clone()
+    }
+
+    /// `birthdate`.
+    pub fn birthdate(&self) -> Option<String> {
+        self.0.birthdate.clone()
+    }
+
+    /// `zoneinfo`.
+    pub fn zoneinfo(&self) -> Option<String> {
+        self.0.zoneinfo.clone()
+    }
+
+    /// `locale`.
+    pub fn locale(&self) -> Option<String> {
+        self.0.locale.clone()
+    }
+
+    /// `phone_number`.
+    pub fn phone_number(&self) -> Option<String> {
+        self.0.phone_number.clone()
+    }
+
+    /// `phone_number_verified`.
+    pub fn phone_number_verified(&self) -> Option<bool> {
+        self.0.phone_number_verified
+    }
+
+    /// `updated_at`.
+    pub fn updated_at(&self) -> Option<i64> {
+        self.0.updated_at
+    }
 }
 
 impl fmt::Debug for SessionInfo {
@@ -456,6 +597,7 @@ impl fmt::Debug for SessionInfo {
             .field("generation", &self.generation)
             .field("state", &self.state)
             .field("access_remaining_ms", &self.access_remaining_ms)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -484,6 +626,7 @@ impl From<tv::SessionInfo> for SessionInfo {
             }),
             has_refresh_credential: i.has_refresh_credential,
             hints: i.hints.into_iter().collect(),
+            identity: i.identity.map(|c| Arc::new(IdentityClaims(c))),
         }
     }
 }

@@ -10,6 +10,8 @@
 //   --refresh-ttl SECONDS   / OIDC_REFRESH_TTL   refresh token lifetime           (default 1209600, 14 days)
 //   --grant-ttl SECONDS     / OIDC_GRANT_TTL     grant (session) lifetime         (default max(refresh-ttl, 365 days))
 //   --rotate true|false     / OIDC_ROTATE        rotate refresh tokens on use     (default true)
+//   --alg ES256|RS256|PS256 / OIDC_ALG           the id_token signing algorithm: a fresh P-256 or
+//                                                RSA-2048 key per run               (default ES256)
 //   --omit-unrotated-refresh-token true|false / OIDC_OMIT_UNROTATED_REFRESH_TOKEN
 //                           leave `refresh_token` out of a refresh response that would only
 //                           repeat the presented one (RFC 6749 §6: a new refresh token is
@@ -22,6 +24,13 @@
 //
 // Extra routes (outside oidc-provider):
 //   GET /test/stats          JSON counters fed by the provider's events (see `stats` below)
+//   POST /test/rotate-key    replace the signing key by a new one (same algorithm, new `kid`);
+//                            the old key leaves the published key set at once. Answers {"kid"}.
+//   POST /test/next-sub?sub=S  the next id_token the token endpoint issues names subject S (once)
+//
+// Accounts: every subject exists, with the standard claims name, given_name, family_name,
+// preferred_username, picture, locale, email and email_verified derived from it (scopes
+// `profile` and `email`; `conformIdTokenClaims` is off so they are in the id_token).
 //
 // The protected resource is oidc-provider's own userinfo endpoint, `GET /me` with
 // `Authorization: Bearer <access token>`: 200 for a live token, 401 for an expired or revoked one.
@@ -48,6 +57,7 @@ const { values: args } = parseArgs({
     'refresh-ttl': { type: 'string' },
     'grant-ttl': { type: 'string' },
     rotate: { type: 'string' },
+    alg: { type: 'string' },
     'omit-unrotated-refresh-token': { type: 'string' },
   },
   strict: true,
@@ -89,6 +99,12 @@ const OMIT_UNROTATED = flag(
   false,
 );
 
+const ALG = args.alg ?? process.env.OIDC_ALG ?? 'ES256';
+if (!['ES256', 'RS256', 'PS256'].includes(ALG)) {
+  console.error(`server.mjs: alg must be ES256, RS256 or PS256, got ${JSON.stringify(ALG)}`);
+  process.exit(2);
+}
+
 const BOOTSTRAP_GRANT = 'urn:tokenvault:test:bootstrap';
 const PUBLIC_CLIENT = 'tokenvault-test';
 const CONFIDENTIAL_CLIENT = 'tokenvault-confidential';
@@ -104,6 +120,7 @@ const grantHelpers = await import('oidc-provider/lib/helpers/grants.js');
 const { default: MemoryAdapter } = await import('oidc-provider/lib/adapters/memory_adapter.js');
 const { default: LRU } = await import('oidc-provider/lib/helpers/lru.js');
 const { default: epochTime } = await import('oidc-provider/lib/helpers/epoch_time.js');
+const { default: initializeKeystore } = await import('oidc-provider/lib/helpers/initialize_keystore.js');
 
 // ---------------------------------------------------------------------------------------------
 // Storage: oidc-provider's own MemoryAdapter (same consume / grant index / revokeByGrantId
@@ -128,6 +145,9 @@ const stats = {
   refresh_token_omitted: 0, // refresh responses sent without `refresh_token` (see OMIT_UNROTATED)
   userinfo_errors: 0, // the protected resource refused a token
   server_errors: 0,
+  jwks_requests: 0, // GET /jwks (the published key set)
+  discovery_requests: 0, // GET /.well-known/openid-configuration
+  keys_rotated: 0,
 };
 
 function bump(map, key) {
@@ -135,15 +155,31 @@ function bump(map, key) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keys: a fresh P-256 key per run (quick to generate, and ES256 id_tokens are cheap to sign).
-const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'tokenvault-test-es256', use: 'sig', alg: 'ES256' };
+// Keys: a fresh key per run (P-256 for ES256, RSA-2048 for RS256 and PS256); /test/rotate-key
+// makes another.
+let keyGeneration = 0;
+function newSigningKey() {
+  keyGeneration += 1;
+  const { privateKey } = ALG === 'ES256'
+    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    ...privateKey.export({ format: 'jwk' }),
+    kid: `tokenvault-test-${ALG.toLowerCase()}-${keyGeneration}`,
+    use: 'sig',
+    alg: ALG,
+  };
+}
+const jwk = newSigningKey();
+
+// /test/next-sub: the subject the next id_token of the token endpoint names instead.
+let nextSub;
 
 const clientDefaults = {
   grant_types: ['refresh_token', BOOTSTRAP_GRANT],
   response_types: [],
   redirect_uris: [],
-  id_token_signed_response_alg: 'ES256',
+  id_token_signed_response_alg: ALG,
 };
 
 // Listen first: the issuer must contain the port, which is only known once bound.
@@ -175,7 +211,14 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: 'client_secret_post',
     },
   ],
-  scopes: ['openid', 'offline_access'],
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture', 'locale'],
+    email: ['email', 'email_verified'],
+  },
+  // Scope-granted claims go into the id_token too (the default keeps them for userinfo).
+  conformIdTokenClaims: false,
   rotateRefreshToken: ROTATE,
   ttl: {
     AccessToken: ACCESS_TTL,
@@ -196,9 +239,29 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     introspection: { enabled: true },
   },
-  // Any subject exists; the only claim is `sub`.
-  async findAccount(_ctx, sub) {
-    return { accountId: sub, async claims() { return { sub }; } };
+  // Any subject exists, with claims derived from it.
+  async findAccount(ctx, sub) {
+    let accountId = sub;
+    if (nextSub !== undefined && ctx?.oidc?.route === 'token') {
+      accountId = nextSub;
+      nextSub = undefined;
+    }
+    return {
+      accountId,
+      async claims() {
+        return {
+          sub: accountId,
+          name: `Player ${accountId}`,
+          given_name: 'Player',
+          family_name: accountId,
+          preferred_username: accountId,
+          picture: `https://example.test/avatars/${encodeURIComponent(accountId)}.png`,
+          locale: 'en-GB',
+          email: `${accountId}@example.test`,
+          email_verified: true,
+        };
+      },
+    };
   },
   clientBasedCORS() {
     return false;
@@ -229,7 +292,7 @@ provider.registerGrantType(BOOTSTRAP_GRANT, async (ctx) => {
     throw new errors.InvalidRequest("missing required parameter 'account'");
   }
   const { client } = ctx.oidc;
-  const scope = 'openid offline_access';
+  const scope = 'openid offline_access profile email';
 
   const grant = new provider.Grant({ accountId: account, clientId: client.clientId });
   grant.addOIDCScope(scope);
@@ -331,8 +394,34 @@ handler = (req, res) => {
     res.end(body);
     return;
   }
+  if (path === '/test/rotate-key' && req.method === 'POST') {
+    const key = newSigningKey();
+    initializeKeystore.call(provider, { keys: [key] });
+    stats.keys_rotated += 1;
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ kid: key.kid }));
+    return;
+  }
+  if (path === '/test/next-sub' && req.method === 'POST') {
+    const sub = new URL(req.url ?? '', issuer).searchParams.get('sub');
+    if (!sub) {
+      res.writeHead(400);
+      res.end();
+      return;
+    }
+    nextSub = sub;
+    res.writeHead(204);
+    res.end();
+    return;
+  }
   if (path === '/token' && req.method === 'POST') {
     stats.token_requests += 1;
+  }
+  if (path === '/jwks' && req.method === 'GET') {
+    stats.jwks_requests += 1;
+  }
+  if (path === '/.well-known/openid-configuration' && req.method === 'GET') {
+    stats.discovery_requests += 1;
   }
   providerCallback(req, res);
 };

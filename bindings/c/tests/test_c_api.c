@@ -1079,6 +1079,79 @@ out:
   free(path);
   tvt_rmdir(dir);
   tvt_server_stop(&srv);
+/* OpenID Connect: against oidc-provider (ES256, then RS256), a forced refresh through the
+ * built-in transport validates the id_token and its standard claims appear in
+ * tv_vault_session_info_json under "identity"; an id_token naming another subject is
+ * TV_PROTOCOL and stores nothing. */
+static void test_oidc_identity_claims(void) {
+  const char *algs[] = {"ES256", "RS256"};
+  for (size_t a = 0; a < 2; a++) {
+    tvt_server op;
+    if (tvt_oidc_start(&op, algs[a]) != 0) {
+      CHECK(!"oidc-provider started");
+      return;
+    }
+    char *dir = tvt_tempdir();
+    char *path = db_path(dir);
+    char *access = NULL, *refresh = NULL;
+    CHECK(tvt_oidc_bootstrap(&op, "ada", &access, &refresh) == 0);
+    tv_vault *v = NULL;
+    CHECK_STATUS(tv_vault_open_with_key(path, KEY, sizeof KEY, &v), TV_OK);
+    if (!v || !access || !refresh) goto out;
+    char profile[512];
+    snprintf(profile, sizeof profile,
+             "{\"preset\":\"oauth2\",\"name\":\"game\",\"url\":\"%s/token\",\"client_id\":\"tokenvault-test\","
+             "\"oidc\":{\"issuer\":\"%s\"}}",
+             op.base_url, op.base_url);
+    CHECK_STATUS(tv_vault_load_profile_json(v, profile), TV_OK);
+    CHECK_STATUS(store(v, "ada", access, refresh, NULL), TV_OK);
+
+    tv_buf json = {0};
+    CHECK_STATUS(tv_vault_session_info_json(v, "ada", &json), TV_OK);
+    CHECK(json.data && strstr(json.data, "\"identity\":null"));
+    tv_buf_free(&json);
+
+    tv_buf tok = {0};
+    CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_OK);
+    tv_buf_free(&tok);
+    CHECK_STATUS(tv_vault_session_info_json(v, "ada", &json), TV_OK);
+    const char *j = json.data;
+    CHECK(j && strstr(j, "\"identity\":{"));
+    CHECK(j && strstr(j, "\"sub\":\"ada\""));
+    CHECK(j && strstr(j, "\"email\":\"ada@example.test\""));
+    CHECK(j && strstr(j, "\"email_verified\":true"));
+    CHECK(j && strstr(j, "\"name\":\"Player ada\""));
+    CHECK(j && strstr(j, "\"picture\":\"https://example.test/avatars/ada.png\""));
+    CHECK(j && strstr(j, "\"locale\":\"en-GB\""));
+    CHECK(j && !strstr(j, "id_token"));
+    tv_session_info before;
+    memset(&before, 0, sizeof before);
+    before.struct_size = sizeof before;
+    CHECK_STATUS(tv_vault_session_info(v, "ada", &before), TV_OK);
+
+    /* Another subject: refused, nothing stored, the claims unchanged. */
+    CHECK(tvt_oidc_post(&op, "/test/next-sub?sub=mallory") == 204);
+    CHECK_STATUS(tv_vault_force_refresh(v, "ada", &tok, NULL), TV_PROTOCOL);
+    tv_buf_free(&tok);
+    CHECK(strstr(tvt_last_error(), "(sub)") != NULL && strstr(tvt_last_error(), "mallory") == NULL);
+    tv_session_info after;
+    memset(&after, 0, sizeof after);
+    after.struct_size = sizeof after;
+    CHECK_STATUS(tv_vault_session_info(v, "ada", &after), TV_OK);
+    CHECK(after.generation == before.generation);
+    tv_buf again = {0};
+    CHECK_STATUS(tv_vault_session_info_json(v, "ada", &again), TV_OK);
+    CHECK(again.data && strstr(again.data, "\"email\":\"ada@example.test\"") && !strstr(again.data, "mallory"));
+    tv_buf_free(&again);
+    tv_buf_free(&json);
+  out:
+    tv_vault_free(v);
+    free(access);
+    free(refresh);
+    free(path);
+    tvt_rmdir(dir);
+    tvt_server_stop(&op);
+  }
 }
 
 int main(void) {
@@ -1089,6 +1162,7 @@ int main(void) {
   test_options_metrics_and_logs();
   test_store_response_and_epoch_expires_in();
   test_remove_and_revoke();
+  test_oidc_identity_claims();
   printf("test_c_api: %d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -5,6 +5,7 @@ import os
 import subprocess
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -178,3 +179,85 @@ class EventLog(tv.VaultObserver):
             if predicate(e):
                 return e
         raise AssertionError("no matching event")
+
+
+OIDC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "oidc")
+
+
+class OidcProvider:
+    """panva's oidc-provider (tests/oidc/server.mjs, `npm ci --prefix tests/oidc` first), as a
+    child process: it prints `LISTENING <port>` and exits when its stdin closes."""
+
+    CLIENT_ID = "tokenvault-test"
+
+    def __init__(self, alg="ES256"):
+        if not os.path.isdir(os.path.join(OIDC_DIR, "node_modules", "oidc-provider")):
+            raise AssertionError("oidc-provider is not installed: run `npm ci --prefix tests/oidc`")
+        self.proc = subprocess.Popen(
+            [os.environ.get("TOKENVAULT_NODE", "node"), "server.mjs", "--alg", alg],
+            cwd=OIDC_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        assert line.startswith("LISTENING "), line
+        self.issuer = f"http://127.0.0.1:{int(line.split()[1])}"
+        self.token_endpoint = self.issuer + "/token"
+
+    def profile_json(self, name="op", **oidc):
+        return json.dumps(
+            {
+                "preset": "oauth2",
+                "name": name,
+                "url": self.token_endpoint,
+                "client_id": self.CLIENT_ID,
+                "oidc": {"issuer": self.issuer, **oidc},
+            }
+        )
+
+    def _post(self, path, form):
+        data = urllib.parse.urlencode(form).encode()
+        req = urllib.request.Request(self.issuer + path, data=data, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def bootstrap(self, account):
+        status, body = self._post(
+            "/token",
+            {"grant_type": "urn:tokenvault:test:bootstrap", "client_id": self.CLIENT_ID, "account": account},
+        )
+        assert status == 200, body
+        return json.loads(body)
+
+    def next_sub(self, sub):
+        assert self._post("/test/next-sub?sub=" + sub, {})[0] == 204
+
+    def stats(self):
+        with urllib.request.urlopen(self.issuer + "/test/stats", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def oidc_factory():
+    servers = []
+
+    def make(alg="ES256"):
+        s = OidcProvider(alg)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()

@@ -117,6 +117,17 @@ impl Engine {
                             return Err(e);
                         }
                     };
+                    if let Err(e) = self.prefetch_jwks(&lead.profile) {
+                        // Nothing was sent: an answer that could not be checked would be lost.
+                        self.clear_marker(&lead);
+                        let e = VaultError::transient(format!(
+                            "the OpenID issuer's keys could not be fetched before the refresh ({})",
+                            e.code()
+                        ));
+                        self.metrics.refresh_ended(Err(e.code()));
+                        self.end_flight(&lead.account.id, &lead.flight, Err(e.clone()));
+                        return Err(e);
+                    }
                     log::debug!("refresh: sending (generation {})", lead.base_generation());
                     let response = transport.send(&request);
                     drop(request);
@@ -381,6 +392,17 @@ impl Engine {
             Err(te) => Outcome::from_transport(te),
         };
         drop(response);
+        // An id_token is checked before anything is decided: a refused one is a `Protocol`
+        // answer (nothing stored, the lost-answer marker kept), like a malformed response.
+        let outcome = match outcome {
+            Outcome::Answer(Ok(mut received)) => {
+                match self.check_id_token(&lead.profile, &mut received, Some(&lead.base.record), now_wall) {
+                    Ok(()) => Outcome::Answer(Ok(received)),
+                    Err(e) => Outcome::Answer(Err(e)),
+                }
+            }
+            other => other,
+        };
         let now = self.clock.mono_ns();
         let forced = lead.flight.forced;
         let facts = AttemptFacts {

@@ -18,6 +18,7 @@
 
 mod coordinator;
 mod flight;
+mod id_token;
 mod policy;
 mod record;
 pub(crate) mod refresh_lock;
@@ -344,6 +345,7 @@ impl Engine {
             last_refresh_failure,
             has_refresh_credential: e.record.refresh_credential.is_some(),
             hints: e.record.hints.clone(),
+            identity: e.record.identity.clone(),
         }
     }
 }

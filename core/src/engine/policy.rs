@@ -213,6 +213,7 @@ mod tests {
             origin: None,
             verdict: None,
             legacy_reauth: None,
+            identity: None,
         }
     }
 

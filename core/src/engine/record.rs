@@ -50,6 +50,7 @@ pub(crate) fn new_record(session: &NewSession, profile: &Profile, device_now_ms:
         origin: Some(profile.origin()),
         verdict: None,
         legacy_reauth: None,
+        identity: session.identity.clone(),
     }
 }
 
@@ -101,5 +102,8 @@ pub(crate) fn record_after_refresh(
         origin: base.origin.clone().or_else(|| Some(profile.origin())),
         verdict: None,
         legacy_reauth: None,
+        // A response without an id_token keeps the claims of the last one (OpenID Connect
+        // Core §12.2: a refresh response may omit it).
+        identity: rx.identity.map(|b| *b).or_else(|| base.identity.clone()),
     }
 }

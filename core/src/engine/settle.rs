@@ -127,6 +127,8 @@ mod tests {
             token_type: None,
             scope: None,
             server_date_ms: None,
+            id_token: None,
+            identity: None,
         }
     }
 

@@ -34,6 +34,7 @@ pub use presets::Preset;
 pub(crate) use request::RevocationOutcome;
 #[allow(unused_imports)]
 pub(crate) use response::{get_path, server_date_ms};
+pub(crate) use spec::fetch_url_rule;
 use spec::{merge, ProfileSpec};
 pub use spec::{BodyEncoding, ClientAuth, ResponseSpec, Rotation, SuccessRule};
 use template::Template;
@@ -72,6 +73,8 @@ pub struct Profile {
     pins: Vec<crate::transport::SpkiPin>,
     /// The RFC 7009 revocation endpoint (same origin as `url`), if the dialect has one.
     revocation_url: Option<String>,
+    /// The `oidc` section: id_tokens in responses are validated against this issuer.
+    oidc: Option<crate::oidc::OidcSettings>,
 }
 
 impl fmt::Debug for Profile {
@@ -91,6 +94,7 @@ impl fmt::Debug for Profile {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("rotation", &self.rotation)
             .field("pins", &self.pins.len())
+            .field("oidc", &self.oidc)
             .finish_non_exhaustive()
     }
 }
@@ -181,6 +185,11 @@ impl Profile {
         &self.pins
     }
 
+    /// The OpenID Connect settings (`oidc` section), when id_tokens are validated.
+    pub fn oidc(&self) -> Option<&crate::oidc::OidcSettings> {
+        self.oidc.as_ref()
+    }
+
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -202,7 +211,7 @@ fn origin_of_preserving_case(url: &str) -> String {
 
 /// `scheme://host:port` of a URL the profile validated (scheme and authority present, no user
 /// info).
-fn origin_of(url: &str) -> String {
+pub(crate) fn origin_of(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let scheme = scheme.to_ascii_lowercase();
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("").to_ascii_lowercase();

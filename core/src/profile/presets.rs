@@ -126,6 +126,7 @@ impl Preset {
                     "refresh_expires_in": "refresh_expires_in",
                     "token_type": "token_type",
                     "scope": "scope",
+                    "id_token": "id_token",
                     "error_code": ["error"]
                 },
                 "refresh_expires_in_zero_is_offline": true,
@@ -151,6 +152,7 @@ impl Preset {
                     "refresh_expires_in": "refresh_expires_in",
                     "token_type": "token_type",
                     "scope": "scope",
+                    "id_token": "id_token",
                     "error_code": ["error"]
                 },
                 "reauth_errors": ["invalid_grant"],

@@ -151,6 +151,17 @@ impl Profile {
                 .filter(|s| s.len() <= 4096)
                 .map(str::to_owned)
         };
+        // Only a profile that validates id_tokens reads them; any other ignores the field.
+        let id_token = match (&self.oidc, &self.response.id_token) {
+            (Some(_), Some(path)) => match get_path(json, path) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= crate::oidc::MAX_ID_TOKEN_LEN => {
+                    Some(SecretString::new(s.as_str()))
+                }
+                Some(_) => return Err(VaultError::protocol("the id_token in the response is malformed")),
+            },
+            _ => None,
+        };
         let received = ReceivedTokens {
             access_token: SecretString::new(access.as_str()),
             refresh_credential: refresh,
@@ -159,6 +170,8 @@ impl Profile {
             token_type: text(&self.response.token_type),
             scope: text(&self.response.scope),
             server_date_ms: server_date_ms(response),
+            id_token,
+            identity: None,
         };
         drop(wiped);
         Ok(received)

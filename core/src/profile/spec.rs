@@ -96,6 +96,32 @@ pub struct ResponseSpec {
     /// Paths where an error code may be found, tried in order.
     #[serde(default)]
     pub error_code: Vec<String>,
+    /// Path of an OpenID Connect id_token; read (and validated) only when the profile has an
+    /// `oidc` section.
+    #[serde(default)]
+    pub id_token: Option<String>,
+}
+
+/// The JSON form of a profile's `oidc` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OidcSpec {
+    issuer: String,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    jwks_url: Option<String>,
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<String>,
+    #[serde(default = "default_leeway")]
+    leeway_secs: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn default_leeway() -> u64 {
+    crate::oidc::DEFAULT_LEEWAY_SECS
 }
 
 /// An ordered list of (name, template) pairs, read from a JSON object in document order.
@@ -173,6 +199,8 @@ pub(super) struct ProfileSpec {
     /// on `url`'s origin.
     #[serde(default)]
     revocation_url: Option<String>,
+    #[serde(default)]
+    oidc: Option<OidcSpec>,
 }
 
 fn default_method() -> String {
@@ -223,6 +251,13 @@ const SCHEMA_KEYS: &[&str] = &[
     "error_code",
     "path",
     "equals",
+    "id_token",
+    "oidc",
+    "issuer",
+    "audience",
+    "jwks_url",
+    "algorithms",
+    "leeway_secs",
 ];
 
 /// Describe a profile that does not fit the schema without quoting anything from it.
@@ -538,6 +573,7 @@ impl Profile {
             ("response.token_type", &r.token_type),
             ("response.scope", &r.scope),
             ("response.envelope_status", &r.envelope_status),
+            ("response.id_token", &r.id_token),
         ] {
             if let Some(p) = p {
                 check_path(what, p)?;
@@ -582,6 +618,15 @@ impl Profile {
         if !mentions_credential {
             return Err(VaultError::invalid("the profile never sends the refresh credential"));
         }
+        let oidc = match s.oidc {
+            None => None,
+            Some(o) => Some(check_oidc(
+                o,
+                s.client_id.as_deref(),
+                s.allow_http,
+                r.id_token.is_some(),
+            )?),
+        };
         Ok(Profile {
             name: s.name,
             url: s.url,
@@ -606,6 +651,75 @@ impl Profile {
             plain_http_allowed: !https && (loopback || s.allow_http),
             pins,
             revocation_url,
+            oidc,
         })
+    }
+}
+
+/// Validate an `oidc` section: the issuer and key-set URLs under the same rules as the
+/// endpoint (http(s), no user info, plain http only to loopback unless `allow_http`), an
+/// audience (the `client_id` by default), asymmetric algorithms only, a bounded leeway.
+fn check_oidc(
+    o: OidcSpec,
+    client_id: Option<&str>,
+    allow_http: bool,
+    has_id_token_path: bool,
+) -> Result<crate::oidc::OidcSettings> {
+    for (what, url) in [("oidc.issuer", Some(&o.issuer)), ("oidc.jwks_url", o.jwks_url.as_ref())] {
+        if let Some(url) = url {
+            fetch_url_rule(url, allow_http).map_err(|e| VaultError::invalid(format!("{what}: {e}")))?;
+        }
+    }
+    let audience = match o.audience.as_deref().or(client_id) {
+        Some(a) if !a.is_empty() => {
+            no_controls("oidc.audience", a, 1024)?;
+            a.to_owned()
+        }
+        _ => return Err(VaultError::invalid("oidc needs an audience or a client_id")),
+    };
+    if o.algorithms.is_empty() || o.algorithms.len() > 7 {
+        return Err(VaultError::invalid("oidc.algorithms must list 1 to 7 algorithms"));
+    }
+    let mut algorithms = Vec::new();
+    for a in &o.algorithms {
+        let alg = crate::oidc::algorithm_from_name(a).ok_or_else(|| {
+            VaultError::invalid("oidc.algorithms: only RS256, RS384, RS512, PS256, PS384, PS512 and ES256 are accepted")
+        })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if o.leeway_secs > crate::oidc::MAX_LEEWAY_SECS {
+        return Err(VaultError::invalid("oidc.leeway_secs must be at most 600"));
+    }
+    if !has_id_token_path {
+        return Err(VaultError::invalid(
+            "an oidc section needs response.id_token (the id_token's path)",
+        ));
+    }
+    Ok(crate::oidc::OidcSettings {
+        issuer: o.issuer,
+        audience,
+        jwks_url: o.jwks_url,
+        algorithms,
+        leeway_secs: o.leeway_secs,
+        allow_http,
+    })
+}
+
+/// Whether the vault may fetch `url` (an issuer's discovery document or key set), under the
+/// endpoint's rules: `Ok(true)` when it may go over plain http (a loopback literal, or
+/// `allow_http`), `Ok(false)` for https; an error (never quoting the URL) otherwise.
+pub(crate) fn fetch_url_rule(url: &str, allow_http: bool) -> std::result::Result<bool, &'static str> {
+    let (https, loopback) = check_url(url).map_err(|_| "not a valid http(s) URL")?;
+    if url.contains(['?', '#']) {
+        return Err("a query or fragment is not accepted");
+    }
+    if https {
+        Ok(false)
+    } else if loopback || allow_http {
+        Ok(true)
+    } else {
+        Err("plain http is only allowed to loopback hosts unless allow_http is set")
     }
 }

@@ -751,3 +751,92 @@ fn request_bodies_are_encoded_exactly() {
     );
     assert_eq!(form.body.capacity(), form.body.len());
 }
+
+/// The `oidc` section: defaults (audience = client_id, RS256 and ES256), and what is refused
+/// when loaded — symmetric algorithms, plain http to a non-loopback issuer, no audience, unknown
+/// keys — without quoting the profile.
+#[test]
+fn oidc_sections_are_validated_at_load() {
+    let base = |oidc: serde_json::Value| {
+        serde_json::json!({"preset": "oauth2", "name": "op", "url": "https://op.example/token",
+            "client_id": "client-1", "oidc": oidc})
+    };
+    let p = Profile::from_json(&base(serde_json::json!({"issuer": "https://op.example"})).to_string()).unwrap();
+    let o = p.oidc().unwrap();
+    assert_eq!(o.issuer(), "https://op.example");
+    assert_eq!(o.audience(), "client-1");
+    assert_eq!(o.jwks_url(), None);
+    assert_eq!(
+        o.algorithms,
+        [jsonwebtoken::Algorithm::RS256, jsonwebtoken::Algorithm::ES256]
+    );
+    assert_eq!(o.discovery_url(), "https://op.example/.well-known/openid-configuration");
+    // Without a section, an id_token in a response is ignored (not even read).
+    assert!(seed003().oidc().is_none());
+    for (oidc, why) in [
+        (
+            serde_json::json!({"issuer": "https://op.example", "algorithms": ["HS256"]}),
+            "algorithms",
+        ),
+        (
+            serde_json::json!({"issuer": "https://op.example", "algorithms": ["none"]}),
+            "algorithms",
+        ),
+        (
+            serde_json::json!({"issuer": "https://op.example", "algorithms": []}),
+            "algorithms",
+        ),
+        (
+            serde_json::json!({"issuer": "https://op.example", "algorithms": ["EdDSA"]}),
+            "algorithms",
+        ),
+        (serde_json::json!({"issuer": "http://op.example"}), "plain http"),
+        (
+            serde_json::json!({"issuer": "https://op.example", "jwks_url": "http://op.example/k"}),
+            "plain http",
+        ),
+        (serde_json::json!({"issuer": "ftp://op.example"}), "oidc.issuer"),
+        (
+            serde_json::json!({"issuer": "https://op.example", "leeway_secs": 3600}),
+            "leeway",
+        ),
+        (
+            serde_json::json!({"issuer": "https://op.example", "secret-thing": "s3cr3t"}),
+            "unknown key",
+        ),
+        (serde_json::json!({"issuer": 42}), "wrong type"),
+    ] {
+        let err = Profile::from_json(&base(oidc).to_string()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+        let text = err.to_string();
+        assert!(text.contains(why), "{why}: {text}");
+        assert!(!text.contains("s3cr3t") && !text.contains("op.example"), "{text}");
+    }
+    // No audience and no client_id.
+    let doc = serde_json::json!({"preset": "oauth2", "name": "op", "url": "https://op.example/token",
+        "oidc": {"issuer": "https://op.example"}});
+    assert!(Profile::from_json(&doc.to_string())
+        .unwrap_err()
+        .to_string()
+        .contains("audience"));
+    // A custom dialect must say where its id_token is.
+    let mut doc = base(serde_json::json!({"issuer": "https://op.example"}));
+    doc["response"]["id_token"] = serde_json::Value::Null;
+    let mut d = doc.as_object().unwrap().clone();
+    d.remove("preset");
+    let mut full = Preset::OAuth2.defaults();
+    merge(&mut full, serde_json::Value::Object(d));
+    full["response"].as_object_mut().unwrap().remove("id_token");
+    assert!(Profile::from_json(&full.to_string())
+        .unwrap_err()
+        .to_string()
+        .contains("response.id_token"));
+    // Plain http to a loopback issuer is the endpoint's rule too.
+    let p = Profile::from_json(
+        &serde_json::json!({"preset": "oauth2", "name": "op", "url": "http://127.0.0.1:9/token",
+            "client_id": "c", "oidc": {"issuer": "http://127.0.0.1:9", "audience": "other", "algorithms": ["ES256", "PS256", "RS512"]}})
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(p.oidc().unwrap().audience(), "other");
+}

@@ -155,6 +155,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// A cached key set as stored: (fetched at, nonce, ciphertext).
+pub(crate) type SealedJwks = (i64, Vec<u8>, Vec<u8>);
+
 /// The most revocations kept waiting; beyond it the oldest is dropped (and counted).
 pub(crate) const MAX_PENDING_REVOCATIONS: i64 = 256;
 
@@ -905,8 +908,7 @@ impl Store {
 
     /// The sealed key set cached for an issuer (by its keyed hash): (fetched at, nonce,
     /// ciphertext).
-    #[allow(dead_code, clippy::type_complexity)] // used by OpenID id_token validation
-    pub(crate) fn jwks(&self, issuer_hash: &[u8]) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn jwks(&self, issuer_hash: &[u8]) -> Result<Option<SealedJwks>> {
         Ok(self
             .conn
             .prepare_cached("SELECT fetched_at_ms, nonce, ciphertext FROM jwks WHERE issuer_hash = ?1")?
@@ -915,7 +917,6 @@ impl Store {
     }
 
     /// Cache an issuer's sealed key set, replacing the previous one.
-    #[allow(dead_code)] // used by OpenID id_token validation
     pub(crate) fn put_jwks(
         &mut self,
         issuer_hash: &[u8],

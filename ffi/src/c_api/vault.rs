@@ -642,6 +642,7 @@ fn session_info_json(i: &SessionInfo) -> serde_json::Value {
             "ago_ms": f.ago_ms,
         })),
         "hints": i.hints,
+        "identity": i.identity,
     })
 }
 
@@ -650,8 +651,13 @@ fn session_info_json(i: &SessionInfo) -> serde_json::Value {
 /// `token_type`, `scope`, `issued_at_ms`, `access_expires_at_ms`, `access_remaining_ms`,
 /// `session_expires_at_ms`, `session_remaining_ms`, `offline`, `clock_offset_ms`,
 /// `refresh_count`, `has_refresh_credential`, `last_refresh_failure` (`null` or
-/// `{status, name, message, ago_ms}`) and `hints` (an object of strings). Unknown values are
-/// `null`.
+/// `{status, name, message, ago_ms}`), `hints` (an object of strings) and `identity`: `null`,
+/// or the standard claims of the last validated OpenID Connect id_token (profiles with an `oidc`
+/// section) — `iss`, `sub`, `iat`, and those the issuer sent of `auth_time`, `azp`, `name`,
+/// `given_name`, `family_name`, `middle_name`, `nickname`, `preferred_username`, `profile`,
+/// `picture`, `website`, `email`, `email_verified`, `gender`, `birthdate`, `zoneinfo`,
+/// `locale`, `phone_number`, `phone_number_verified`, `updated_at` (never the id_token; the
+/// claims are personal data). Unknown values are `null`.
 ///
 /// Ownership: on success `*out_json` owns a new buffer: free it with `tv_buf_free`.
 /// Thread-safe.

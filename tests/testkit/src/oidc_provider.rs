@@ -14,7 +14,11 @@
 //! - a test-only grant, `urn:tokenvault:test:bootstrap`, that issues the first access + refresh
 //!   token for an account without a browser, through the library's own token-issuing code;
 //! - the userinfo endpoint (`/me`) as the protected resource;
-//! - `GET /test/stats`: counters fed by the provider's events.
+//! - `GET /test/stats`: counters fed by the provider's events (and the key-set and discovery
+//!   fetches);
+//! - id_tokens signed with ES256, RS256 or PS256 ([`OidcConfig::alg`]) carrying standard claims
+//!   derived from the subject; [`OidcProvider::rotate_signing_key`] replaces the key (new `kid`),
+//!   [`OidcProvider::next_id_token_sub`] makes the next id_token name another subject.
 //!
 //! The Node process exits when its stdin closes, so even a killed test binary leaves nothing behind;
 //! [`Drop`] also kills and reaps it.
@@ -62,6 +66,8 @@ pub struct OidcConfig {
     /// (so with `rotate: false`, out of every refresh response), as servers that never rotate
     /// often do; `OidcStats::refresh_token_omitted` counts those responses.
     pub omit_unrotated_refresh_token: bool,
+    /// The id_token signing algorithm: `"ES256"` (a P-256 key), `"RS256"` or `"PS256"` (RSA-2048).
+    pub alg: &'static str,
 }
 
 impl Default for OidcConfig {
@@ -73,6 +79,7 @@ impl Default for OidcConfig {
             refresh_ttl_secs: 14 * 24 * 60 * 60,
             rotate: true,
             omit_unrotated_refresh_token: false,
+            alg: "ES256",
         }
     }
 }
@@ -127,6 +134,12 @@ pub struct OidcStats {
     pub userinfo_errors: u64,
     /// Unexpected server errors (500); should always be 0.
     pub server_errors: u64,
+    /// `GET /jwks`: the published key set was fetched.
+    pub jwks_requests: u64,
+    /// `GET /.well-known/openid-configuration`.
+    pub discovery_requests: u64,
+    /// Signing keys replaced through [`OidcProvider::rotate_signing_key`].
+    pub keys_rotated: u64,
 }
 
 impl OidcStats {
@@ -168,6 +181,9 @@ impl OidcStats {
             refresh_token_omitted: num("refresh_token_omitted")?,
             userinfo_errors: num("userinfo_errors")?,
             server_errors: num("server_errors")?,
+            jwks_requests: num("jwks_requests")?,
+            discovery_requests: num("discovery_requests")?,
+            keys_rotated: num("keys_rotated")?,
         })
     }
 }
@@ -304,6 +320,8 @@ impl OidcProvider {
             .arg(if config.rotate { "true" } else { "false" })
             .arg("--omit-unrotated-refresh-token")
             .arg(config.omit_unrotated_refresh_token.to_string())
+            .arg("--alg")
+            .arg(config.alg)
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -489,6 +507,30 @@ impl OidcProvider {
             return Err(format!("/test/stats answered {status}: {body}"));
         }
         OidcStats::from_json(&body)
+    }
+
+    /// Replace the signing key by a new one (same algorithm, new `kid`); the old key leaves the
+    /// published key set at once. Returns the new `kid`.
+    pub fn rotate_signing_key(&self) -> Result<String, String> {
+        let (status, body) = self.post_form(&format!("{}/test/rotate-key", self.issuer), &[])?;
+        if status != 200 {
+            return Err(format!("/test/rotate-key answered {status}: {body}"));
+        }
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("/test/rotate-key: {e}"))?;
+        v["kid"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "/test/rotate-key: no kid".to_owned())
+    }
+
+    /// The next id_token the token endpoint issues names `sub` as its subject (once).
+    pub fn next_id_token_sub(&self, sub: &str) -> Result<(), String> {
+        let url = format!("{}/test/next-sub?sub={}", self.issuer, sub);
+        let (status, body) = self.post_form(&url, &[])?;
+        if status != 204 {
+            return Err(format!("/test/next-sub answered {status}: {body}"));
+        }
+        Ok(())
     }
 
     /// A plain refresh for the public client:

@@ -36,7 +36,7 @@ fn rotation_then_reuse_revokes_the_grant() {
     assert!(boot.id_token.is_some(), "openid scope yields an id_token");
     let raw = json(&boot.raw_json);
     assert_eq!(raw["token_type"], "Bearer");
-    assert_eq!(raw["scope"], "openid offline_access");
+    assert_eq!(raw["scope"], "openid offline_access profile email");
     assert!(op.access_ok(&boot.access_token).unwrap());
     assert!(!op.access_ok("not-a-token").unwrap());
 

@@ -230,13 +230,9 @@ const char *tvt_server_binary(void) {
   return (b && *b) ? b : NULL;
 }
 
-int tvt_server_start(tvt_server *s, const char *dialect, const char *const *extra_args) {
-  memset(s, 0, sizeof *s);
-  const char *bin = tvt_server_binary();
-  if (!bin) {
-    fprintf(stderr, "TV_REFERENCE_SERVER is not set\n");
-    return -1;
-  }
+/* Run argv[0] (execvp, in `cwd` if not NULL) with pipes on stdin and stdout, and wait for its
+ * `LISTENING <port>` line. */
+static int spawn_listening(tvt_server *s, const char *cwd, const char *const *argv) {
   int in[2], out[2];
   if (pipe(in) != 0) return -1;
   if (pipe(out) != 0) {
@@ -244,13 +240,6 @@ int tvt_server_start(tvt_server *s, const char *dialect, const char *const *extr
     close(in[1]);
     return -1;
   }
-  const char *argv[32];
-  size_t argc = 0;
-  argv[argc++] = bin;
-  argv[argc++] = "--dialect";
-  argv[argc++] = dialect;
-  for (size_t i = 0; extra_args && extra_args[i] && argc < 30; i++) argv[argc++] = extra_args[i];
-  argv[argc] = NULL;
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
@@ -260,7 +249,8 @@ int tvt_server_start(tvt_server *s, const char *dialect, const char *const *extr
     close(in[1]);
     close(out[0]);
     close(out[1]);
-    execv(bin, (char *const *)argv);
+    if (cwd && chdir(cwd) != 0) _exit(126);
+    execvp(argv[0], (char *const *)argv);
     _exit(127);
   }
   close(in[0]);
@@ -278,12 +268,73 @@ int tvt_server_start(tvt_server *s, const char *dialect, const char *const *extr
   line[n] = 0;
   close(out[0]);
   if (sscanf(line, "LISTENING %d", &s->port) != 1) {
-    fprintf(stderr, "reference-server did not start: '%s'\n", line);
+    fprintf(stderr, "%s did not start: '%s'\n", argv[0], line);
     tvt_server_stop(s);
     return -1;
   }
   snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", s->port);
   return 0;
+}
+
+int tvt_server_start(tvt_server *s, const char *dialect, const char *const *extra_args) {
+  memset(s, 0, sizeof *s);
+  const char *bin = tvt_server_binary();
+  if (!bin) {
+    fprintf(stderr, "TV_REFERENCE_SERVER is not set\n");
+    return -1;
+  }
+  const char *argv[32];
+  size_t argc = 0;
+  argv[argc++] = bin;
+  argv[argc++] = "--dialect";
+  argv[argc++] = dialect;
+  for (size_t i = 0; extra_args && extra_args[i] && argc < 30; i++) argv[argc++] = extra_args[i];
+  argv[argc] = NULL;
+  return spawn_listening(s, NULL, argv);
+}
+
+int tvt_oidc_start(tvt_server *s, const char *alg) {
+  memset(s, 0, sizeof *s);
+  const char *dir = getenv("TV_OIDC_DIR");
+  if (!dir || !*dir) {
+    fprintf(stderr, "TV_OIDC_DIR is not set (tests/oidc, after npm ci --prefix tests/oidc)\n");
+    return -1;
+  }
+  const char *node = getenv("TOKENVAULT_NODE");
+  const char *argv[] = {node && *node ? node : "node", "server.mjs", "--alg", alg, NULL};
+  return spawn_listening(s, dir, argv);
+}
+
+int tvt_oidc_bootstrap(const tvt_server *s, const char *account, char **out_access, char **out_refresh) {
+  char url[128], form[256];
+  snprintf(url, sizeof url, "%s/token", s->base_url);
+  snprintf(form, sizeof form, "grant_type=urn%%3Atokenvault%%3Atest%%3Abootstrap&client_id=tokenvault-test&account=%s",
+           account);
+  tvt_header h = {(char *)"Content-Type", (char *)"application/x-www-form-urlencoded"};
+  tvt_response r;
+  if (tvt_http("POST", url, &h, 1, (const uint8_t *)form, strlen(form), 10000, &r) != 0) return -1;
+  int ok = r.status == 200;
+  char *a = ok ? tvt_json_string((const char *)r.body, "access_token") : NULL;
+  char *c = ok ? tvt_json_string((const char *)r.body, "refresh_token") : NULL;
+  tvt_response_free(&r);
+  if (!a || !c) {
+    free(a);
+    free(c);
+    return -1;
+  }
+  *out_access = a;
+  *out_refresh = c;
+  return 0;
+}
+
+int tvt_oidc_post(const tvt_server *s, const char *path_and_query) {
+  char url[256];
+  snprintf(url, sizeof url, "%s%s", s->base_url, path_and_query);
+  tvt_response r;
+  if (tvt_http("POST", url, NULL, 0, NULL, 0, 10000, &r) != 0) return -1;
+  int status = r.status;
+  tvt_response_free(&r);
+  return status;
 }
 
 void tvt_server_stop(tvt_server *s) {

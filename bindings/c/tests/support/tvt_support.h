@@ -61,6 +61,15 @@ long tvt_server_stat(const tvt_server *s, const char *counter);
 /* GET /protected with a bearer token; returns the HTTP status (or -1). */
 int tvt_server_protected(const tvt_server *s, const char *access_token);
 
+/* panva's oidc-provider (node $TV_OIDC_DIR/server.mjs --alg <alg>), in the same struct: it
+ * prints `LISTENING <port>` and stops when its stdin closes (tvt_server_stop). */
+int tvt_oidc_start(tvt_server *s, const char *alg);
+/* The test-only bootstrap grant for `account` (public client `tokenvault-test`): the caller
+ * frees *out_access and *out_refresh. */
+int tvt_oidc_bootstrap(const tvt_server *s, const char *account, char **out_access, char **out_refresh);
+/* POST with an empty body (e.g. "/test/next-sub?sub=x"); returns the HTTP status (or -1). */
+int tvt_oidc_post(const tvt_server *s, const char *path_and_query);
+
 /* A string value "key":"..." from a flat JSON text (malloc'd; NULL if absent). */
 char *tvt_json_string(const char *json, const char *key);
 

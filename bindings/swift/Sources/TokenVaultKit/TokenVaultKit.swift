@@ -656,6 +656,549 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * The standard claims of a validated OpenID Connect id_token (profiles with an `oidc` section),
+ * read through methods. Never the id_token itself. Personal data: an object, not a record, so
+ * that `toString()` / `str()` / `repr()` print the Rust `Debug` form — the issuer and which
+ * claims are present, never their values.
+ */
+public protocol IdentityClaimsProtocol: AnyObject, Sendable {
+    
+    /**
+     * When the user authenticated (`auth_time`), if the issuer says.
+     */
+    func authTime()  -> Int64?
+    
+    /**
+     * Authorized party (`azp`), if present.
+     */
+    func azp()  -> String?
+    
+    /**
+     * `birthdate`.
+     */
+    func birthdate()  -> String?
+    
+    /**
+     * `email`.
+     */
+    func email()  -> String?
+    
+    /**
+     * `email_verified`.
+     */
+    func emailVerified()  -> Bool?
+    
+    /**
+     * `family_name`.
+     */
+    func familyName()  -> String?
+    
+    /**
+     * `gender`.
+     */
+    func gender()  -> String?
+    
+    /**
+     * `given_name`.
+     */
+    func givenName()  -> String?
+    
+    /**
+     * When the id_token was issued (`iat`, seconds since the epoch, server time).
+     */
+    func iat()  -> Int64
+    
+    /**
+     * Issuer (`iss`).
+     */
+    func iss()  -> String
+    
+    /**
+     * `locale`.
+     */
+    func locale()  -> String?
+    
+    /**
+     * `middle_name`.
+     */
+    func middleName()  -> String?
+    
+    /**
+     * `name`.
+     */
+    func name()  -> String?
+    
+    /**
+     * `nickname`.
+     */
+    func nickname()  -> String?
+    
+    /**
+     * `phone_number`.
+     */
+    func phoneNumber()  -> String?
+    
+    /**
+     * `phone_number_verified`.
+     */
+    func phoneNumberVerified()  -> Bool?
+    
+    /**
+     * `picture`.
+     */
+    func picture()  -> String?
+    
+    /**
+     * `preferred_username`.
+     */
+    func preferredUsername()  -> String?
+    
+    /**
+     * `profile`.
+     */
+    func profile()  -> String?
+    
+    /**
+     * Subject (`sub`): the user's stable id at the issuer.
+     */
+    func sub()  -> String
+    
+    /**
+     * `updated_at`.
+     */
+    func updatedAt()  -> Int64?
+    
+    /**
+     * `website`.
+     */
+    func website()  -> String?
+    
+    /**
+     * `zoneinfo`.
+     */
+    func zoneinfo()  -> String?
+    
+}
+/**
+ * The standard claims of a validated OpenID Connect id_token (profiles with an `oidc` section),
+ * read through methods. Never the id_token itself. Personal data: an object, not a record, so
+ * that `toString()` / `str()` / `repr()` print the Rust `Debug` form — the issuer and which
+ * claims are present, never their values.
+ */
+open class IdentityClaims: IdentityClaimsProtocol, @unchecked Sendable, Equatable, CustomDebugStringConvertible, CustomStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tokenvault_fn_clone_identityclaims(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tokenvault_fn_free_identityclaims(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * When the user authenticated (`auth_time`), if the issuer says.
+     */
+open func authTime() -> Int64?  {
+    return try!  FfiConverterOptionInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_auth_time(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Authorized party (`azp`), if present.
+     */
+open func azp() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_azp(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `birthdate`.
+     */
+open func birthdate() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_birthdate(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `email`.
+     */
+open func email() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_email(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `email_verified`.
+     */
+open func emailVerified() -> Bool?  {
+    return try!  FfiConverterOptionBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_email_verified(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `family_name`.
+     */
+open func familyName() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_family_name(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `gender`.
+     */
+open func gender() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_gender(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `given_name`.
+     */
+open func givenName() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_given_name(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * When the id_token was issued (`iat`, seconds since the epoch, server time).
+     */
+open func iat() -> Int64  {
+    return try!  FfiConverterInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_iat(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Issuer (`iss`).
+     */
+open func iss() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_iss(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `locale`.
+     */
+open func locale() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_locale(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `middle_name`.
+     */
+open func middleName() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_middle_name(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `name`.
+     */
+open func name() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_name(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `nickname`.
+     */
+open func nickname() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_nickname(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `phone_number`.
+     */
+open func phoneNumber() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_phone_number(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `phone_number_verified`.
+     */
+open func phoneNumberVerified() -> Bool?  {
+    return try!  FfiConverterOptionBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_phone_number_verified(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `picture`.
+     */
+open func picture() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_picture(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `preferred_username`.
+     */
+open func preferredUsername() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_preferred_username(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `profile`.
+     */
+open func profile() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_profile(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Subject (`sub`): the user's stable id at the issuer.
+     */
+open func sub() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_sub(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `updated_at`.
+     */
+open func updatedAt() -> Int64?  {
+    return try!  FfiConverterOptionInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_updated_at(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `website`.
+     */
+open func website() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_website(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `zoneinfo`.
+     */
+open func zoneinfo() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_zoneinfo(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_display(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: IdentityClaims, other: IdentityClaims) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_eq(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeIdentityClaims_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIdentityClaims: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = IdentityClaims
+
+    public static func lift(_ handle: UInt64) throws -> IdentityClaims {
+        return IdentityClaims(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: IdentityClaims) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IdentityClaims {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: IdentityClaims, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIdentityClaims_lift(_ handle: UInt64) throws -> IdentityClaims {
+    return try FfiConverterTypeIdentityClaims.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIdentityClaims_lower(_ value: IdentityClaims) -> UInt64 {
+    return FfiConverterTypeIdentityClaims.lower(value)
+}
+
+
+
+
+
+
+/**
  * An encrypted, single-flight token vault over one SQLite file. Thread-safe: share one
  * instance across the app. Call [`close`](Self::close) when done; later calls fail with
  * [`TokenVaultError::Closed`].
@@ -2756,7 +3299,7 @@ public func FfiConverterTypeRevocationReport_lower(_ value: RevocationReport) ->
 /**
  * A session without its secrets.
  */
-public struct SessionInfo: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
+public struct SessionInfo: CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The app's account id.
      */
@@ -2825,6 +3368,11 @@ public struct SessionInfo: Equatable, Hashable, CustomDebugStringConvertible, Cu
      * Non-secret hints stored with the session.
      */
     public var hints: [String: String]
+    /**
+     * The standard claims of the session's last validated OpenID Connect id_token, if its
+     * profile has an `oidc` section and a refresh brought one.
+     */
+    public var identity: IdentityClaims?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2879,7 +3427,11 @@ public struct SessionInfo: Equatable, Hashable, CustomDebugStringConvertible, Cu
          */hasRefreshCredential: Bool, 
         /**
          * Non-secret hints stored with the session.
-         */hints: [String: String]) {
+         */hints: [String: String], 
+        /**
+         * The standard claims of the session's last validated OpenID Connect id_token, if its
+         * profile has an `oidc` section and a refresh brought one.
+         */identity: IdentityClaims?) {
         self.account = account
         self.profile = profile
         self.generation = generation
@@ -2897,6 +3449,7 @@ public struct SessionInfo: Equatable, Hashable, CustomDebugStringConvertible, Cu
         self.lastRefreshFailure = lastRefreshFailure
         self.hasRefreshCredential = hasRefreshCredential
         self.hints = hints
+        self.identity = identity
     }
 
     
@@ -2953,7 +3506,8 @@ public struct FfiConverterTypeSessionInfo: FfiConverterRustBuffer {
                 refreshCount: FfiConverterUInt64.read(from: &buf), 
                 lastRefreshFailure: FfiConverterOptionTypeRefreshFailure.read(from: &buf), 
                 hasRefreshCredential: FfiConverterBool.read(from: &buf), 
-                hints: FfiConverterDictionaryStringString.read(from: &buf)
+                hints: FfiConverterDictionaryStringString.read(from: &buf), 
+                identity: FfiConverterOptionTypeIdentityClaims.read(from: &buf)
         )
     }
 
@@ -2975,6 +3529,7 @@ public struct FfiConverterTypeSessionInfo: FfiConverterRustBuffer {
         FfiConverterOptionTypeRefreshFailure.write(value.lastRefreshFailure, into: &buf)
         FfiConverterBool.write(value.hasRefreshCredential, into: &buf)
         FfiConverterDictionaryStringString.write(value.hints, into: &buf)
+        FfiConverterOptionTypeIdentityClaims.write(value.identity, into: &buf)
     }
 }
 
@@ -4919,6 +5474,30 @@ fileprivate struct FfiConverterOptionDouble: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionBool: FfiConverterRustBuffer {
+    typealias SwiftType = Bool?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterBool.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterBool.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -4935,6 +5514,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeIdentityClaims: FfiConverterRustBuffer {
+    typealias SwiftType = IdentityClaims?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeIdentityClaims.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeIdentityClaims.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -5272,6 +5875,75 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_func_tokenvault_version() != 44072) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_auth_time() != 16303) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_azp() != 51671) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_birthdate() != 1032) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_email() != 57446) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_email_verified() != 60433) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_family_name() != 4612) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_gender() != 57318) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_given_name() != 9434) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_iat() != 26931) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_iss() != 45908) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_locale() != 24813) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_middle_name() != 21210) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_name() != 38761) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_nickname() != 47559) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_phone_number() != 46139) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_phone_number_verified() != 38776) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_picture() != 4969) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_preferred_username() != 8106) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_profile() != 300) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_sub() != 31162) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_updated_at() != 48111) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_website() != 39928) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tokenvault_checksum_method_identityclaims_zoneinfo() != 31654) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_access_token() != 9609) {

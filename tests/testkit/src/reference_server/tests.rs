@@ -627,8 +627,16 @@ fn test_routes_drive_the_server_over_http() {
     // RFC 7009: form-encoded, 200 whether or not the token is known, 400 without one.
     let form = ("Content-Type", "application/x-www-form-urlencoded");
     let body = format!("token={}&token_type_hint=refresh_token", refresh);
-    assert_eq!(request(port, "POST", "/oauth/revoke", &[form], &body).unwrap().status, 200);
-    assert_eq!(request(port, "POST", "/oauth/revoke", &[form], "token_type_hint=x").unwrap().status, 400);
+    assert_eq!(
+        request(port, "POST", "/oauth/revoke", &[form], &body).unwrap().status,
+        200
+    );
+    assert_eq!(
+        request(port, "POST", "/oauth/revoke", &[form], "token_type_hint=x")
+            .unwrap()
+            .status,
+        400
+    );
 
     let stats = request(port, "GET", "/test/stats", &[], "").unwrap().json();
     assert_eq!(

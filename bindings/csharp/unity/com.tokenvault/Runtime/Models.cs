@@ -155,6 +155,9 @@ namespace Tokenvault
         public TimeSpan? LastFailureAgo { get; internal set; }
         public bool Offline { get; internal set; }
         public bool HasRefreshCredential { get; internal set; }
+        /// <summary>The standard claims of the session's last validated OpenID Connect id_token
+        /// (profiles with an "oidc" section), or null. Never the id_token itself.</summary>
+        public IdentityClaims Identity { get; internal set; }
 
         internal static SessionInfo From(ref NativeSessionInfo n)
         {
@@ -198,8 +201,194 @@ namespace Tokenvault
         public RefreshRequest Request { get; internal set; }
     }
 
+    /// <summary>The standard claims of a validated OpenID Connect id_token, as the library
+    /// reports them in tv_vault_session_info_json's "identity". Personal data: ToString() shows
+    /// the issuer and which claims are present, never their values.</summary>
+    public sealed class IdentityClaims
+    {
+        /// <summary>Issuer (iss).</summary>
+        public string Iss { get; private set; }
+        /// <summary>Subject (sub): the user's stable id at the issuer.</summary>
+        public string Sub { get; private set; }
+        /// <summary>When the id_token was issued (iat), server time.</summary>
+        public DateTimeOffset IssuedAt { get; private set; }
+        /// <summary>When the user authenticated (auth_time), if the issuer says.</summary>
+        public DateTimeOffset? AuthTime { get; private set; }
+        /// <summary>Authorized party (azp).</summary>
+        public string Azp { get; private set; }
+        public string Name { get; private set; }
+        public string GivenName { get; private set; }
+        public string FamilyName { get; private set; }
+        public string MiddleName { get; private set; }
+        public string Nickname { get; private set; }
+        public string PreferredUsername { get; private set; }
+        /// <summary>The profile page's URL (profile).</summary>
+        public string ProfileUrl { get; private set; }
+        public string Picture { get; private set; }
+        public string Website { get; private set; }
+        public string Email { get; private set; }
+        public bool? EmailVerified { get; private set; }
+        public string Gender { get; private set; }
+        public string Birthdate { get; private set; }
+        public string Zoneinfo { get; private set; }
+        public string Locale { get; private set; }
+        public string PhoneNumber { get; private set; }
+        public bool? PhoneNumberVerified { get; private set; }
+        public DateTimeOffset? UpdatedAt { get; private set; }
+
+        /// <summary>From the "identity" member of the session-info JSON (null stays null).</summary>
+        internal static IdentityClaims FromJson(Dictionary<string, object> o)
+        {
+            if (o == null) return null;
+            Func<string, string> s = k => { object v; return o.TryGetValue(k, out v) ? v as string : null; };
+            Func<string, bool?> b = k => { object v; return o.TryGetValue(k, out v) && v is bool ? (bool?)(bool)v : null; };
+            Func<string, DateTimeOffset?> t = k =>
+            {
+                object v;
+                return o.TryGetValue(k, out v) && v is double ? DateTimeOffset.FromUnixTimeSeconds((long)(double)v) : (DateTimeOffset?)null;
+            };
+            return new IdentityClaims
+            {
+                Iss = s("iss"), Sub = s("sub"), IssuedAt = t("iat") ?? DateTimeOffset.FromUnixTimeSeconds(0),
+                AuthTime = t("auth_time"), Azp = s("azp"), Name = s("name"), GivenName = s("given_name"),
+                FamilyName = s("family_name"), MiddleName = s("middle_name"), Nickname = s("nickname"),
+                PreferredUsername = s("preferred_username"), ProfileUrl = s("profile"), Picture = s("picture"),
+                Website = s("website"), Email = s("email"), EmailVerified = b("email_verified"), Gender = s("gender"),
+                Birthdate = s("birthdate"), Zoneinfo = s("zoneinfo"), Locale = s("locale"),
+                PhoneNumber = s("phone_number"), PhoneNumberVerified = b("phone_number_verified"),
+                UpdatedAt = t("updated_at"),
+            };
+        }
+
+        public override string ToString()
+        {
+            var present = new List<string>();
+            if (Name != null) present.Add("name");
+            if (GivenName != null) present.Add("given_name");
+            if (FamilyName != null) present.Add("family_name");
+            if (MiddleName != null) present.Add("middle_name");
+            if (Nickname != null) present.Add("nickname");
+            if (PreferredUsername != null) present.Add("preferred_username");
+            if (ProfileUrl != null) present.Add("profile");
+            if (Picture != null) present.Add("picture");
+            if (Website != null) present.Add("website");
+            if (Email != null) present.Add("email");
+            if (EmailVerified != null) present.Add("email_verified");
+            if (Gender != null) present.Add("gender");
+            if (Birthdate != null) present.Add("birthdate");
+            if (Zoneinfo != null) present.Add("zoneinfo");
+            if (Locale != null) present.Add("locale");
+            if (PhoneNumber != null) present.Add("phone_number");
+            if (PhoneNumberVerified != null) present.Add("phone_number_verified");
+            if (UpdatedAt != null) present.Add("updated_at");
+            return "IdentityClaims { Iss = " + Iss + ", Sub = <redacted>, Present = [" + string.Join(", ", present.ToArray()) + "] }";
+        }
+    }
+
     internal static class Json
     {
+        /// <summary>Parse the library's JSON (objects, arrays, strings, numbers as double, true,
+        /// false, null) into Dictionary / List / string / double / bool / null. Throws
+        /// FormatException on anything else.</summary>
+        internal static object Parse(string text)
+        {
+            int i = 0;
+            object v = Value(text, ref i);
+            Ws(text, ref i);
+            if (i != text.Length) throw new FormatException("trailing characters in JSON");
+            return v;
+        }
+
+        private static void Ws(string s, ref int i)
+        {
+            while (i < s.Length && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+        }
+
+        private static object Value(string s, ref int i)
+        {
+            Ws(s, ref i);
+            if (i >= s.Length) throw new FormatException("unexpected end of JSON");
+            char c = s[i];
+            if (c == '{')
+            {
+                var o = new Dictionary<string, object>();
+                i++;
+                Ws(s, ref i);
+                if (i < s.Length && s[i] == '}') { i++; return o; }
+                while (true)
+                {
+                    Ws(s, ref i);
+                    if (i >= s.Length || s[i] != '"') throw new FormatException("expected a key");
+                    string k = Str(s, ref i);
+                    Ws(s, ref i);
+                    if (i >= s.Length || s[i] != ':') throw new FormatException("expected ':'");
+                    i++;
+                    o[k] = Value(s, ref i);
+                    Ws(s, ref i);
+                    if (i < s.Length && s[i] == ',') { i++; continue; }
+                    if (i < s.Length && s[i] == '}') { i++; return o; }
+                    throw new FormatException("expected ',' or '}'");
+                }
+            }
+            if (c == '[')
+            {
+                var a = new List<object>();
+                i++;
+                Ws(s, ref i);
+                if (i < s.Length && s[i] == ']') { i++; return a; }
+                while (true)
+                {
+                    a.Add(Value(s, ref i));
+                    Ws(s, ref i);
+                    if (i < s.Length && s[i] == ',') { i++; continue; }
+                    if (i < s.Length && s[i] == ']') { i++; return a; }
+                    throw new FormatException("expected ',' or ']'");
+                }
+            }
+            if (c == '"') return Str(s, ref i);
+            if (string.CompareOrdinal(s, i, "true", 0, 4) == 0) { i += 4; return true; }
+            if (string.CompareOrdinal(s, i, "false", 0, 5) == 0) { i += 5; return false; }
+            if (string.CompareOrdinal(s, i, "null", 0, 4) == 0) { i += 4; return null; }
+            int start = i;
+            while (i < s.Length && "+-0123456789.eE".IndexOf(s[i]) >= 0) i++;
+            double d;
+            if (i == start || !double.TryParse(s.Substring(start, i - start), NumberStyles.Float, CultureInfo.InvariantCulture, out d))
+                throw new FormatException("bad JSON value");
+            return d;
+        }
+
+        private static string Str(string s, ref int i)
+        {
+            var sb = new StringBuilder();
+            i++; // opening quote
+            while (i < s.Length)
+            {
+                char c = s[i++];
+                if (c == '"') return sb.ToString();
+                if (c != '\\') { sb.Append(c); continue; }
+                if (i >= s.Length) break;
+                char e = s[i++];
+                switch (e)
+                {
+                    case '"': sb.Append('"'); break;
+                    case '\\': sb.Append('\\'); break;
+                    case '/': sb.Append('/'); break;
+                    case 'b': sb.Append('\b'); break;
+                    case 'f': sb.Append('\f'); break;
+                    case 'n': sb.Append('\n'); break;
+                    case 'r': sb.Append('\r'); break;
+                    case 't': sb.Append('\t'); break;
+                    case 'u':
+                        if (i + 4 > s.Length) throw new FormatException("bad \\u escape");
+                        sb.Append((char)int.Parse(s.Substring(i, 4), NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+                        i += 4;
+                        break;
+                    default: throw new FormatException("bad escape");
+                }
+            }
+            throw new FormatException("unterminated string");
+        }
+
         internal static void Quote(StringBuilder sb, string s)
         {
             sb.Append('"');

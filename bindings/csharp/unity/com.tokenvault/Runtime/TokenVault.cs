@@ -412,7 +412,13 @@ namespace Tokenvault
             var info = new NativeSessionInfo { StructSize = (uint)sizeof(NativeSessionInfo) };
             fixed (byte* pa = a)
                 Errors.Check(Native.tv_vault_session_info(Handle, pa, &info));
-            return SessionInfo.From(ref info);
+            var result = SessionInfo.From(ref info);
+            // The claims (strings) come only in the JSON form.
+            var doc = Json.Parse(SessionInfoJson(account)) as Dictionary<string, object>;
+            object identity;
+            if (doc != null && doc.TryGetValue("identity", out identity))
+                result.Identity = IdentityClaims.FromJson(identity as Dictionary<string, object>);
+            return result;
         }
 
         /// <summary>A session's facts as the library's JSON object (includes hints).</summary>

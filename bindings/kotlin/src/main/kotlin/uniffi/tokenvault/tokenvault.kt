@@ -779,6 +779,52 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tokenvault_checksum_func_tokenvault_version(
     ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_auth_time(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_azp(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_birthdate(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_email(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_email_verified(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_family_name(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_gender(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_given_name(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_iat(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_iss(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_locale(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_middle_name(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_name(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_nickname(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_phone_number(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_phone_number_verified(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_picture(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_preferred_username(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_profile(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_sub(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_updated_at(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_website(
+    ): Int
+    external fun uniffi_tokenvault_checksum_method_identityclaims_zoneinfo(
+    ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_access_token(
     ): Int
     external fun uniffi_tokenvault_checksum_method_tokenvault_access_token_with_min_ttl(
@@ -885,6 +931,64 @@ internal object UniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_tokenvault_fn_clone_identityclaims(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_tokenvault_fn_free_identityclaims(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_tokenvault_fn_method_identityclaims_auth_time(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_azp(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_birthdate(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_email(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_email_verified(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_family_name(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_gender(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_given_name(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_iat(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_tokenvault_fn_method_identityclaims_iss(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_locale(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_middle_name(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_name(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_nickname(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_phone_number(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_phone_number_verified(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_picture(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_preferred_username(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_profile(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_sub(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_updated_at(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_website(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_zoneinfo(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_display(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_eq(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_tokenvault_fn_clone_tokenvault(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_tokenvault_fn_free_tokenvault(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1155,6 +1259,75 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_func_tokenvault_version() and 0xFFFF) != 44072) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_auth_time() and 0xFFFF) != 16303) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_azp() and 0xFFFF) != 51671) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_birthdate() and 0xFFFF) != 1032) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_email() and 0xFFFF) != 57446) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_email_verified() and 0xFFFF) != 60433) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_family_name() and 0xFFFF) != 4612) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_gender() and 0xFFFF) != 57318) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_given_name() and 0xFFFF) != 9434) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_iat() and 0xFFFF) != 26931) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_iss() and 0xFFFF) != 45908) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_locale() and 0xFFFF) != 24813) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_middle_name() and 0xFFFF) != 21210) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_name() and 0xFFFF) != 38761) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_nickname() and 0xFFFF) != 47559) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_phone_number() and 0xFFFF) != 46139) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_phone_number_verified() and 0xFFFF) != 38776) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_picture() and 0xFFFF) != 4969) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_preferred_username() and 0xFFFF) != 8106) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_profile() and 0xFFFF) != 300) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_sub() and 0xFFFF) != 31162) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_updated_at() and 0xFFFF) != 48111) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_website() and 0xFFFF) != 39928) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tokenvault_checksum_method_identityclaims_zoneinfo() and 0xFFFF) != 31654) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_access_token() and 0xFFFF) != 9609) {
@@ -1706,6 +1879,767 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
     override fun write(value: ByteArray, buf: ByteBuffer) {
         buf.putInt(value.size)
         buf.put(value)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The standard claims of a validated OpenID Connect id_token (profiles with an `oidc` section),
+ * read through methods. Never the id_token itself. Personal data: an object, not a record, so
+ * that `toString()` / `str()` / `repr()` print the Rust `Debug` form — the issuer and which
+ * claims are present, never their values.
+ */
+public interface IdentityClaimsInterface {
+    
+    /**
+     * When the user authenticated (`auth_time`), if the issuer says.
+     */
+    fun `authTime`(): kotlin.Long?
+    
+    /**
+     * Authorized party (`azp`), if present.
+     */
+    fun `azp`(): kotlin.String?
+    
+    /**
+     * `birthdate`.
+     */
+    fun `birthdate`(): kotlin.String?
+    
+    /**
+     * `email`.
+     */
+    fun `email`(): kotlin.String?
+    
+    /**
+     * `email_verified`.
+     */
+    fun `emailVerified`(): kotlin.Boolean?
+    
+    /**
+     * `family_name`.
+     */
+    fun `familyName`(): kotlin.String?
+    
+    /**
+     * `gender`.
+     */
+    fun `gender`(): kotlin.String?
+    
+    /**
+     * `given_name`.
+     */
+    fun `givenName`(): kotlin.String?
+    
+    /**
+     * When the id_token was issued (`iat`, seconds since the epoch, server time).
+     */
+    fun `iat`(): kotlin.Long
+    
+    /**
+     * Issuer (`iss`).
+     */
+    fun `iss`(): kotlin.String
+    
+    /**
+     * `locale`.
+     */
+    fun `locale`(): kotlin.String?
+    
+    /**
+     * `middle_name`.
+     */
+    fun `middleName`(): kotlin.String?
+    
+    /**
+     * `name`.
+     */
+    fun `name`(): kotlin.String?
+    
+    /**
+     * `nickname`.
+     */
+    fun `nickname`(): kotlin.String?
+    
+    /**
+     * `phone_number`.
+     */
+    fun `phoneNumber`(): kotlin.String?
+    
+    /**
+     * `phone_number_verified`.
+     */
+    fun `phoneNumberVerified`(): kotlin.Boolean?
+    
+    /**
+     * `picture`.
+     */
+    fun `picture`(): kotlin.String?
+    
+    /**
+     * `preferred_username`.
+     */
+    fun `preferredUsername`(): kotlin.String?
+    
+    /**
+     * `profile`.
+     */
+    fun `profile`(): kotlin.String?
+    
+    /**
+     * Subject (`sub`): the user's stable id at the issuer.
+     */
+    fun `sub`(): kotlin.String
+    
+    /**
+     * `updated_at`.
+     */
+    fun `updatedAt`(): kotlin.Long?
+    
+    /**
+     * `website`.
+     */
+    fun `website`(): kotlin.String?
+    
+    /**
+     * `zoneinfo`.
+     */
+    fun `zoneinfo`(): kotlin.String?
+    
+    companion object
+}
+
+/**
+ * The standard claims of a validated OpenID Connect id_token (profiles with an `oidc` section),
+ * read through methods. Never the id_token itself. Personal data: an object, not a record, so
+ * that `toString()` / `str()` / `repr()` print the Rust `Debug` form — the issuer and which
+ * claims are present, never their values.
+ */
+open class IdentityClaims: Disposable, AutoCloseable, IdentityClaimsInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_tokenvault_fn_free_identityclaims(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_tokenvault_fn_clone_identityclaims(handle, status)
+        }
+    }
+
+    
+    /**
+     * When the user authenticated (`auth_time`), if the issuer says.
+     */override fun `authTime`(): kotlin.Long? {
+            return FfiConverterOptionalLong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_auth_time(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Authorized party (`azp`), if present.
+     */override fun `azp`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_azp(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `birthdate`.
+     */override fun `birthdate`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_birthdate(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `email`.
+     */override fun `email`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `email_verified`.
+     */override fun `emailVerified`(): kotlin.Boolean? {
+            return FfiConverterOptionalBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_email_verified(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `family_name`.
+     */override fun `familyName`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_family_name(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `gender`.
+     */override fun `gender`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_gender(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `given_name`.
+     */override fun `givenName`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_given_name(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * When the id_token was issued (`iat`, seconds since the epoch, server time).
+     */override fun `iat`(): kotlin.Long {
+            return FfiConverterLong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iat(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Issuer (`iss`).
+     */override fun `iss`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_iss(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `locale`.
+     */override fun `locale`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_locale(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `middle_name`.
+     */override fun `middleName`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_middle_name(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `name`.
+     */override fun `name`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_name(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `nickname`.
+     */override fun `nickname`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_nickname(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `phone_number`.
+     */override fun `phoneNumber`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `phone_number_verified`.
+     */override fun `phoneNumberVerified`(): kotlin.Boolean? {
+            return FfiConverterOptionalBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_phone_number_verified(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `picture`.
+     */override fun `picture`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_picture(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `preferred_username`.
+     */override fun `preferredUsername`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_preferred_username(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `profile`.
+     */override fun `profile`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_profile(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Subject (`sub`): the user's stable id at the issuer.
+     */override fun `sub`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_sub(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `updated_at`.
+     */override fun `updatedAt`(): kotlin.Long? {
+            return FfiConverterOptionalLong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_updated_at(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `website`.
+     */override fun `website`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_website(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `zoneinfo`.
+     */override fun `zoneinfo`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_zoneinfo(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_display(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is IdentityClaims) return false
+        return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tokenvault_fn_method_identityclaims_uniffi_trait_eq_eq(
+        it,
+        
+        FfiConverterTypeIdentityClaims.lower(`other`),_status)
+}
+    }
+    )
+    }
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIdentityClaims: FfiConverter<IdentityClaims, Long> {
+    override fun lower(value: IdentityClaims): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): IdentityClaims {
+        return IdentityClaims(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): IdentityClaims {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: IdentityClaims) = 8UL
+
+    override fun write(value: IdentityClaims, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -3946,8 +4880,14 @@ data class SessionInfo (
      * Non-secret hints stored with the session.
      */
     var `hints`: Map<kotlin.String, kotlin.String>
+    , 
+    /**
+     * The standard claims of the session's last validated OpenID Connect id_token, if its
+     * profile has an `oidc` section and a refresh brought one.
+     */
+    var `identity`: IdentityClaims?
     
-){
+): Disposable{
     
 
     
@@ -3959,6 +4899,31 @@ data class SessionInfo (
     UniffiLib.uniffi_tokenvault_fn_method_sessioninfo_uniffi_trait_display(FfiConverterTypeSessionInfo.lower(this),
         _status)
 }
+    )
+    }
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`account`,
+        this.`profile`,
+        this.`generation`,
+        this.`state`,
+        this.`tokenType`,
+        this.`scope`,
+        this.`issuedAtMs`,
+        this.`accessExpiresAtMs`,
+        this.`accessRemainingMs`,
+        this.`sessionExpiresAtMs`,
+        this.`sessionRemainingMs`,
+        this.`offline`,
+        this.`clockOffsetMs`,
+        this.`refreshCount`,
+        this.`lastRefreshFailure`,
+        this.`hasRefreshCredential`,
+        this.`hints`,
+        this.`identity`
     )
     }
     
@@ -3988,6 +4953,7 @@ public object FfiConverterTypeSessionInfo: FfiConverterRustBuffer<SessionInfo> {
             FfiConverterOptionalTypeRefreshFailure.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterMapStringString.read(buf),
+            FfiConverterOptionalTypeIdentityClaims.read(buf),
         )
     }
 
@@ -4008,7 +4974,8 @@ public object FfiConverterTypeSessionInfo: FfiConverterRustBuffer<SessionInfo> {
             FfiConverterULong.allocationSize(value.`refreshCount`) +
             FfiConverterOptionalTypeRefreshFailure.allocationSize(value.`lastRefreshFailure`) +
             FfiConverterBoolean.allocationSize(value.`hasRefreshCredential`) +
-            FfiConverterMapStringString.allocationSize(value.`hints`)
+            FfiConverterMapStringString.allocationSize(value.`hints`) +
+            FfiConverterOptionalTypeIdentityClaims.allocationSize(value.`identity`)
     )
 
     override fun write(value: SessionInfo, buf: ByteBuffer) {
@@ -4029,6 +4996,7 @@ public object FfiConverterTypeSessionInfo: FfiConverterRustBuffer<SessionInfo> {
             FfiConverterOptionalTypeRefreshFailure.write(value.`lastRefreshFailure`, buf)
             FfiConverterBoolean.write(value.`hasRefreshCredential`, buf)
             FfiConverterMapStringString.write(value.`hints`, buf)
+            FfiConverterOptionalTypeIdentityClaims.write(value.`identity`, buf)
     }
 }
 
@@ -5781,6 +6749,38 @@ public object FfiConverterOptionalDouble: FfiConverterRustBuffer<kotlin.Double?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalBoolean: FfiConverterRustBuffer<kotlin.Boolean?> {
+    override fun read(buf: ByteBuffer): kotlin.Boolean? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterBoolean.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.Boolean?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterBoolean.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.Boolean?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterBoolean.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?> {
     override fun read(buf: ByteBuffer): kotlin.String? {
         if (buf.get().toInt() == 0) {
@@ -5803,6 +6803,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeIdentityClaims: FfiConverterRustBuffer<IdentityClaims?> {
+    override fun read(buf: ByteBuffer): IdentityClaims? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeIdentityClaims.read(buf)
+    }
+
+    override fun allocationSize(value: IdentityClaims?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeIdentityClaims.allocationSize(value)
+        }
+    }
+
+    override fun write(value: IdentityClaims?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeIdentityClaims.write(value, buf)
         }
     }
 }
