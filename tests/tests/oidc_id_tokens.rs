@@ -277,3 +277,47 @@ fn an_issuer_that_is_not_the_providers_is_refused() {
     let s = f.op.stats().unwrap();
     assert_eq!(s.refresh_requests(), 0, "nothing was sent: {s:?}");
 }
+
+#[test]
+fn store_response_validates_the_login_answers_id_token() {
+    let f = fixture("ES256");
+    // The provider's real token response, id_token included: stored with its claims.
+    let boot = f.op.bootstrap("player-2").unwrap();
+    let info = f
+        .vault
+        .store_response(tokenvault::LoginResponse::new("player-2", "op", boot.raw_json.clone()))
+        .unwrap();
+    let id = info.identity.expect("claims from the login answer's id_token");
+    assert_eq!(id.sub, "player-2");
+    assert_eq!(id.email.as_deref(), Some("player-2@example.test"));
+    // The session is bound to that subject: a refresh keeps it.
+    f.vault.force_refresh("player-2").unwrap();
+    assert_eq!(
+        f.vault
+            .session_info("player-2")
+            .unwrap()
+            .identity
+            .map(|i| i.sub)
+            .as_deref(),
+        Some("player-2")
+    );
+
+    // An id_token altered before it reached the host: Protocol, nothing stored.
+    let boot = f.op.bootstrap("player-3").unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&boot.raw_json).unwrap();
+    let id_token = doc["id_token"].as_str().unwrap().to_owned();
+    let mut parts: Vec<String> = id_token.split('.').map(str::to_owned).collect();
+    let mut claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    claims["sub"] = "someone-else".into();
+    parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+    doc["id_token"] = parts.join(".").into();
+    let err = f
+        .vault
+        .store_response(tokenvault::LoginResponse::new("player-3", "op", doc.to_string()))
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Protocol, "{err}");
+    assert_eq!(
+        f.vault.session_info("player-3").unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+}
