@@ -1079,6 +1079,8 @@ out:
   free(path);
   tvt_rmdir(dir);
   tvt_server_stop(&srv);
+}
+
 /* OpenID Connect: against oidc-provider (ES256, then RS256), a forced refresh through the
  * built-in transport validates the id_token and its standard claims appear in
  * tv_vault_session_info_json under "identity"; an id_token naming another subject is
