@@ -223,7 +223,7 @@ impl Vault {
                 }
             }
         }
-        let revocations_waiting = !store.revocations()?.0.is_empty();
+        let revocations_waiting = store.has_revocations()?;
         let locks = refresh_lock::RefreshLocks::new(&path)?;
         let transport = options.transport.or_else(crate::transport::default_transport);
         Ok(Vault {

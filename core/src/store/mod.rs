@@ -869,6 +869,13 @@ impl Store {
         Ok(())
     }
 
+    /// Whether any revocation waits to be sent (read at open, without the rows).
+    pub(crate) fn has_revocations(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM revocation)", [], |r| r.get(0))?)
+    }
+
     /// The revocations waiting to be sent, oldest first, and how many were ever dropped.
     pub(crate) fn revocations(&self) -> Result<(Vec<RevocationRow>, u64)> {
         let mut stmt = self.conn.prepare_cached(
