@@ -1,8 +1,9 @@
 //! The signature checks behind `jsonwebtoken` (ADR 0012): a verify-only `CryptoProvider` over
-//! RustCrypto's `rsa` and `p256`, for the algorithms a profile may allow — RS256/384/512,
-//! PS256/384/512 and ES256. Nothing here signs: the vault never issues a JWT, and linking
-//! jsonwebtoken's own `rust_crypto` provider (every algorithm, signing included, plus
-//! Ed25519, P-384, HMAC and a random generator) cost 1.0 MB of the stripped library.
+//! `ring` (the same code the built-in TLS transport verifies certificates with), for the
+//! algorithms a profile may allow — RS256/384/512, PS256/384/512 and ES256. Nothing here signs:
+//! the vault never issues a JWT, and linking jsonwebtoken's own `rust_crypto` provider (every
+//! algorithm, signing included, plus Ed25519, P-384, HMAC and a random generator) cost 1.0 MB of
+//! the stripped library. RSA keys are accepted from 2,048 to 8,192 bits.
 //!
 //! jsonwebtoken takes its provider from a process-wide setting. [`ensure_installed`] installs
 //! this one before the first id_token is checked, unless one is set already (a Rust host that
@@ -11,61 +12,27 @@
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{Error, ErrorKind};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
-use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
-use sha2_10::{Digest, Sha256, Sha384, Sha512};
+use ring::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
 use signature::Verifier;
 
 /// The largest RSA modulus accepted, in bits (a bigger one is a denial of service, not a key).
 const MAX_RSA_BITS: usize = 8192;
 
-#[derive(Clone, Copy)]
-enum Scheme {
-    Pkcs1,
-    Pss,
-}
-
-#[derive(Clone, Copy)]
-enum Hash {
-    S256,
-    S384,
-    S512,
-}
-
 struct RsaVerifier {
     alg: Algorithm,
-    scheme: Scheme,
-    hash: Hash,
-    key: RsaPublicKey,
+    params: &'static sig::RsaParameters,
+    n: Vec<u8>,
+    e: Vec<u8>,
 }
 
 impl Verifier<Vec<u8>> for RsaVerifier {
-    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
-        match (self.scheme, self.hash) {
-            (Scheme::Pkcs1, Hash::S256) => self.check(Pkcs1v15Sign::new::<Sha256>(), msg, sig),
-            (Scheme::Pkcs1, Hash::S384) => self.check(Pkcs1v15Sign::new::<Sha384>(), msg, sig),
-            (Scheme::Pkcs1, Hash::S512) => self.check(Pkcs1v15Sign::new::<Sha512>(), msg, sig),
-            (Scheme::Pss, Hash::S256) => self.check(Pss::new::<Sha256>(), msg, sig),
-            (Scheme::Pss, Hash::S384) => self.check(Pss::new::<Sha384>(), msg, sig),
-            (Scheme::Pss, Hash::S512) => self.check(Pss::new::<Sha512>(), msg, sig),
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        RsaPublicKeyComponents {
+            n: &self.n,
+            e: &self.e,
         }
-    }
-}
-
-impl RsaVerifier {
-    fn check<S: rsa::traits::SignatureScheme>(
-        &self,
-        scheme: S,
-        msg: &[u8],
-        sig: &[u8],
-    ) -> Result<(), signature::Error> {
-        let digest = match self.hash {
-            Hash::S256 => Sha256::digest(msg).to_vec(),
-            Hash::S384 => Sha384::digest(msg).to_vec(),
-            Hash::S512 => Sha512::digest(msg).to_vec(),
-        };
-        self.key
-            .verify(scheme, &digest, sig)
-            .map_err(|_| signature::Error::new())
+        .verify(self.params, msg, signature)
+        .map_err(|_| signature::Error::new())
     }
 }
 
@@ -75,12 +42,14 @@ impl JwtVerifier for RsaVerifier {
     }
 }
 
-struct Es256Verifier(p256::ecdsa::VerifyingKey);
+/// ES256 over an uncompressed SEC1 point (`04 || x || y`), the form a JWK's `x`/`y` give.
+struct Es256Verifier(Vec<u8>);
 
 impl Verifier<Vec<u8>> for Es256Verifier {
-    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
-        let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| signature::Error::new())?;
-        self.0.verify(msg, &sig)
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, &self.0)
+            .verify(msg, signature)
+            .map_err(|_| signature::Error::new())
     }
 }
 
@@ -90,43 +59,48 @@ impl JwtVerifier for Es256Verifier {
     }
 }
 
-fn rsa_key(key: &DecodingKey) -> Result<RsaPublicKey, Error> {
-    let bad = || Error::from(ErrorKind::InvalidRsaKey("not an RSA public key".into()));
-    match key.kind() {
-        DecodingKeyKind::RsaModulusExponent { n, e } => {
-            if n.len() * 8 > MAX_RSA_BITS {
-                return Err(bad());
-            }
-            RsaPublicKey::new(BigUint::from_bytes_be(n), BigUint::from_bytes_be(e)).map_err(|_| bad())
-        }
-        DecodingKeyKind::SecretOrDer(_) => Err(bad()),
-    }
-}
-
 fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
-    let rsa = |scheme, hash| -> Result<Box<dyn JwtVerifier>, Error> {
-        Ok(Box::new(RsaVerifier {
-            alg: *alg,
-            scheme,
-            hash,
-            key: rsa_key(key)?,
-        }))
+    let rsa = |params| -> Result<Box<dyn JwtVerifier>, Error> {
+        let bad = || Error::from(ErrorKind::InvalidRsaKey("not an RSA public key".into()));
+        match key.kind() {
+            DecodingKeyKind::RsaModulusExponent { n, e } => {
+                let (n, e) = (strip_leading_zeros(n), strip_leading_zeros(e));
+                if n.len() * 8 > MAX_RSA_BITS || e.is_empty() {
+                    return Err(bad());
+                }
+                Ok(Box::new(RsaVerifier {
+                    alg: *alg,
+                    params,
+                    n: n.to_vec(),
+                    e: e.to_vec(),
+                }))
+            }
+            DecodingKeyKind::SecretOrDer(_) => Err(bad()),
+        }
     };
     match alg {
-        Algorithm::RS256 => rsa(Scheme::Pkcs1, Hash::S256),
-        Algorithm::RS384 => rsa(Scheme::Pkcs1, Hash::S384),
-        Algorithm::RS512 => rsa(Scheme::Pkcs1, Hash::S512),
-        Algorithm::PS256 => rsa(Scheme::Pss, Hash::S256),
-        Algorithm::PS384 => rsa(Scheme::Pss, Hash::S384),
-        Algorithm::PS512 => rsa(Scheme::Pss, Hash::S512),
+        Algorithm::RS256 => rsa(&sig::RSA_PKCS1_2048_8192_SHA256),
+        Algorithm::RS384 => rsa(&sig::RSA_PKCS1_2048_8192_SHA384),
+        Algorithm::RS512 => rsa(&sig::RSA_PKCS1_2048_8192_SHA512),
+        Algorithm::PS256 => rsa(&sig::RSA_PSS_2048_8192_SHA256),
+        Algorithm::PS384 => rsa(&sig::RSA_PSS_2048_8192_SHA384),
+        Algorithm::PS512 => rsa(&sig::RSA_PSS_2048_8192_SHA512),
         Algorithm::ES256 => {
-            let bytes = key.try_get_as_bytes()?;
-            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
-                .map_err(|_| Error::from(ErrorKind::InvalidEcdsaKey))?;
-            Ok(Box::new(Es256Verifier(vk)))
+            let point = key.try_get_as_bytes()?;
+            // 65 bytes: the uncompressed form; ring checks the point is on the curve.
+            if point.len() != 65 || point[0] != 4 {
+                return Err(ErrorKind::InvalidEcdsaKey.into());
+            }
+            Ok(Box::new(Es256Verifier(point.to_vec())))
         }
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }
+}
+
+/// A JWK's `n` and `e` may carry leading zero bytes; ring wants the minimal big-endian form.
+fn strip_leading_zeros(n: &[u8]) -> &[u8] {
+    let first = n.iter().position(|&b| b != 0).unwrap_or(n.len());
+    &n[first..]
 }
 
 fn no_signer(_: &Algorithm, _: &EncodingKey) -> Result<Box<dyn JwtSigner>, Error> {
