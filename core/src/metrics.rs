@@ -1,67 +1,22 @@
 //! What a vault did, counted without a secret or an account id: [`Vault::metrics`] returns a
 //! [`VaultMetrics`] snapshot.
 //!
-//! The cached read is the hot path, so its counter is striped: each thread adds to its own
-//! cache-line-sized stripe (uncontended while there are at most [`STRIPES`] reading threads),
-//! and a snapshot sums the stripes. Everything else is counted on the refresh path, which does
-//! file and network I/O anyway.
+//! The cached read is the hot path: its hits are counted in each reading thread's own slot of
+//! the session cache, and a snapshot sums the slots. Everything else is counted here, on the
+//! refresh path, which does file and network I/O anyway.
 //!
 //! [`Vault::metrics`]: crate::Vault::metrics
 
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::error::ErrorCode;
 
-/// Stripes of the cached-hit counter.
-pub(crate) const STRIPES: usize = 16;
-
 /// How many recent transport latencies the percentiles are computed over.
 pub const LATENCY_WINDOW: usize = 1024;
-
-#[repr(align(128))]
-#[derive(Debug, Default)]
-struct Stripe(AtomicU64);
-
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-#[inline]
-fn stripe_index() -> usize {
-    STRIPE.with(|s| {
-        let i = s.get();
-        if i != usize::MAX {
-            return i;
-        }
-        let i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        s.set(i);
-        i
-    })
-}
-
-/// A counter many threads add to without sharing a cache line.
-#[derive(Debug, Default)]
-pub(crate) struct StripedCounter {
-    stripes: [Stripe; STRIPES],
-}
-
-impl StripedCounter {
-    #[inline]
-    pub(crate) fn add_one(&self) {
-        self.stripes[stripe_index()].0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn sum(&self) -> u64 {
-        self.stripes.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
-    }
-}
 
 /// A plain event counter (refresh path only).
 #[derive(Debug, Default)]
@@ -84,7 +39,6 @@ impl Counter {
 /// The live counters of one vault.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    pub cached_hits: StripedCounter,
     pub refreshes_started: Counter,
     pub refreshes_succeeded: Counter,
     failed: [Counter; ErrorCode::ALL.len()],
@@ -100,7 +54,6 @@ pub(crate) struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            cached_hits: StripedCounter::default(),
             refreshes_started: Counter::default(),
             refreshes_succeeded: Counter::default(),
             failed: Default::default(),
@@ -137,7 +90,8 @@ impl Metrics {
         window.push_back(us);
     }
 
-    pub(crate) fn snapshot(&self) -> VaultMetrics {
+    /// The counters now, with the cached hits counted by the session cache.
+    pub(crate) fn snapshot(&self, cached_hits: u64) -> VaultMetrics {
         let (p50, p99) = {
             let mut sorted: Vec<u32> = self.latencies.lock().iter().copied().collect();
             sorted.sort_unstable();
@@ -151,7 +105,7 @@ impl Metrics {
             })
             .collect();
         VaultMetrics {
-            cached_hits: self.cached_hits.sum(),
+            cached_hits,
             refreshes_started: self.refreshes_started.get(),
             refreshes_succeeded: self.refreshes_succeeded.get(),
             refreshes_failed,
@@ -222,11 +176,11 @@ mod tests {
     #[test]
     fn percentiles_by_nearest_rank() {
         let m = Metrics::default();
-        assert_eq!(m.snapshot().transport_latency_p50_us, None);
+        assert_eq!(m.snapshot(0).transport_latency_p50_us, None);
         for us in 1..=100u64 {
             m.transport_done(Duration::from_micros(us), 10);
         }
-        let s = m.snapshot();
+        let s = m.snapshot(0);
         assert_eq!(s.transport_latency_p50_us, Some(50));
         assert_eq!(s.transport_latency_p99_us, Some(99));
         assert_eq!(s.transport_requests, 100);
@@ -242,20 +196,7 @@ mod tests {
         for _ in 0..LATENCY_WINDOW {
             m.transport_done(Duration::from_micros(7), 0);
         }
-        assert_eq!(m.snapshot().transport_latency_p99_us, Some(7));
-    }
-
-    #[test]
-    fn striped_hits_from_many_threads_add_up() {
-        let m = std::sync::Arc::new(Metrics::default());
-        let threads: Vec<_> = (0..STRIPES + 3)
-            .map(|_| {
-                let m = std::sync::Arc::clone(&m);
-                std::thread::spawn(move || (0..1000).for_each(|_| m.cached_hits.add_one()))
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap_or_default());
-        assert_eq!(m.cached_hits.sum(), 1000 * (STRIPES as u64 + 3));
+        assert_eq!(m.snapshot(0).transport_latency_p99_us, Some(7));
     }
 
     #[test]
@@ -265,7 +206,7 @@ mod tests {
         m.refresh_ended(Err(ErrorCode::Transient));
         m.refresh_ended(Err(ErrorCode::ReauthenticationRequired));
         m.refresh_ended(Ok(()));
-        let s = m.snapshot();
+        let s = m.snapshot(0);
         assert_eq!(
             s.refreshes_failed,
             vec![(ErrorCode::ReauthenticationRequired, 1), (ErrorCode::Transient, 2)]

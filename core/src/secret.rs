@@ -136,12 +136,48 @@ impl<'de> Deserialize<'de> for SecretString {
 }
 
 /// The bytes behind an [`AccessToken`], cleared when the last reference is dropped.
+#[derive(PartialEq, Eq)]
 struct TokenBytes(Box<str>);
 
 impl Drop for TokenBytes {
     fn drop(&mut self) {
         let mut bytes = std::mem::take(&mut self.0).into_boxed_bytes();
         wipe(&mut bytes);
+    }
+}
+
+/// The access token's text inside a session record, shared with every [`AccessToken`] handed
+/// out from it: one copy in memory per session, wiped when the last holder drops it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TokenText(Arc<TokenBytes>);
+
+impl TokenText {
+    pub(crate) fn new(text: &str) -> Self {
+        TokenText(Arc::new(TokenBytes(text.into())))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0 .0
+    }
+}
+
+impl fmt::Debug for TokenText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenText(<redacted, {} bytes>)", self.0 .0.len())
+    }
+}
+
+impl Serialize for TokenText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Through a SecretString: the intermediate String is wiped when it drops.
+        let text = SecretString::deserialize(deserializer)?;
+        Ok(TokenText::new(text.expose()))
     }
 }
 
@@ -162,6 +198,14 @@ impl AccessToken {
         }
     }
 
+    /// The token of a session record, sharing its text (no copy).
+    pub(crate) fn of_record(text: &TokenText, generation: u64) -> Self {
+        AccessToken {
+            bytes: Arc::clone(&text.0),
+            generation,
+        }
+    }
+
     /// The token text, e.g. for an `Authorization: Bearer` header.
     pub fn expose(&self) -> &str {
         &self.bytes.0
@@ -173,9 +217,15 @@ impl AccessToken {
         self.generation
     }
 
-    /// True if both handles share the same token bytes (same refresh result).
+    /// True if both are the same refresh result: the same generation and the same text.
     pub fn same_as(&self, other: &AccessToken) -> bool {
-        Arc::ptr_eq(&self.bytes, &other.bytes)
+        self.generation == other.generation && self.expose() == other.expose()
+    }
+
+    /// A copy in an allocation of its own (a thread's private copy on the hot path: cloning
+    /// it then writes only that thread's memory).
+    pub(crate) fn private_copy(&self) -> AccessToken {
+        AccessToken::new(self.expose(), self.generation)
     }
 }
 

@@ -301,7 +301,7 @@ pub(crate) fn validate_token(what: &str, token: &str) -> Result<()> {
 pub(crate) struct SessionRecord {
     pub account: String,
     pub profile: String,
-    pub access_token: SecretString,
+    pub access_token: crate::secret::TokenText,
     #[serde(default)]
     pub refresh_credential: Option<SecretString>,
     #[serde(default)]

@@ -232,7 +232,7 @@ impl Vault {
                 locks,
                 store: Mutex::new(Some(StoreState::new(store, keys, options.anchor))),
                 lookup: RwLock::new(Some(lookup)),
-                cache: RwLock::new(Default::default()),
+                cache: Default::default(),
                 refresh: Mutex::new(Default::default()),
                 pending: Mutex::new(Default::default()),
                 profiles: RwLock::new(Default::default()),
@@ -400,11 +400,8 @@ impl Vault {
     #[inline]
     pub fn access_token(&self, account: &str) -> Result<AccessToken> {
         let now = self.engine.clock.mono_ns();
-        if let Some(e) = self.engine.cache.read().get(account) {
-            if e.fresh_for(now, 0) {
-                self.engine.metrics.cached_hits.add_one();
-                return Ok(e.token.clone());
-            }
+        if let Some(token) = self.engine.cache.fresh(account, now, 0, AccessToken::clone) {
+            return Ok(token);
         }
         let token = self
             .engine
@@ -427,11 +424,9 @@ impl Vault {
     ) -> Result<Option<AccessToken>> {
         let now = self.engine.clock.mono_ns();
         let min_ttl_ns = ns(options.min_ttl);
-        if let Some(e) = self.engine.cache.read().get(account) {
-            if e.fresh_for(now, min_ttl_ns) {
-                self.engine.metrics.cached_hits.add_one();
-                return Ok((e.generation != known_generation).then(|| e.token.clone()));
-            }
+        let hit = |t: &AccessToken| (t.generation() != known_generation).then(|| t.clone());
+        if let Some(changed) = self.engine.cache.fresh(account, now, min_ttl_ns, hit) {
+            return Ok(changed);
         }
         let t = self
             .engine
@@ -443,11 +438,8 @@ impl Vault {
     pub fn access_token_with(&self, account: &str, options: TokenOptions) -> Result<AccessToken> {
         let min_ttl_ns = ns(options.min_ttl);
         let now = self.engine.clock.mono_ns();
-        if let Some(e) = self.engine.cache.read().get(account) {
-            if e.fresh_for(now, min_ttl_ns) {
-                self.engine.metrics.cached_hits.add_one();
-                return Ok(e.token.clone());
-            }
+        if let Some(token) = self.engine.cache.fresh(account, now, min_ttl_ns, AccessToken::clone) {
+            return Ok(token);
         }
         self.engine.obtain(&self.engine.key(account)?, Mode::Due { min_ttl_ns })
     }
@@ -666,7 +658,7 @@ impl Vault {
         if e.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        e.cache.write().clear();
+        e.cache.clear();
         let flights: Vec<_> = e.refresh.lock().drain().filter_map(|(_, st)| st.flight).collect();
         for f in flights {
             f.complete(Err(VaultError::Closed));
@@ -684,7 +676,7 @@ impl Vault {
     /// joins, cross-process lock waits and takeovers, lost-answer markers, transport latency and
     /// response bytes. Counts only, no secret and no account id; also after `close`.
     pub fn metrics(&self) -> VaultMetrics {
-        self.engine.metrics.snapshot()
+        self.engine.metrics.snapshot(self.engine.cache.hits())
     }
 
     /// Whether [`close`](Self::close) was called.

@@ -14,8 +14,10 @@
 //!
 //! Locks and their order (never held across network I/O): `store` may be taken first and
 //! `cache` inside it, never the reverse; `refresh` (per-account flights) and `pending` are
-//! taken alone. The hot path takes only `cache`, shared, for a few ns.
+//! taken alone. The hot path takes only its own thread's slot of `cache` (and, when that misses,
+//! the shared map inside it), for a few ns.
 
+mod cache;
 mod coordinator;
 mod flight;
 mod id_token;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+pub(crate) use cache::SessionCache;
 pub(crate) use coordinator::{Mode, PeerWait, Start};
 pub(crate) use flight::{AccountRefresh, Lead};
 pub(crate) use policy::CachedSession;
@@ -155,7 +158,7 @@ pub(crate) struct Engine {
     /// The key of the keyed account and credential hashes (unchanged by `rekey`); `None` once
     /// closed, so the key is wiped on `close`.
     pub lookup: RwLock<Option<LookupKey>>,
-    pub cache: RwLock<FastMap<String, Arc<CachedSession>>>,
+    pub cache: SessionCache,
     pub refresh: Mutex<FastMap<String, AccountRefresh>>,
     pub pending: Mutex<FastMap<u64, Box<Lead>>>,
     pub profiles: RwLock<FastMap<String, Arc<Profile>>>,

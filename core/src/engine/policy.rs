@@ -103,6 +103,33 @@ pub(crate) struct CachedSession {
     pub min_ttl_cap_ns: u64,
 }
 
+/// When a cached token stops being handed out as is (monotonic ns).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Due {
+    /// Proactive refresh point.
+    pub refresh_at: u64,
+    /// Usable until (exp minus margin).
+    pub usable_until: u64,
+    /// The longest `min_ttl` a caller may demand (the policy's share of the lifetime).
+    pub min_ttl_cap_ns: u64,
+}
+
+impl Due {
+    /// True when the token can be handed out without any refresh for a caller that needs it to
+    /// live at least `min_ttl_ns` more (capped at the policy's share of the lifetime, half by
+    /// default: a min TTL longer than the lifetime cannot cause a refresh loop).
+    #[inline]
+    pub(crate) fn fresh_for(&self, now: u64, min_ttl_ns: u64) -> bool {
+        if now >= self.refresh_at {
+            return false;
+        }
+        if min_ttl_ns == 0 {
+            return true;
+        }
+        self.usable_until.saturating_sub(now) >= min_ttl_ns.min(self.min_ttl_cap_ns)
+    }
+}
+
 impl std::fmt::Debug for CachedSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedSession")
@@ -143,7 +170,7 @@ impl CachedSession {
         } else {
             record.refresh_expires_at_ms.map(to_mono)
         };
-        let token = AccessToken::new(record.access_token.expose(), generation);
+        let token = AccessToken::of_record(&record.access_token, generation);
         CachedSession {
             record,
             generation,
@@ -157,17 +184,20 @@ impl CachedSession {
     }
 
     /// True when the token can be handed out without any refresh for a caller that needs it to
-    /// live at least `min_ttl_ns` more (capped at the policy's share of the lifetime, half by
-    /// default: a min TTL longer than the lifetime cannot cause a refresh loop).
+    /// live at least `min_ttl_ns` more.
     #[inline]
     pub(crate) fn fresh_for(&self, now: u64, min_ttl_ns: u64) -> bool {
-        if now >= self.refresh_at {
-            return false;
+        self.due().fresh_for(now, min_ttl_ns)
+    }
+
+    /// The deadlines the hot path needs (kept with each thread's copy of the token).
+    #[inline]
+    pub(crate) fn due(&self) -> Due {
+        Due {
+            refresh_at: self.refresh_at,
+            usable_until: self.usable_until,
+            min_ttl_cap_ns: self.min_ttl_cap_ns,
         }
-        if min_ttl_ns == 0 {
-            return true;
-        }
-        self.usable_until.saturating_sub(now) >= min_ttl_ns.min(self.min_ttl_cap_ns)
     }
 
     /// True while the token can still be served (e.g. during an outage).
@@ -198,7 +228,7 @@ mod tests {
         SessionRecord {
             account: "a".into(),
             profile: "p".into(),
-            access_token: SecretString::new("tok"),
+            access_token: crate::secret::TokenText::new("tok"),
             refresh_credential: Some(SecretString::new("r")),
             token_type: None,
             scope: None,

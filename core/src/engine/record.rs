@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::profile::Profile;
+use crate::secret::TokenText;
 use crate::session::{anchor_times, NewSession, ReceivedTokens, RefreshExpiry, SessionRecord};
 
 fn ms_i64(d: Duration) -> i64 {
@@ -35,7 +36,7 @@ pub(crate) fn new_record(session: &NewSession, profile: &Profile, device_now_ms:
     SessionRecord {
         account: session.account.clone(),
         profile: session.profile.clone(),
-        access_token: session.access_token.clone(),
+        access_token: TokenText::new(session.access_token.expose()),
         refresh_credential: session.refresh_credential.clone(),
         token_type: session.token_type.clone(),
         scope: session.scope.clone(),
@@ -87,7 +88,7 @@ pub(crate) fn record_after_refresh(
     SessionRecord {
         account: base.account.clone(),
         profile: base.profile.clone(),
-        access_token: rx.access_token,
+        access_token: TokenText::new(rx.access_token.expose()),
         refresh_credential: rx.refresh_credential.or_else(|| base.refresh_credential.clone()),
         token_type: rx.token_type.or_else(|| base.token_type.clone()),
         scope: rx.scope.or_else(|| base.scope.clone()),

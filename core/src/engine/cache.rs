@@ -1,0 +1,182 @@
+//! The session cache: the shared map of decrypted sessions and, in front of it, a small copy per
+//! reading thread, so that a cached read writes no memory another thread reads (ADR 0014).
+//!
+//! A read served by the shared map alone takes the map's read lock and bumps the token's
+//! reference count: both write cache lines that every reading thread shares, and two threads
+//! reading at once slowed each other down 3–5×. Here:
+//!
+//! * every change to the map (a session installed or removed, `close`) bumps `epoch` while the
+//!   write lock is still held ([`CacheWrite`]);
+//! * each thread keeps its own copies (its own allocations) of the tokens it read, each tagged
+//!   with the epoch it read *before* it read the shared map;
+//! * a hit is a copy whose epoch is still the current one and whose token is fresh for the
+//!   caller: the thread reads `epoch` (written only on changes) and touches only its own slot.
+//!
+//! A copy made while the map was changing carries the epoch of before the change, so it is never
+//! served once the change is complete; the next read replaces it. The slots belong to the vault
+//! (`thread_local::ThreadLocal`): `close` wipes every thread's copies, and a slot outlives its
+//! thread only until another thread takes it over or the vault is dropped.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use thread_local::ThreadLocal;
+
+use super::policy::{CachedSession, Due};
+use super::FastMap;
+use crate::secret::AccessToken;
+
+/// The shared map: account id → its decrypted session.
+pub(crate) type SessionMap = FastMap<String, Arc<CachedSession>>;
+
+/// Sessions a thread keeps its own copy of (a game reads one or two accounts; a thread that
+/// reads more rotates through these and falls back to the shared map).
+const COPIES_PER_THREAD: usize = 8;
+
+/// Keeps its value alone on its cache line (two lines, for the adjacent-line prefetcher).
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
+#[derive(Default)]
+pub(crate) struct SessionCache {
+    map: RwLock<SessionMap>,
+    epoch: Padded<AtomicU64>,
+    threads: ThreadLocal<Padded<Mutex<Copies>>>,
+}
+
+/// One thread's copies and its count of cached hits.
+#[derive(Default)]
+struct Copies {
+    entries: Vec<TokenCopy>,
+    next: usize,
+    hits: u64,
+}
+
+struct TokenCopy {
+    account: Box<str>,
+    epoch: u64,
+    due: Due,
+    token: AccessToken,
+}
+
+impl Copies {
+    fn put(&mut self, account: &str, epoch: u64, due: Due, token: AccessToken) {
+        let copy = TokenCopy {
+            account: account.into(),
+            epoch,
+            due,
+            token,
+        };
+        if let Some(slot) = self.entries.iter_mut().find(|c| &*c.account == account) {
+            *slot = copy;
+        } else if self.entries.len() < COPIES_PER_THREAD {
+            self.entries.push(copy);
+        } else {
+            self.entries[self.next] = copy;
+            self.next = (self.next + 1) % COPIES_PER_THREAD;
+        }
+    }
+}
+
+/// The map's write guard; dropping it bumps the epoch before the lock is released.
+pub(crate) struct CacheWrite<'a> {
+    guard: RwLockWriteGuard<'a, SessionMap>,
+    epoch: &'a AtomicU64,
+}
+
+impl Deref for CacheWrite<'_> {
+    type Target = SessionMap;
+    fn deref(&self) -> &SessionMap {
+        &self.guard
+    }
+}
+
+impl DerefMut for CacheWrite<'_> {
+    fn deref_mut(&mut self) -> &mut SessionMap {
+        &mut self.guard
+    }
+}
+
+impl Drop for CacheWrite<'_> {
+    fn drop(&mut self) {
+        // Runs before `guard` is dropped: the new epoch is visible before any reader can take
+        // the read lock and see the changed map.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl SessionCache {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, SessionMap> {
+        self.map.read()
+    }
+
+    pub(crate) fn write(&self) -> CacheWrite<'_> {
+        CacheWrite {
+            guard: self.map.write(),
+            epoch: &self.epoch.0,
+        }
+    }
+
+    /// The hot path: `f` applied to this thread's copy of the account's token when the cached
+    /// session is fresh for `min_ttl_ns` at `now`; `None` when it is not cached or not fresh
+    /// (the caller then takes the engine's path). Counts a cached hit.
+    #[inline]
+    pub(crate) fn fresh<R>(
+        &self,
+        account: &str,
+        now: u64,
+        min_ttl_ns: u64,
+        f: impl FnOnce(&AccessToken) -> R,
+    ) -> Option<R> {
+        let epoch = self.epoch.0.load(Ordering::Acquire);
+        let mut copies = self.threads.get_or_default().0.lock();
+        if let Some(c) = copies.entries.iter().find(|c| &*c.account == account) {
+            if c.epoch == epoch && c.due.fresh_for(now, min_ttl_ns) {
+                let r = f(&c.token);
+                copies.hits += 1;
+                return Some(r);
+            }
+        }
+        let token = self.copy_from_map(&mut copies, account, epoch, now, min_ttl_ns)?;
+        copies.hits += 1;
+        Some(f(&token))
+    }
+
+    /// Miss on this thread's copies: read the shared map and keep a copy of a fresh token.
+    #[inline(never)]
+    fn copy_from_map(
+        &self,
+        copies: &mut Copies,
+        account: &str,
+        epoch: u64,
+        now: u64,
+        min_ttl_ns: u64,
+    ) -> Option<AccessToken> {
+        let map = self.map.read();
+        let entry = map.get(account)?;
+        if !entry.fresh_for(now, min_ttl_ns) {
+            return None;
+        }
+        let token = entry.token.private_copy();
+        let due = entry.due();
+        drop(map);
+        copies.put(account, epoch, due, token.clone());
+        Some(token)
+    }
+
+    /// Empty the map and wipe every thread's copies (`close`).
+    pub(crate) fn clear(&self) {
+        self.write().clear();
+        for slot in self.threads.iter() {
+            slot.0.lock().entries.clear();
+        }
+    }
+
+    /// Cached hits over every thread since the vault was opened.
+    pub(crate) fn hits(&self) -> u64 {
+        self.threads.iter().map(|slot| slot.0.lock().hits).sum()
+    }
+}
