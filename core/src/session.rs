@@ -338,7 +338,8 @@ pub(crate) struct SessionRecord {
     /// The standard claims of the last validated OpenID Connect id_token (profiles with an
     /// `oidc` section); `None` before the first one and in records written before them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<IdentityClaims>,
+    /// Boxed: most sessions have none, and the claims are ~0.5 KB inline (kept per cached session).
+    pub identity: Option<Box<IdentityClaims>>,
 }
 
 /// Why a session ended, as stored (inside the ciphertext) and returned to every reader, in

@@ -61,7 +61,7 @@ impl Engine {
             Some(keys) => (keys, false),
             None => (self.fetch_jwks(settings, profile, &issuer_hash).map_err(refused)?, true),
         };
-        let stored = base.and_then(|b| b.identity.as_ref());
+        let stored = base.and_then(|b| b.identity.as_deref());
         let result = match oidc::validate_id_token(token.expose(), settings, &keys, server_now_ms, stored) {
             Err(IdTokenError::UnknownKey) if !fetched => {
                 log::info!("id_token: unknown key id, fetching the issuer's key set again");

@@ -348,7 +348,7 @@ impl Engine {
             last_refresh_failure,
             has_refresh_credential: e.record.refresh_credential.is_some(),
             hints: e.record.hints.clone(),
-            identity: e.record.identity.clone(),
+            identity: e.record.identity.as_deref().cloned(),
         }
     }
 }

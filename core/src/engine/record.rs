@@ -51,7 +51,7 @@ pub(crate) fn new_record(session: &NewSession, profile: &Profile, device_now_ms:
         origin: Some(profile.origin()),
         verdict: None,
         legacy_reauth: None,
-        identity: session.identity.clone(),
+        identity: session.identity.clone().map(Box::new),
     }
 }
 
@@ -105,6 +105,6 @@ pub(crate) fn record_after_refresh(
         legacy_reauth: None,
         // A response without an id_token keeps the claims of the last one (OpenID Connect
         // Core §12.2: a refresh response may omit it).
-        identity: rx.identity.map(|b| *b).or_else(|| base.identity.clone()),
+        identity: rx.identity.or_else(|| base.identity.clone()),
     }
 }
