@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs each package that packaging/build-all.sh put in dist/ into a clean temporary place, the
+# way a user of that language would, and runs the store/read cycle there from a temporary working
+# directory (outside the repository): open a vault with a 32-byte raw key, register a profile,
+# store a session, read its access token back, close, open again, read it again. No server is
+# involved (the token is fresh, so nothing is refreshed).
+#
+#   packaging/smoke-test.sh [dist dir] [c python unity jvm]   # default: dist/, every package
+#
+#   c       the archive unpacked into a temp prefix; a C program and a C++17 -fno-exceptions
+#           program built with CMake find_package, static and shared, and the C program through
+#           pkg-config; run without LD_LIBRARY_PATH (the rpath finds the library).
+#   python  a fresh `python3 -m venv`, `pip install --no-index` of the wheel, the cycle in it.
+#   unity   the UPM tarball unpacked; its Runtime compiled by mcs as C# 7.2 with unsafe code,
+#           as Unity compiles it; the plugin taken from where the package puts it; run on mono.
+#   jvm     a Maven project generated in a temp dir that depends on tokenvault:tokenvault-kotlin
+#           from dist/maven (a file:// repository): no system property, no library path.
+#
+# Prints one "smoke <package>: ok ..." line per package; any failure (a missing tool included)
+# stops it with a non-zero exit.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dist="$(cd "${1:-$root/dist}" && pwd)"
+shift || true
+packages=("$@")
+[[ ${#packages[@]} -gt 0 ]] || packages=(c python unity jvm)
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/tokenvault-smoke.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+die() { echo "smoke $*" >&2; exit 1; }
+need() {
+  local pkg="$1"; shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "$pkg: '$tool' is missing (a missing tool is a failure, never a skip)"
+  done
+}
+# Runs a command with its output kept in a log, shown only if it fails.
+quiet() {
+  local log="$1"; shift
+  "$@" >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+}
+# Runs one program of the cycle with a fresh vault folder, from a working directory of its own,
+# with no LD_LIBRARY_PATH: it must find the library by itself. Its last line must be "cycle ok".
+cycle() {
+  local name="$1"; shift
+  local dir="$work/run-$name"
+  mkdir -p "$dir/vault"
+  local out
+  out="$(cd "$dir" && env -u LD_LIBRARY_PATH "$@" "$dir/vault" 2>&1)" || die "$name: the cycle failed: $out"
+  [[ "$(tail -n1 <<<"$out")" == "cycle ok"* ]] || die "$name: no 'cycle ok' line: $out"
+}
+
+smoke_c() {
+  need c cmake cc c++ pkg-config ldd readelf
+  local archive="$dist/tokenvault-$version-linux-x86_64.tar.gz"
+  [[ -f "$archive" ]] || die "c: $archive is missing (packaging/build-all.sh)"
+  local base="$work/c"
+  mkdir -p "$base/prefix"
+  tar -xzf "$archive" -C "$base/prefix"
+  local prefix="$base/prefix/tokenvault-$version-linux-x86_64"
+  cp -r "$root/packaging/smoke/c" "$base/src"
+
+  quiet "$base/configure.log" cmake -S "$base/src" -B "$base/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix"
+  quiet "$base/build.log" cmake --build "$base/build" -j2
+  local exe
+  for exe in cycle_c_static cycle_c_shared cycle_cpp_static cycle_cpp_shared; do
+    cycle "$exe" "$base/build/$exe"
+  done
+  # The shared programs load the library from the unpacked package, the static ones need none.
+  for exe in cycle_c_shared cycle_cpp_shared; do
+    env -u LD_LIBRARY_PATH ldd "$base/build/$exe" | grep -q "libtokenvault.so.[0-9.]* => $prefix/lib/" ||
+      die "c: $exe does not load libtokenvault from the package: $(ldd "$base/build/$exe" | grep tokenvault)"
+  done
+  for exe in cycle_c_static cycle_cpp_static; do
+    if readelf -d "$base/build/$exe" | grep -q "libtokenvault"; then die "c: $exe needs libtokenvault.so"; fi
+  done
+
+  # pkg-config, with the rpath the README gives.
+  local pc_flags
+  pc_flags="$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs tokenvault)"
+  # shellcheck disable=SC2086 # word splitting of pkg-config's output is intended
+  quiet "$base/pkgconfig.log" cc -std=c11 -Wall -Wextra -Werror "$base/src/cycle.c" $pc_flags \
+    -Wl,-rpath,"$prefix/lib" -o "$base/cycle_c_pkgconfig"
+  cycle cycle_c_pkgconfig "$base/cycle_c_pkgconfig"
+  echo "smoke c/c++: ok — C and C++17 (-fno-exceptions) via find_package, static and shared, and C via pkg-config: 5 programs ran the cycle without LD_LIBRARY_PATH"
+}
+
+for pkg in "${packages[@]}"; do
+  start=$SECONDS
+  "smoke_$pkg"
+  echo "  ($pkg: $((SECONDS - start)) s)"
+done
