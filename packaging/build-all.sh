@@ -32,3 +32,4 @@ mkdir -p "$dist"
 dist="$(cd "$dist" && pwd)"
 
 packaging/c-archive.sh "$target" "$dist"
+packaging/python-wheel.py "$lib" "$dist"

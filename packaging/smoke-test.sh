@@ -88,6 +88,19 @@ smoke_c() {
   echo "smoke c/c++: ok — C and C++17 (-fno-exceptions) via find_package, static and shared, and C via pkg-config: 5 programs ran the cycle without LD_LIBRARY_PATH"
 }
 
+smoke_python() {
+  need python python3
+  local wheel="$dist/tokenvault-$version-py3-none-linux_x86_64.whl"
+  [[ -f "$wheel" ]] || die "python: $wheel is missing (packaging/build-all.sh)"
+  local base="$work/python"
+  mkdir -p "$base"
+  quiet "$base/venv.log" python3 -m venv "$base/venv"
+  # --no-index: nothing is downloaded; the wheel needs nothing but itself.
+  quiet "$base/pip.log" "$base/venv/bin/python" -m pip install --no-index --disable-pip-version-check "$wheel"
+  cycle python "$base/venv/bin/python" -I "$root/packaging/smoke/python/cycle.py"
+  echo "smoke python: ok — the wheel installed by pip (--no-index) into a fresh venv; the cycle ran from a temp directory"
+}
+
 for pkg in "${packages[@]}"; do
   start=$SECONDS
   "smoke_$pkg"
