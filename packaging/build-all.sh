@@ -33,3 +33,4 @@ dist="$(cd "$dist" && pwd)"
 
 packaging/c-archive.sh "$target" "$dist"
 packaging/python-wheel.py "$lib" "$dist"
+packaging/unity-package.sh "$target" "$dist"

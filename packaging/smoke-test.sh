@@ -42,15 +42,15 @@ quiet() {
   local log="$1"; shift
   "$@" >"$log" 2>&1 || { cat "$log" >&2; return 1; }
 }
+cycle_out=""
 # Runs one program of the cycle with a fresh vault folder, from a working directory of its own,
 # with no LD_LIBRARY_PATH: it must find the library by itself. Its last line must be "cycle ok".
 cycle() {
   local name="$1"; shift
   local dir="$work/run-$name"
   mkdir -p "$dir/vault"
-  local out
-  out="$(cd "$dir" && env -u LD_LIBRARY_PATH "$@" "$dir/vault" 2>&1)" || die "$name: the cycle failed: $out"
-  [[ "$(tail -n1 <<<"$out")" == "cycle ok"* ]] || die "$name: no 'cycle ok' line: $out"
+  cycle_out="$(cd "$dir" && env -u LD_LIBRARY_PATH "$@" "$dir/vault" 2>&1)" || die "$name: the cycle failed: $cycle_out"
+  [[ "$(tail -n1 <<<"$cycle_out")" == "cycle ok"* ]] || die "$name: no 'cycle ok' line: $cycle_out"
 }
 
 smoke_c() {
@@ -99,6 +99,50 @@ smoke_python() {
   quiet "$base/pip.log" "$base/venv/bin/python" -m pip install --no-index --disable-pip-version-check "$wheel"
   cycle python "$base/venv/bin/python" -I "$root/packaging/smoke/python/cycle.py"
   echo "smoke python: ok — the wheel installed by pip (--no-index) into a fresh venv; the cycle ran from a temp directory"
+}
+
+smoke_unity() {
+  need unity tar mcs mono
+  local tgz="$dist/com.tokenvault-$version.tgz"
+  [[ -f "$tgz" ]] || die "unity: $tgz is missing (packaging/build-all.sh)"
+  local base="$work/unity"
+  # Where Unity unpacks a tarball package, and where it puts the assemblies it compiles.
+  local pkg="$base/Library/PackageCache/com.tokenvault@$version" out="$base/Library/ScriptAssemblies"
+  mkdir -p "$pkg" "$out"
+  tar -xzf "$tgz" -C "$pkg" --strip-components=1
+
+  # Unity ignores an asset of a read-only (tarball) package that has no .meta.
+  local path missing=() guids
+  while IFS= read -r -d '' path; do
+    [[ -f "$path.meta" ]] || missing+=("${path#"$pkg"/}")
+  done < <(find "$pkg" -mindepth 1 -not -name '*.meta' -not -path '*~*' -print0)
+  [[ ${#missing[@]} -eq 0 ]] || die "unity: no .meta for: ${missing[*]}"
+  guids="$(find "$pkg" -name '*.meta' -exec sed -n 's/^guid: //p' {} + | sort)"
+  [[ -z "$(uniq -d <<<"$guids")" ]] || die "unity: two assets share a GUID"
+  local plugin="$pkg/Plugins/Linux/x86_64/libtokenvault.so"
+  [[ -f "$plugin" ]] || die "unity: the package has no Plugins/Linux/x86_64/libtokenvault.so"
+  grep -q "Standalone: Linux64" "$plugin.meta" && grep -q "OS: Linux" "$plugin.meta" ||
+    die "unity: the plugin's .meta does not enable the Linux editor and player"
+
+  # As Unity compiles the package's assembly definition: C# 7.2, unsafe code allowed.
+  quiet "$base/mcs.log" mcs -langversion:7.2 -unsafe -warnaserror -nologo -target:library \
+    -out:"$out/Tokenvault.dll" "$pkg"/Runtime/*.cs
+  quiet "$base/mcs-cycle.log" mcs -langversion:7.2 -nologo -out:"$out/Cycle.exe" -r:"$out/Tokenvault.dll" \
+    "$root/packaging/smoke/unity/Cycle.cs"
+
+  # Nothing else on this machine provides the library: without the plugin the call must fail.
+  if (cd "$base" && env -u LD_LIBRARY_PATH mono "$out/Cycle.exe" "$base" >"$base/without.log" 2>&1); then
+    die "unity: the cycle ran without the plugin: a libtokenvault.so is installed elsewhere"
+  fi
+  grep -q "DllNotFoundException" "$base/without.log" || { cat "$base/without.log" >&2; die "unity: failed, but not for the library"; }
+
+  # Mono loads a [DllImport] library from beside the assembly that declares it (then from the
+  # dynamic linker's paths): the package's plugin goes beside Tokenvault.dll, as the README says.
+  cp "$plugin" "$out/"
+  MONO_LOG_LEVEL=debug MONO_LOG_MASK=dll cycle unity mono "$out/Cycle.exe"
+  grep -q "DllImport loaded library '$out/libtokenvault.so'" <<<"$cycle_out" ||
+    die "unity: mono did not load the plugin from beside Tokenvault.dll: $(grep -i tokenvault <<<"$cycle_out")"
+  echo "smoke unity: ok — the UPM tarball's Runtime compiled by mcs (C# 7.2, -unsafe), every asset with a .meta; mono ran the cycle with the package's plugin beside Tokenvault.dll (and failed with DllNotFoundException without it)"
 }
 
 for pkg in "${packages[@]}"; do
