@@ -25,7 +25,6 @@ cd "$root"
 
 cargo build --quiet --locked -p tokenvault-ffi --release
 lib="$target/release/libtokenvault.so"
-objdump -p "$lib" | grep -q "SONAME" || { echo "build-all: $lib has no SONAME" >&2; exit 1; }
 
 rm -rf "$dist"
 mkdir -p "$dist"
@@ -34,3 +33,4 @@ dist="$(cd "$dist" && pwd)"
 packaging/c-archive.sh "$target" "$dist"
 packaging/python-wheel.py "$lib" "$dist"
 packaging/unity-package.sh "$target" "$dist"
+packaging/jvm-jar.sh "$target" "$dist"

@@ -71,11 +71,11 @@ smoke_c() {
   done
   # The shared programs load the library from the unpacked package, the static ones need none.
   for exe in cycle_c_shared cycle_cpp_shared; do
-    env -u LD_LIBRARY_PATH ldd "$base/build/$exe" | grep -q "libtokenvault.so.[0-9.]* => $prefix/lib/" ||
+    grep -q "libtokenvault.so.[0-9.]* => $prefix/lib/" <<<"$(env -u LD_LIBRARY_PATH ldd "$base/build/$exe")" ||
       die "c: $exe does not load libtokenvault from the package: $(ldd "$base/build/$exe" | grep tokenvault)"
   done
   for exe in cycle_c_static cycle_cpp_static; do
-    if readelf -d "$base/build/$exe" | grep -q "libtokenvault"; then die "c: $exe needs libtokenvault.so"; fi
+    if grep -q "libtokenvault" <<<"$(readelf -d "$base/build/$exe")"; then die "c: $exe needs libtokenvault.so"; fi
   done
 
   # pkg-config, with the rpath the README gives.
@@ -121,8 +121,9 @@ smoke_unity() {
   [[ -z "$(uniq -d <<<"$guids")" ]] || die "unity: two assets share a GUID"
   local plugin="$pkg/Plugins/Linux/x86_64/libtokenvault.so"
   [[ -f "$plugin" ]] || die "unity: the package has no Plugins/Linux/x86_64/libtokenvault.so"
-  grep -q "Standalone: Linux64" "$plugin.meta" && grep -q "OS: Linux" "$plugin.meta" ||
+  if ! grep -q "Standalone: Linux64" "$plugin.meta" || ! grep -q "OS: Linux" "$plugin.meta"; then
     die "unity: the plugin's .meta does not enable the Linux editor and player"
+  fi
 
   # As Unity compiles the package's assembly definition: C# 7.2, unsafe code allowed.
   quiet "$base/mcs.log" mcs -langversion:7.2 -unsafe -warnaserror -nologo -target:library \
@@ -143,6 +144,35 @@ smoke_unity() {
   grep -q "DllImport loaded library '$out/libtokenvault.so'" <<<"$cycle_out" ||
     die "unity: mono did not load the plugin from beside Tokenvault.dll: $(grep -i tokenvault <<<"$cycle_out")"
   echo "smoke unity: ok — the UPM tarball's Runtime compiled by mcs (C# 7.2, -unsafe), every asset with a .meta; mono ran the cycle with the package's plugin beside Tokenvault.dll (and failed with DllNotFoundException without it)"
+}
+
+smoke_jvm() {
+  need jvm java mvn
+  local repo="$dist/maven"
+  local jar="$repo/tokenvault/tokenvault-kotlin/$version/tokenvault-kotlin-$version.jar"
+  [[ -f "$jar" ]] || die "jvm: $jar is missing (packaging/build-all.sh)"
+  local base="$work/jvm"
+  local project="$base/project"
+  mkdir -p "$project/src/main/kotlin"
+  local kotlin_version
+  kotlin_version="$(sed -n 's|.*<kotlin.version>\(.*\)</kotlin.version>.*|\1|p' "$root/bindings/kotlin/pom.xml")"
+  sed -e "s|@REPOSITORY@|file://$repo|; s|@VERSION@|$version|; s|@KOTLIN_VERSION@|$kotlin_version|" \
+    "$root/packaging/smoke/jvm/pom.xml.in" > "$project/pom.xml"
+  cp "$root/packaging/smoke/jvm/Cycle.kt" "$project/src/main/kotlin/"
+
+  # Maven keeps what it fetched from a repository in ~/.m2 and would not fetch this version
+  # again: drop an earlier copy of ours (only ours) so this run resolves the jar of dist/.
+  rm -rf "${HOME}/.m2/repository/tokenvault/tokenvault-kotlin/$version"
+  quiet "$base/package.log" mvn -B -q -f "$project/pom.xml" package
+  quiet "$base/classpath.log" mvn -B -q -f "$project/pom.xml" dependency:build-classpath -Dmdep.outputFile="$base/classpath.txt"
+  local resolved
+  resolved="$(tr ':' '\n' <"$base/classpath.txt" | grep "/tokenvault-kotlin-$version.jar$")" ||
+    die "jvm: tokenvault-kotlin is not on the project's classpath"
+  cmp -s "$resolved" "$jar" || die "jvm: Maven resolved $resolved, not the jar of $repo"
+
+  # Plain java: no -Djna.library.path, no LD_LIBRARY_PATH.
+  cycle jvm java -cp "$project/target/classes:$(cat "$base/classpath.txt")" example.game.CycleKt
+  echo "smoke jvm: ok — a fresh Maven project resolved tokenvault:tokenvault-kotlin:$version from $repo; java ran the cycle with the library from inside the jar"
 }
 
 for pkg in "${packages[@]}"; do
