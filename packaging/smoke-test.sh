@@ -85,7 +85,7 @@ smoke_c() {
   quiet "$base/pkgconfig.log" cc -std=c11 -Wall -Wextra -Werror "$base/src/cycle.c" $pc_flags \
     -Wl,-rpath,"$prefix/lib" -o "$base/cycle_c_pkgconfig"
   cycle cycle_c_pkgconfig "$base/cycle_c_pkgconfig"
-  echo "smoke c/c++: ok — C and C++17 (-fno-exceptions) via find_package, static and shared, and C via pkg-config: 5 programs ran the cycle without LD_LIBRARY_PATH"
+  summary="C and C++17 (-fno-exceptions) via find_package, static and shared, and C via pkg-config: 5 programs ran the cycle without LD_LIBRARY_PATH"
 }
 
 smoke_python() {
@@ -98,7 +98,7 @@ smoke_python() {
   # --no-index: nothing is downloaded; the wheel needs nothing but itself.
   quiet "$base/pip.log" "$base/venv/bin/python" -m pip install --no-index --disable-pip-version-check "$wheel"
   cycle python "$base/venv/bin/python" -I "$root/packaging/smoke/python/cycle.py"
-  echo "smoke python: ok — the wheel installed by pip (--no-index) into a fresh venv; the cycle ran from a temp directory"
+  summary="the wheel installed by pip (--no-index) into a fresh venv; the cycle ran from a temp directory"
 }
 
 smoke_unity() {
@@ -143,7 +143,7 @@ smoke_unity() {
   MONO_LOG_LEVEL=debug MONO_LOG_MASK=dll cycle unity mono "$out/Cycle.exe"
   grep -q "DllImport loaded library '$out/libtokenvault.so'" <<<"$cycle_out" ||
     die "unity: mono did not load the plugin from beside Tokenvault.dll: $(grep -i tokenvault <<<"$cycle_out")"
-  echo "smoke unity: ok — the UPM tarball's Runtime compiled by mcs (C# 7.2, -unsafe), every asset with a .meta; mono ran the cycle with the package's plugin beside Tokenvault.dll (and failed with DllNotFoundException without it)"
+  summary="the UPM tarball's Runtime compiled by mcs (C# 7.2, -unsafe), every asset with a .meta; mono ran the cycle with the package's plugin beside Tokenvault.dll (and failed with DllNotFoundException without it)"
 }
 
 smoke_jvm() {
@@ -172,11 +172,12 @@ smoke_jvm() {
 
   # Plain java: no -Djna.library.path, no LD_LIBRARY_PATH.
   cycle jvm java -cp "$project/target/classes:$(cat "$base/classpath.txt")" example.game.CycleKt
-  echo "smoke jvm: ok — a fresh Maven project resolved tokenvault:tokenvault-kotlin:$version from $repo; java ran the cycle with the library from inside the jar"
+  summary="a fresh Maven project resolved tokenvault:tokenvault-kotlin:$version from $repo; java ran the cycle with the library from inside the jar"
 }
 
+summary=""
 for pkg in "${packages[@]}"; do
   start=$SECONDS
   "smoke_$pkg"
-  echo "  ($pkg: $((SECONDS - start)) s)"
+  echo "smoke $pkg: ok ($((SECONDS - start)) s) — $summary"
 done
