@@ -21,14 +21,20 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 dist="${1:-$root/dist}"
+mkdir -p "$dist"
+dist="$(cd "$dist" && pwd)"
 cd "$root"
+
+# A missing tool is a failure, never a skip.
+for tool in cargo objdump tar python3 md5sum unzip java mvn; do
+  command -v "$tool" >/dev/null || { echo "build-all: '$tool' is missing" >&2; exit 1; }
+done
 
 cargo build --quiet --locked -p tokenvault-ffi --release
 lib="$target/release/libtokenvault.so"
 
-rm -rf "$dist"
-mkdir -p "$dist"
-dist="$(cd "$dist" && pwd)"
+# Only what this script writes is replaced; anything else in the folder is left alone.
+rm -rf "$dist"/tokenvault-*-linux-x86_64.tar.gz "$dist"/tokenvault-*.whl "$dist"/com.tokenvault-*.tgz "$dist/maven"
 
 packaging/c-archive.sh "$target" "$dist"
 packaging/python-wheel.py "$lib" "$dist"
