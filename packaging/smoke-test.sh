@@ -11,8 +11,10 @@
 #           program built with CMake find_package, static and shared, and the C program through
 #           pkg-config; run without LD_LIBRARY_PATH (the rpath finds the library).
 #   python  a fresh `python3 -m venv`, `pip install --no-index` of the wheel, the cycle in it.
-#   unity   the UPM tarball unpacked; its Runtime compiled by mcs as C# 7.2 with unsafe code,
-#           as Unity compiles it; the plugin taken from where the package puts it; run on mono.
+#   unity   the UPM tarball unpacked as Unity unpacks it; a .meta for every asset; its Runtime
+#           compiled by mcs as C# 7.2 with unsafe code, as Unity compiles it; the cycle must fail
+#           without the plugin, then run on mono with the package's Plugins/Linux/x86_64 library
+#           beside the compiled Tokenvault.dll (where Mono looks first).
 #   jvm     a Maven project generated in a temp dir that depends on tokenvault:tokenvault-kotlin
 #           from dist/maven (a file:// repository): no system property, no library path.
 #
@@ -44,13 +46,13 @@ quiet() {
 }
 cycle_out=""
 # Runs one program of the cycle with a fresh vault folder, from a working directory of its own,
-# with no LD_LIBRARY_PATH: it must find the library by itself. Its last line must be "cycle ok".
+# with no LD_LIBRARY_PATH: it must find the library by itself, exit 0 and print "cycle ok".
 cycle() {
   local name="$1"; shift
   local dir="$work/run-$name"
   mkdir -p "$dir/vault"
   cycle_out="$(cd "$dir" && env -u LD_LIBRARY_PATH "$@" "$dir/vault" 2>&1)" || die "$name: the cycle failed: $cycle_out"
-  [[ "$(tail -n1 <<<"$cycle_out")" == "cycle ok"* ]] || die "$name: no 'cycle ok' line: $cycle_out"
+  grep -q "^cycle ok" <<<"$cycle_out" || die "$name: no 'cycle ok' line: $cycle_out"
 }
 
 smoke_c() {
