@@ -46,16 +46,20 @@ cp "$out/tokenvault.dll.lib" "$work/lib/tokenvault.lib"
 cp "$out/tokenvault.lib" "$work/lib/tokenvault-static.lib"
 printf '%s\n' "$native_libs" > "$work/lib/NATIVE-LIBS.txt"
 
+# Windows programs (cl, 7z) get Windows paths; Git Bash's automatic conversion skips "-I/c/...".
+win() { cygpath -w "$1"; }
+
 # The cycle, built against the archive's files only, with the DLL beside the program.
 check="$target/packaging/windows/check"
 rm -rf "$check"
 mkdir -p "$check/vault"
 cp "$work/bin/tokenvault.dll" "$check/"
-(cd "$check" && cl -nologo -W3 -I"$work/include" "$root/packaging/smoke/c/cycle.c" "$work/lib/tokenvault.lib" -Fe:cycle.exe)
-"$check/cycle.exe" "$check/vault"
+(cd "$check" && cl -nologo -W3 -I"$(win "$work/include")" "$(win "$root/packaging/smoke/c/cycle.c")" \
+  "$(win "$work/lib/tokenvault.lib")" -Fe:cycle.exe)
+"$check/cycle.exe" "$(win "$check/vault")"
 
 mkdir -p "$dist"
 dist="$(cd "$dist" && pwd)"
 rm -f "$dist/$name.zip"
-(cd "$(dirname "$work")" && 7z a -tzip -bso0 "$dist/$name.zip" "$name")
+(cd "$(dirname "$work")" && 7z a -tzip -bso0 "$(win "$dist/$name.zip")" "$name")
 echo "build-windows: $dist/$name.zip"
