@@ -26,6 +26,11 @@ fuzz/run.sh "${TOKENVAULT_FUZZ_SECONDS:-20}"
 step "C and C++: header check, CTest (static and shared), AddressSanitizer, valgrind"
 bindings/c/run-tests.sh
 
+step "Packages (packaging/build-all.sh → dist/): each installed in a clean temp place and run as a user would"
+# After the C step: the release library is built. A missing tool fails here, never skips.
+packaging/build-all.sh
+packaging/smoke-test.sh
+
 step "Kotlin on the JVM (uniffi + JNA, Maven), then Python (uniffi + pytest)"
 bindings/kotlin/run-tests.sh
 bindings/python/run-tests.sh

@@ -41,7 +41,7 @@ ln -sf "$soname" "$prefix/lib/libtokenvault.so"
 
 subst() {
   sed -e "s|@VERSION@|$version|g; s|@VERSION_MAJOR@|$major|g; s|@VERSION_MINOR@|$minor|g; s|@SONAME_SUFFIX@|${soname#libtokenvault.so.}|g" \
-      -e "s|@PREFIX@|$prefix|g; s|@NATIVE_LIBS@|$NATIVE_STATIC_LIBS|g; s|@NATIVE_LIBS_CMAKE@|$cmake_libs|g" "$1" > "$2"
+      -e "s|@NATIVE_LIBS@|$NATIVE_STATIC_LIBS|g; s|@NATIVE_LIBS_CMAKE@|$cmake_libs|g" "$1" > "$2"
 }
 subst "$root/bindings/c/cmake/tokenvault-config.cmake.in" "$prefix/lib/cmake/tokenvault/tokenvault-config.cmake"
 subst "$root/bindings/c/cmake/tokenvault-config-version.cmake.in" "$prefix/lib/cmake/tokenvault/tokenvault-config-version.cmake"

@@ -4,7 +4,10 @@
 # it is for the Linux editor and Linux x86_64 players. Binaries are never committed
 # (Plugins/.gitignore); run this after `cargo build -p tokenvault-ffi --release`.
 #
-#   bindings/csharp/unity/copy-plugins.sh [cargo target dir]
+#   bindings/csharp/unity/copy-plugins.sh [cargo target dir] [package folder]
+#
+# The package folder defaults to com.tokenvault/ here; packaging/unity-package.sh passes the
+# folder it stages the UPM tarball in.
 #
 # Other platforms are built on their own toolchains and dropped into the places listed in
 # com.tokenvault/Plugins/README.md.
@@ -13,7 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 target="${1:-${CARGO_TARGET_DIR:-$root/target}}"
 lib="$target/release/libtokenvault.so"
-dest="$here/com.tokenvault/Plugins/Linux/x86_64"
+dest="${2:-$here/com.tokenvault}/Plugins/Linux/x86_64"
 [[ -f "$lib" ]] || { echo "copy-plugins: $lib is missing: cargo build -p tokenvault-ffi --release" >&2; exit 1; }
 mkdir -p "$dest"
 cp "$lib" "$dest/libtokenvault.so"
