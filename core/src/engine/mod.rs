@@ -90,7 +90,8 @@ impl std::fmt::Debug for Keys {
 pub(crate) struct StoreState {
     pub store: Store,
     pub keys: Arc<Keys>,
-    high_water: FastMap<Vec<u8>, u64>,
+    /// Keyed by the 32-byte account hash inline (no allocation per account).
+    high_water: FastMap<[u8; 32], u64>,
     anchor: Option<Arc<dyn StateAnchor>>,
     anchored: u64,
 }
@@ -119,7 +120,8 @@ impl StoreState {
 
     /// Note a generation read or written; an older one than already seen is `Corrupt`.
     pub(crate) fn see(&mut self, hash: &[u8], generation: u64) -> Result<()> {
-        match self.high_water.get_mut(hash) {
+        let key = crate::store::hash32(hash).ok_or_else(|| VaultError::internal("an account hash is not 32 bytes"))?;
+        match self.high_water.get_mut(&key) {
             Some(seen) if generation < *seen => Err(VaultError::corrupt(
                 "the file holds an older generation of a session than this vault already served",
             )),
@@ -128,7 +130,7 @@ impl StoreState {
                 Ok(())
             }
             None => {
-                self.high_water.insert(hash.to_vec(), generation);
+                self.high_water.insert(key, generation);
                 Ok(())
             }
         }

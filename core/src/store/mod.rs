@@ -206,8 +206,15 @@ pub(crate) struct Store {
     /// Accounts whose row this connection checked against the manifest, or wrote, at this
     /// generation, while `PRAGMA data_version` stayed `verified_at` (no other connection
     /// committed since): reading such a row again needs no new check.
-    verified: std::collections::HashMap<Vec<u8>, u64>,
+    /// Keyed by the 32-byte account hash inline (no allocation per account).
+    verified: crate::engine::FastMap<[u8; 32], u64>,
     verified_at: i64,
+}
+
+/// An account hash as a fixed-size key (HMAC-SHA-256: always 32 bytes; anything else is never
+/// remembered, so it is checked again on every read).
+pub(crate) fn hash32(hash: &[u8]) -> Option<[u8; 32]> {
+    hash.try_into().ok()
 }
 
 /// Create the vault file readable and writable by its owner only (0600 whatever the umask), if
@@ -680,7 +687,7 @@ impl Store {
             self.verified.clear();
             self.verified_at = data_version;
         }
-        if let Some(&generation) = self.verified.get(account_hash) {
+        if let Some(&generation) = hash32(account_hash).and_then(|h| self.verified.get(&h)) {
             let row = Self::row_in(&self.conn, account_hash)?;
             if row.as_ref().map(|r| r.generation) == Some(generation) {
                 return Ok(row);
@@ -693,10 +700,12 @@ impl Store {
         manifest::check_entry(&bucket, account_hash, row.as_ref().map(|r| r.generation))?;
         tx.commit()?;
         self.root_seen = root.version;
-        match &row {
-            Some(r) => self.verified.insert(account_hash.to_vec(), r.generation),
-            None => self.verified.remove(account_hash),
-        };
+        if let Some(h) = hash32(account_hash) {
+            match &row {
+                Some(r) => self.verified.insert(h, r.generation),
+                None => self.verified.remove(&h),
+            };
+        }
         Ok(row)
     }
 
@@ -800,7 +809,9 @@ impl Store {
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         tx.commit()?;
         self.root_seen = root.version;
-        self.verified.insert(account_hash.to_vec(), generation);
+        if let Some(h) = hash32(account_hash) {
+            self.verified.insert(h, generation);
+        }
         Ok(Some(generation))
     }
 
@@ -841,7 +852,9 @@ impl Store {
         }
         tx.commit()?;
         self.root_seen = root.version;
-        self.verified.remove(account_hash);
+        if let Some(h) = hash32(account_hash) {
+            self.verified.remove(&h);
+        }
         if n > 0 {
             self.checkpoint();
         }
