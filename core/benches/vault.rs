@@ -624,6 +624,8 @@ struct ColdFiles {
     bare: PathBuf,
     bare_key: Vec<u8>,
     bare_payload_len: usize,
+    /// The vault's session row key (its keyed account hash), for the SQLite-only diagnostic.
+    vault_row_key: Vec<u8>,
     token: String,
 }
 
@@ -658,8 +660,19 @@ fn cold_files() -> ColdFiles {
         store.commit();
         (store.key.clone(), store.payload.len())
     };
+    let (schema_objects, vault_row_key): (i64, Vec<u8>) = {
+        let conn = Connection::open(&raw).unwrap();
+        let n = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .unwrap();
+        let k = conn
+            .query_row("SELECT account_hash FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        (n, k)
+    };
     println!(
-        "cold_start: the vault's session row is {row_len} bytes (key + nonce + ciphertext); the bare row is the same size"
+        "cold_start: the vault's session row is {row_len} bytes (key + nonce + ciphertext); the bare row is the same size; \
+         the vault's schema has {schema_objects} objects (tables, indexes), the bare file's 2"
     );
     ColdFiles {
         _dir: dir,
@@ -668,6 +681,7 @@ fn cold_files() -> ColdFiles {
         bare,
         bare_key,
         bare_payload_len,
+        vault_row_key,
         token,
     }
 }
@@ -714,6 +728,25 @@ fn bare_cold(files: &ColdFiles, configure: bool) -> (Duration, Duration) {
     assert_eq!(payload.len(), files.bare_payload_len);
     drop(conn);
     (opened, total - opened)
+}
+
+/// Diagnostic: SQLite alone on the vault's own file. A new `rusqlite::Connection` on the raw-key
+/// vault file, then one `SELECT` of the session row's nonce and ciphertext by its key: what the
+/// vault's schema and file cost SQLite, without any of the vault's own statements or crypto.
+fn sqlite_on_vault_file(files: &ColdFiles) -> Duration {
+    let start = Instant::now();
+    let conn = Connection::open(&files.raw).unwrap();
+    let (nonce, ciphertext): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT nonce, ciphertext FROM sessions WHERE account_hash = ?1",
+            [&files.vault_row_key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(!nonce.is_empty() && ciphertext.len() > TOKEN_LEN);
+    drop(conn);
+    elapsed
 }
 
 fn raw_key() -> KeySource {
@@ -782,6 +815,13 @@ fn cold_start(c: &mut Criterion) {
         1,
         || total(vault_cold(&files.raw, raw_key(), VaultOptions::default(), &files.token)),
         || total(bare_cold(&files, true)),
+    );
+    paired(
+        "cold_start: diagnostic (A = SQLite alone on the vault's file: open + SELECT of the session row, B = the bare cold start)",
+        300,
+        1,
+        || sqlite_on_vault_file(&files),
+        || total(bare_cold(&files, false)),
     );
     paired(
         "cold_start: diagnostic (A = vault cold start, default transport, B = vault cold start with a prebuilt transport)",
