@@ -19,13 +19,22 @@
 //!   per cached session (from `/proc/self/statm`).
 //! * `refresh_offline` (diagnostic): the vault's refresh path without the network (two-step
 //!   refresh fed a canned seed-001 response) vs one bare durable commit of a row of the same size.
+//! * `cold_start` (issue 14): what a game pays at launch. A fresh `Vault::open` (raw 32-byte
+//!   key) of an existing file holding one session, then the first `access_token` (a cache miss:
+//!   SQLite lookup, decrypt, parse), vs a fresh `rusqlite::Connection::open` of an existing bare
+//!   SQLite file (WAL, one row of the same size) and one `SELECT` of that row. Each iteration opens
+//!   a new `Vault`/`Connection`; dropping it (which closes the SQLite connection, and checkpoints
+//!   and deletes the WAL as the last connection) happens **outside** the timing on both sides.
+//!   "Cold" means a new open in a warm process, not a cold OS page cache: the files stay cached.
+//!   Paired lines print the ratio, a split of where the time goes (open, first read, the built-in
+//!   transport's construction), and the passphrase (Argon2id) open against the raw-key open.
 //!
 //! Run: `cargo bench -p tokenvault --bench vault -- --warm-up-time 1 --measurement-time 3`
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::{Barrier, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,7 +42,9 @@ use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
 use parking_lot::RwLock;
 use rusqlite::{params, Connection};
-use tokenvault::{HttpResponse, KeySource, NewSession, Preset, Profile, RefreshStep, Vault, VaultOptions};
+use tokenvault::{
+    HttpResponse, HttpsTransport, KeySource, NewSession, Preset, Profile, RefreshStep, Transport, Vault, VaultOptions,
+};
 
 const KEY: [u8; 32] = [7u8; 32];
 const PROFILE: &str = "bench";
@@ -599,5 +610,263 @@ fn refresh_offline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cached_read, store, open_10k, refresh_offline);
+// ----- 5. cold start: open + first read vs a bare SQLite open + one row ----------------------
+
+const PASSPHRASE: &str = "correct horse battery staple";
+const ACCOUNT: &str = "player-1";
+
+/// The files a cold start opens, created once (outside any timing) and closed before the runs.
+struct ColdFiles {
+    _dir: tempfile::TempDir,
+    /// A vault holding one session, wrapped by the raw 32-byte key [`KEY`].
+    raw: PathBuf,
+    /// The same, wrapped by [`PASSPHRASE`] (Argon2id with the parameters new vaults get).
+    passphrase: PathBuf,
+    /// A bare SQLite file (WAL, STRICT rowid table) with one row as long as the vault's row.
+    bare: PathBuf,
+    bare_key: Vec<u8>,
+    bare_payload_len: usize,
+    /// The vault's session row key (its keyed account hash), for the SQLite-only diagnostic.
+    vault_row_key: Vec<u8>,
+    token: String,
+}
+
+fn cold_files() -> ColdFiles {
+    let dir = tempfile::tempdir().unwrap();
+    let token = jwt_token(ACCOUNT, TOKEN_LEN);
+    let raw = dir.path().join("cold-raw.db");
+    let passphrase = dir.path().join("cold-passphrase.db");
+    for (path, key) in [
+        (&raw, KeySource::raw(&KEY).unwrap()),
+        (&passphrase, KeySource::passphrase(PASSPHRASE).unwrap()),
+    ] {
+        let vault = Vault::open(path, key, VaultOptions::default()).unwrap();
+        vault
+            .register_profile(
+                Profile::preset(
+                    Preset::OAuth2,
+                    PROFILE,
+                    "https://auth.example.com/oauth/token",
+                    serde_json::json!({"client_id": "bench"}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        vault.store(session(ACCOUNT, &token, 1)).unwrap();
+        vault.close().unwrap();
+    }
+    let (row_len, _) = vault_row_len(&raw);
+    let bare = dir.path().join("cold-bare.db");
+    let (bare_key, bare_payload_len) = {
+        let mut store = BareStore::open(&bare, row_len, false);
+        store.commit();
+        (store.key.clone(), store.payload.len())
+    };
+    let (schema_objects, vault_row_key): (i64, Vec<u8>) = {
+        let conn = Connection::open(&raw).unwrap();
+        let n = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .unwrap();
+        let k = conn
+            .query_row("SELECT account_hash FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        (n, k)
+    };
+    println!(
+        "cold_start: the vault's session row is {row_len} bytes (key + nonce + ciphertext); the bare row is the same size; \
+         the vault's schema has {schema_objects} objects (tables, indexes), the bare file's 2"
+    );
+    ColdFiles {
+        _dir: dir,
+        raw,
+        passphrase,
+        bare,
+        bare_key,
+        bare_payload_len,
+        vault_row_key,
+        token,
+    }
+}
+
+/// One cold start of the vault: a new `Vault` on the existing file, then its first
+/// `access_token` (a cache miss: the row is read, checked, decrypted and parsed). Returns
+/// (time to return from `open`, time of the first read). The key is built before the clock
+/// starts; the vault is dropped (closed) after it stops.
+fn vault_cold(path: &Path, key: KeySource, options: VaultOptions, expected: &str) -> (Duration, Duration) {
+    let start = Instant::now();
+    let vault = Vault::open(path, key, options).unwrap();
+    let opened = start.elapsed();
+    let token = vault.access_token(ACCOUNT).unwrap();
+    let total = start.elapsed();
+    assert_eq!(token.expose(), expected);
+    drop(token);
+    drop(vault);
+    (opened, total - opened)
+}
+
+/// One cold start of the bare peer: a new `rusqlite::Connection` on the existing file, then one
+/// `SELECT` of the row by its 32-byte key. `configure` also runs the per-connection pragmas the
+/// vault sets (WAL, `synchronous=FULL`, `secure_delete`) first, as a durable app would. Returns
+/// (time to open [and configure], time of the read); the connection is dropped after the clock
+/// stops.
+fn bare_cold(files: &ColdFiles, configure: bool) -> (Duration, Duration) {
+    let start = Instant::now();
+    let conn = Connection::open(&files.bare).unwrap();
+    if configure {
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).unwrap();
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;")
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+    let opened = start.elapsed();
+    let payload: Vec<u8> = conn
+        .query_row(
+            "SELECT payload FROM sessions WHERE account_hash = ?1",
+            [&files.bare_key],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let total = start.elapsed();
+    assert_eq!(payload.len(), files.bare_payload_len);
+    drop(conn);
+    (opened, total - opened)
+}
+
+/// Diagnostic: SQLite alone on the vault's own file. A new `rusqlite::Connection` on the raw-key
+/// vault file, then one `SELECT` of the session row's nonce and ciphertext by its key: what the
+/// vault's schema and file cost SQLite, without any of the vault's own statements or crypto.
+fn sqlite_on_vault_file(files: &ColdFiles) -> Duration {
+    let start = Instant::now();
+    let conn = Connection::open(&files.raw).unwrap();
+    let (nonce, ciphertext): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT nonce, ciphertext FROM sessions WHERE account_hash = ?1",
+            [&files.vault_row_key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(!nonce.is_empty() && ciphertext.len() > TOKEN_LEN);
+    drop(conn);
+    elapsed
+}
+
+fn raw_key() -> KeySource {
+    KeySource::raw(&KEY).unwrap()
+}
+
+/// Sum of `iters` cold starts (criterion's `iter_custom`): only the timed part of each counts.
+fn sum_of(iters: u64, mut one: impl FnMut() -> (Duration, Duration)) -> Duration {
+    (0..iters).map(|_| one()).map(|(a, b)| a + b).sum()
+}
+
+/// Interleaved phase split (vault, bare, bare, vault, ...): medians of each side's open and
+/// first-read phases, so the ratio's excess can be placed in one of them.
+fn cold_split(files: &ColdFiles, pairs: usize) {
+    fn median(v: &mut [f64]) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e6
+    }
+    let (mut vo, mut vr, mut bo, mut br) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let run_vault = || vault_cold(&files.raw, raw_key(), VaultOptions::default(), &files.token);
+        let ((o1, r1), (o2, r2)) = if i % 2 == 0 {
+            let v = run_vault();
+            (v, bare_cold(files, false))
+        } else {
+            let b = bare_cold(files, false);
+            (run_vault(), b)
+        };
+        vo.push(o1.as_secs_f64());
+        vr.push(r1.as_secs_f64());
+        bo.push(o2.as_secs_f64());
+        br.push(r2.as_secs_f64());
+    }
+    println!(
+        "cold_start: split, {pairs} interleaved pairs (medians): vault open {:.1} µs + first access_token {:.1} µs; \
+         bare Connection::open {:.1} µs + first SELECT {:.1} µs",
+        median(&mut vo),
+        median(&mut vr),
+        median(&mut bo),
+        median(&mut br)
+    );
+}
+
+fn cold_start(c: &mut Criterion) {
+    let files = cold_files();
+    let total = |(a, b): (Duration, Duration)| a + b;
+    // A transport built once and shared: opening with it skips the construction of the
+    // built-in HTTPS transport (a ureq agent) that a default open performs.
+    let prebuilt: Arc<dyn Transport> = Arc::new(HttpsTransport::new());
+    let with_transport = || VaultOptions {
+        transport: Some(Arc::clone(&prebuilt)),
+        ..VaultOptions::default()
+    };
+
+    paired(
+        "cold_start: paired (A = Vault::open raw key + first access_token, B = bare Connection::open + SELECT of the row)",
+        300,
+        1,
+        || total(vault_cold(&files.raw, raw_key(), VaultOptions::default(), &files.token)),
+        || total(bare_cold(&files, false)),
+    );
+    cold_split(&files, 300);
+    paired(
+        "cold_start: diagnostic (A = the same vault cold start, B = bare open + the vault's pragmas + SELECT)",
+        300,
+        1,
+        || total(vault_cold(&files.raw, raw_key(), VaultOptions::default(), &files.token)),
+        || total(bare_cold(&files, true)),
+    );
+    paired(
+        "cold_start: diagnostic (A = SQLite alone on the vault's file: open + SELECT of the session row, B = the bare cold start)",
+        300,
+        1,
+        || sqlite_on_vault_file(&files),
+        || total(bare_cold(&files, false)),
+    );
+    paired(
+        "cold_start: diagnostic (A = vault cold start, default transport, B = vault cold start with a prebuilt transport)",
+        300,
+        1,
+        || total(vault_cold(&files.raw, raw_key(), VaultOptions::default(), &files.token)),
+        || total(vault_cold(&files.raw, raw_key(), with_transport(), &files.token)),
+    );
+    // Argon2id with the stored parameters runs on every passphrase open: a few tens of ms.
+    paired(
+        "cold_start: passphrase (A = Vault::open with the passphrase + first access_token, B = the same with the raw key)",
+        15,
+        1,
+        || {
+            let key = KeySource::passphrase(PASSPHRASE).unwrap();
+            total(vault_cold(&files.passphrase, key, VaultOptions::default(), &files.token))
+        },
+        || total(vault_cold(&files.raw, raw_key(), VaultOptions::default(), &files.token)),
+    );
+
+    let mut g = c.benchmark_group("cold_start");
+    g.bench_function("vault_open_raw_key_first_access_token", |b| {
+        b.iter_custom(|iters| {
+            sum_of(iters, || {
+                vault_cold(&files.raw, raw_key(), VaultOptions::default(), &files.token)
+            })
+        })
+    });
+    g.bench_function("bare_sqlite_open_select_row", |b| {
+        b.iter_custom(|iters| sum_of(iters, || bare_cold(&files, false)))
+    });
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("vault_open_passphrase_first_access_token", |b| {
+        b.iter_custom(|iters| {
+            sum_of(iters, || {
+                let key = KeySource::passphrase(PASSPHRASE).unwrap();
+                vault_cold(&files.passphrase, key, VaultOptions::default(), &files.token)
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, cached_read, store, open_10k, refresh_offline, cold_start);
 criterion_main!(benches);
