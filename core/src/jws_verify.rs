@@ -27,12 +27,9 @@ struct RsaVerifier {
 
 impl Verifier<Vec<u8>> for RsaVerifier {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
-        RsaPublicKeyComponents {
-            n: &self.n,
-            e: &self.e,
-        }
-        .verify(self.params, msg, signature)
-        .map_err(|_| signature::Error::new())
+        RsaPublicKeyComponents { n: &self.n, e: &self.e }
+            .verify(self.params, msg, signature)
+            .map_err(|_| signature::Error::new())
     }
 }
 

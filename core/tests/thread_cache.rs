@@ -29,7 +29,10 @@ impl Reader {
         let (tell, answer) = mpsc::channel();
         let handle = thread::spawn(move || {
             for () in asked {
-                let r = vault.access_token(ACCOUNT).map(|t| t.expose().to_owned()).map_err(|e| e.code());
+                let r = vault
+                    .access_token(ACCOUNT)
+                    .map(|t| t.expose().to_owned())
+                    .map_err(|e| e.code());
                 if tell.send(r).is_err() {
                     break;
                 }
