@@ -26,12 +26,16 @@ dist="$(cd "$dist" && pwd)"
 cd "$root"
 
 # A missing tool is a failure, never a skip.
-for tool in cargo objdump tar python3 md5sum unzip java mvn; do
+for tool in cargo objdump strip tar python3 md5sum unzip java mvn; do
   command -v "$tool" >/dev/null || { echo "build-all: '$tool' is missing" >&2; exit 1; }
 done
 
 cargo build --quiet --locked -p tokenvault-ffi --release
-lib="$target/release/libtokenvault.so"
+# The Python wheel takes a stripped copy (symbol table out, exported functions kept), as the other
+# packages do.
+lib="$target/bindings/libtokenvault.stripped.so"
+mkdir -p "$target/bindings"
+strip --strip-unneeded -o "$lib" "$target/release/libtokenvault.so"
 
 # Only what this script writes is replaced; anything else in the folder is left alone.
 rm -rf "$dist"/tokenvault-*-linux-x86_64.tar.gz "$dist"/tokenvault-*.whl "$dist"/com.tokenvault-*.tgz "$dist/maven"

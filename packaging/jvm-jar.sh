@@ -34,7 +34,8 @@ print(ET.parse(sys.argv[1]).getroot().find("m:version", ns).text)' "$pom")"
 
 rm -rf "$build"
 mkdir -p "$native/linux-x86-64"
-cp "$target/release/libtokenvault.so" "$native/linux-x86-64/libtokenvault.so"
+# Stripped of its symbol table (the exported functions stay): what ships is what size-check measures.
+strip --strip-unneeded -o "$native/linux-x86-64/libtokenvault.so" "$target/release/libtokenvault.so"
 
 log="$build/maven.log"
 mvn_run() { mvn -B -q -f "$pom" "$@" >>"$log" 2>&1 || { cat "$log" >&2; exit 1; }; }

@@ -36,6 +36,8 @@ install -m 644 "$target/release/libtokenvault.a" "$prefix/lib/"
 soname="$(objdump -p "$target/release/libtokenvault.so" | sed -n 's/^ *SONAME *//p')"
 [ -n "$soname" ] || { echo "package.sh: libtokenvault.so has no SONAME" >&2; exit 1; }
 install -m 755 "$target/release/libtokenvault.so" "$prefix/lib/libtokenvault.so.$version"
+# Stripped of its symbol table (the exported functions stay): what ships is what size-check measures.
+strip --strip-unneeded "$prefix/lib/libtokenvault.so.$version"
 ln -sf "libtokenvault.so.$version" "$prefix/lib/$soname"
 ln -sf "$soname" "$prefix/lib/libtokenvault.so"
 

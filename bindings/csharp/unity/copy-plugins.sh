@@ -19,7 +19,8 @@ lib="$target/release/libtokenvault.so"
 dest="${2:-$here/com.tokenvault}/Plugins/Linux/x86_64"
 [[ -f "$lib" ]] || { echo "copy-plugins: $lib is missing: cargo build -p tokenvault-ffi --release" >&2; exit 1; }
 mkdir -p "$dest"
-cp "$lib" "$dest/libtokenvault.so"
+# Stripped of its symbol table (the exported functions stay): what ships is what size-check measures.
+strip --strip-unneeded -o "$dest/libtokenvault.so" "$lib"
 # A stable GUID (Unity needs one per asset): derived from the asset's path in the package.
 guid="$(printf '%s' "com.tokenvault/Plugins/Linux/x86_64/libtokenvault.so" | md5sum | cut -c1-32)"
 cat > "$dest/libtokenvault.so.meta" <<META
