@@ -159,9 +159,13 @@ pub(crate) struct WrappedKey {
     pub wrapped: Vec<u8>,
 }
 
-/// Fill a buffer from the operating system's CSPRNG.
+/// Fill a buffer from the operating system's CSPRNG (through ring, which the TLS transport and
+/// the id_token checks link anyway: one random-source crate in the library, not two).
 pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|_| VaultError::internal("the operating system's random source failed"))
+    use ring::rand::SecureRandom as _;
+    ring::rand::SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| VaultError::internal("the operating system's random source failed"))
 }
 
 /// A random u64 (jitter, attempt ids).
@@ -169,7 +173,7 @@ pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // Jitter and ids only: on the (theoretical) failure of the OS source, a fixed value is
     // harmless.
-    let _ = getrandom::fill(&mut b);
+    let _ = random_bytes(&mut b);
     u64::from_le_bytes(b)
 }
 

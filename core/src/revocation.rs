@@ -95,19 +95,19 @@ impl Engine {
         let Some(token) = &record.refresh_credential else {
             return Ok(None);
         };
-        let registered = self.profiles.read().get(&record.profile).cloned();
+        let registered = self.profiles.read().get(&*record.profile).cloned();
         if registered.as_ref().is_some_and(|p| p.revocation_url().is_none()) {
             return Ok(None);
         }
         let origin = match (&record.origin, &registered) {
             (Some(o), _) => o.clone(),
-            (None, Some(p)) => p.origin(),
+            (None, Some(p)) => p.origin().into(),
             (None, None) => return Ok(None),
         };
         let payload = Payload {
-            account: record.account.clone(),
-            profile: record.profile.clone(),
-            origin,
+            account: record.account.to_string(),
+            profile: record.profile.to_string(),
+            origin: origin.to_string(),
             token: token.clone(),
         };
         let plain = to_json_secret(&payload).map_err(|_| VaultError::internal("a revocation does not serialize"))?;

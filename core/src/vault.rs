@@ -493,7 +493,7 @@ impl Vault {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             match Engine::decrypt_row(&keys, &row) {
-                Ok(rec) => out.push(rec.account.clone()),
+                Ok(rec) => out.push(rec.account.to_string()),
                 Err(_) => bad += 1,
             }
         }
@@ -641,8 +641,8 @@ impl Vault {
         let profile = e.profile(profile)?;
         let entry = e.adopt(&key, None)?;
         let mut record = entry.record.clone();
-        record.profile = profile.name().to_owned();
-        record.origin = Some(profile.origin());
+        record.profile = profile.name().into();
+        record.origin = Some(profile.origin().into());
         let generation = e
             .write_record(&key, Some(entry.generation), &record)?
             .ok_or_else(|| VaultError::transient("the session changed meanwhile; move it again"))?;

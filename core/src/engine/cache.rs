@@ -17,6 +17,7 @@
 //! (`thread_local::ThreadLocal`): `close` wipes every thread's copies, and a slot outlives its
 //! thread only until another thread takes it over or the vault is dropped.
 
+use std::hash::BuildHasher;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,15 +26,55 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use thread_local::ThreadLocal;
 
 use super::policy::{CachedSession, Due};
-use super::FastMap;
 use crate::secret::AccessToken;
 
-/// The shared map: account id → its decrypted session.
-pub(crate) type SessionMap = FastMap<String, Arc<CachedSession>>;
+/// The shared map: account id → its decrypted session, keyed by the account inside the entry
+/// (the id is not stored a second time, as a `HashMap<String, _>` key would be).
+#[derive(Default)]
+pub(crate) struct SessionMap {
+    table: hashbrown::HashTable<Arc<CachedSession>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl SessionMap {
+    pub(crate) fn get(&self, account: &str) -> Option<&Arc<CachedSession>> {
+        self.table
+            .find(self.hasher.hash_one(account), |e| &*e.record.account == account)
+    }
+
+    /// Insert `entry` under its record's account, replacing the one there.
+    pub(crate) fn insert(&mut self, entry: Arc<CachedSession>) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(&*entry.record.account);
+        match self.table.entry(
+            hash,
+            |e| e.record.account == entry.record.account,
+            |e| hasher.hash_one(&*e.record.account),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = entry,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(entry);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, account: &str) -> Option<Arc<CachedSession>> {
+        let hash = self.hasher.hash_one(account);
+        let found = self.table.find_entry(hash, |e| &*e.record.account == account).ok()?;
+        Some(found.remove().0)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.table.clear();
+    }
+}
 
 /// Sessions a thread keeps its own copy of (a game reads one or two accounts; a thread that
 /// reads more rotates through these and falls back to the shared map).
 const COPIES_PER_THREAD: usize = 8;
+
+/// Distinct profile names and origins the cache shares (a vault has a handful of profiles).
+const NAMES_MAX: usize = 64;
 
 /// Keeps its value alone on its cache line (two lines, for the adjacent-line prefetcher).
 #[repr(align(128))]
@@ -43,6 +84,8 @@ struct Padded<T>(T);
 #[derive(Default)]
 pub(crate) struct SessionCache {
     map: RwLock<SessionMap>,
+    /// Profile names and endpoint origins, one copy each for every cached session.
+    names: Mutex<hashbrown::HashTable<Arc<str>>>,
     epoch: Padded<AtomicU64>,
     threads: ThreadLocal<Padded<Mutex<Copies>>>,
 }
@@ -167,6 +210,19 @@ impl SessionCache {
         Some(token)
     }
 
+    /// Replace `text` by the cache's copy of the same text (kept on first sight; at most
+    /// [`NAMES_MAX`] are kept, further ones stay as they are).
+    pub(crate) fn intern(&self, text: &mut Arc<str>) {
+        let hasher = foldhash::fast::FixedState::default();
+        let hash = hasher.hash_one(&**text);
+        let mut names = self.names.lock();
+        if let Some(known) = names.find(hash, |n| **n == **text) {
+            *text = Arc::clone(known);
+        } else if names.len() < NAMES_MAX {
+            names.insert_unique(hash, Arc::clone(text), |n| hasher.hash_one(&**n));
+        }
+    }
+
     /// Empty the map and wipe every thread's copies (`close`).
     pub(crate) fn clear(&self) {
         self.write().clear();
@@ -178,5 +234,28 @@ impl SessionCache {
     /// Cached hits over every thread since the vault was opened.
     pub(crate) fn hits(&self) -> u64 {
         self.threads.iter().map(|slot| slot.0.lock().hits).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_names_share_one_copy_up_to_the_limit() {
+        let cache = SessionCache::default();
+        let mut a: Arc<str> = Arc::from("backend");
+        let mut b: Arc<str> = Arc::from(String::from("backend"));
+        cache.intern(&mut a);
+        cache.intern(&mut b);
+        assert!(Arc::ptr_eq(&a, &b));
+        for i in 0..NAMES_MAX {
+            cache.intern(&mut Arc::from(format!("profile-{i}")));
+        }
+        let (mut c, mut d): (Arc<str>, Arc<str>) = (Arc::from("late"), Arc::from("late"));
+        cache.intern(&mut c);
+        cache.intern(&mut d);
+        assert!(!Arc::ptr_eq(&c, &d), "past the limit, names are left as they are");
+        assert_eq!(*c, *d);
     }
 }

@@ -449,7 +449,7 @@ impl Engine {
                     return Self::resolve(&current, forced, now);
                 }
                 let mut record = lead.base.record.clone();
-                record.verdict = Some(verdict.clone());
+                record.verdict = Some(Box::new(verdict.clone()));
                 match self.write_record(key, Some(lead.base_generation()), &record)? {
                     Some(generation) => {
                         self.install(&key.id, record, generation);
@@ -498,7 +498,7 @@ impl Engine {
 /// sent, until the host moves the session explicitly (`Vault::move_session`).
 pub(crate) fn check_origin(record: &crate::session::SessionRecord, profile: &Profile) -> Result<()> {
     match &record.origin {
-        Some(origin) if *origin != profile.origin() => Err(VaultError::invalid(format!(
+        Some(origin) if **origin != *profile.origin() => Err(VaultError::invalid(format!(
             "the profile {:?} now points to another endpoint than this session was stored with; \
              move the session to it explicitly (move_session) to send its credential there",
             profile.name()

@@ -267,18 +267,26 @@ impl Engine {
 
     /// Put a session in the cache, never over a newer generation (two threads may install
     /// what they read in either order).
-    pub(crate) fn install(&self, account: &str, record: SessionRecord, generation: u64) -> Arc<CachedSession> {
+    pub(crate) fn install(&self, account: &str, mut record: SessionRecord, generation: u64) -> Arc<CachedSession> {
+        self.cache.intern(&mut record.profile);
+        if let Some(origin) = &mut record.origin {
+            self.cache.intern(origin);
+        }
         let entry = Arc::new(CachedSession::build(
             record,
             generation,
             self.clock.as_ref(),
             &self.policy,
         ));
+        debug_assert_eq!(
+            &*entry.record.account, account,
+            "a session cached under another account"
+        );
         let mut cache = self.cache.write();
         match cache.get(account) {
             Some(existing) if existing.generation > generation => Arc::clone(existing),
             _ => {
-                cache.insert(account.to_owned(), Arc::clone(&entry));
+                cache.insert(Arc::clone(&entry));
                 entry
             }
         }
@@ -310,7 +318,7 @@ impl Engine {
         }
         let record = Self::decrypt_row(&keys, &row)?;
         drop(keys);
-        if record.account != key.id {
+        if *record.account != *key.id {
             return Err(VaultError::corrupt("a session record belongs to another account"));
         }
         if known.is_some() {
@@ -326,15 +334,15 @@ impl Engine {
         let last_refresh_failure = self
             .refresh
             .lock()
-            .get(&e.record.account)
+            .get(&*e.record.account)
             .and_then(|st| st.failure_view(now));
         SessionInfo {
-            account: e.record.account.clone(),
-            profile: e.record.profile.clone(),
+            account: e.record.account.to_string(),
+            profile: e.record.profile.to_string(),
             generation: e.generation,
             state: e.state(now),
-            token_type: e.record.token_type.clone(),
-            scope: e.record.scope.clone(),
+            token_type: e.record.token_type.as_deref().map(str::to_owned),
+            scope: e.record.scope.as_deref().map(str::to_owned),
             issued_at_ms: e.record.issued_at_ms,
             access_expires_at_ms: e.record.access_expires_at_ms,
             access_remaining_ms: ms(e.expires_at),

@@ -206,10 +206,15 @@ pub(crate) struct Store {
     /// Accounts whose row this connection checked against the manifest, or wrote, at this
     /// generation, while `PRAGMA data_version` stayed `verified_at` (no other connection
     /// committed since): reading such a row again needs no new check.
-    /// Keyed by the 32-byte account hash inline (no allocation per account).
+    /// Keyed by the 32-byte account hash inline (no allocation per account); at most
+    /// [`VERIFIED_MAX`] entries (a forgotten one only costs the manifest check again).
     verified: crate::engine::FastMap<[u8; 32], u64>,
     verified_at: i64,
 }
+
+/// How many accounts' verified generations a connection remembers: the accounts a host reads
+/// again and again, without an entry per stored session in a vault of thousands.
+const VERIFIED_MAX: usize = 256;
 
 /// An account hash as a fixed-size key (HMAC-SHA-256: always 32 bytes; anything else is never
 /// remembered, so it is checked again on every read).
@@ -268,6 +273,14 @@ fn to_i64(v: u64) -> Result<i64> {
 }
 
 impl Store {
+    /// Remember that the account's row was checked against the manifest at `generation`.
+    fn remember_verified(&mut self, hash: [u8; 32], generation: u64) -> Option<u64> {
+        if self.verified.len() >= VERIFIED_MAX && !self.verified.contains_key(&hash) {
+            self.verified.clear();
+        }
+        self.verified.insert(hash, generation)
+    }
+
     /// Open (or create) the file and read its state, without writing anything to an existing
     /// file.
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<(Store, FileState)> {
@@ -702,7 +715,7 @@ impl Store {
         self.root_seen = root.version;
         if let Some(h) = hash32(account_hash) {
             match &row {
-                Some(r) => self.verified.insert(h, r.generation),
+                Some(r) => self.remember_verified(h, r.generation),
                 None => self.verified.remove(&h),
             };
         }
@@ -810,7 +823,7 @@ impl Store {
         tx.commit()?;
         self.root_seen = root.version;
         if let Some(h) = hash32(account_hash) {
-            self.verified.insert(h, generation);
+            self.remember_verified(h, generation);
         }
         Ok(Some(generation))
     }
