@@ -17,6 +17,8 @@ use signature::Verifier;
 
 /// The largest RSA modulus accepted, in bits (a bigger one is a denial of service, not a key).
 const MAX_RSA_BITS: usize = 8192;
+/// The smallest (what ring verifies; a shorter key is refused as a key, before any signature).
+const MIN_RSA_BITS: usize = 2048;
 
 struct RsaVerifier {
     alg: Algorithm,
@@ -62,8 +64,13 @@ fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifie
         match key.kind() {
             DecodingKeyKind::RsaModulusExponent { n, e } => {
                 let (n, e) = (strip_leading_zeros(n), strip_leading_zeros(e));
-                if n.len() * 8 > MAX_RSA_BITS || e.is_empty() {
+                if e.is_empty() {
                     return Err(bad());
+                }
+                if n.len() * 8 < MIN_RSA_BITS || n.len() * 8 > MAX_RSA_BITS {
+                    return Err(Error::from(ErrorKind::InvalidRsaKey(
+                        "RSA keys of 2,048 to 8,192 bits only".into(),
+                    )));
                 }
                 Ok(Box::new(RsaVerifier {
                     alg: *alg,
@@ -125,4 +132,32 @@ pub(crate) fn ensure_installed() {
             log::debug!("jsonwebtoken already has a crypto provider; the vault verifies with it");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rsa_keys_outside_2048_to_8192_bits_are_refused_as_keys() {
+        let e = [1u8, 0, 1];
+        for (bytes, usable) in [
+            (128usize, false),
+            (255, false),
+            (256, true),
+            (1024, true),
+            (1025, false),
+        ] {
+            let mut n = vec![0xC5u8; bytes];
+            n.insert(0, 0); // a leading zero byte, as a JWK's `n` may carry
+            let key = DecodingKey::from_rsa_raw_components(&n, &e);
+            assert_eq!(
+                new_verifier(&Algorithm::RS256, &key).is_ok(),
+                usable,
+                "{} bits",
+                bytes * 8
+            );
+        }
+    }
 }

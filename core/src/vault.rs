@@ -546,7 +546,7 @@ impl Vault {
             s.anchor_after_write();
             Ok(existed)
         })?;
-        e.cache.write().remove(account);
+        e.cache.remove(account);
         if let Some(st) = e.refresh.lock().get_mut(account) {
             st.record_success();
         }

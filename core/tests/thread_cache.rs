@@ -157,3 +157,85 @@ fn many_threads_reading_get_the_same_refresh_result_and_every_hit_is_counted() {
     threads.into_iter().for_each(|t| t.join().unwrap());
     assert_eq!(v.metrics().cached_hits, 6001);
 }
+
+#[test]
+fn a_thread_reading_more_accounts_than_it_keeps_copies_of_gets_each_ones_current_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open(dir.path(), ManualClock::new());
+    let accounts: Vec<String> = (0..20).map(|i| format!("player-{i}")).collect();
+    let store_all = |round: u32| {
+        for a in &accounts {
+            let s = NewSession::new(a.as_str(), "backend", format!("{a}-token-{round}"))
+                .refresh_credential("refresh-0")
+                .expires_in(Duration::from_secs(600));
+            v.store(s).unwrap();
+        }
+    };
+    store_all(0);
+    let reader = {
+        let v = Arc::clone(&v);
+        let accounts = accounts.clone();
+        move |round: u32| {
+            for _ in 0..3 {
+                for a in &accounts {
+                    assert_eq!(v.access_token(a).unwrap().expose(), format!("{a}-token-{round}"));
+                }
+            }
+        }
+    };
+    let (ask, asked) = mpsc::channel::<u32>();
+    let (done, finished) = mpsc::channel::<()>();
+    let t = thread::spawn(move || {
+        for round in asked {
+            reader(round);
+            done.send(()).unwrap();
+        }
+    });
+    ask.send(0).unwrap();
+    finished.recv_timeout(Duration::from_secs(20)).unwrap();
+    store_all(1);
+    ask.send(1).unwrap();
+    finished.recv_timeout(Duration::from_secs(20)).unwrap();
+    drop(ask);
+    t.join().unwrap();
+}
+
+/// The invariant behind the epoch: once a store has returned and a reader has seen that it
+/// returned (through an acquire load of what the writer published after it), the reader never
+/// gets an older token, from its own copy or from the map.
+#[test]
+fn a_reader_never_gets_a_token_older_than_one_whose_store_it_has_seen_complete() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let v = open(dir.path(), ManualClock::new());
+    v.store(session("access-0")).unwrap();
+    let published = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (v, published, stop) = (Arc::clone(&v), Arc::clone(&published), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let seen = published.load(Ordering::Acquire);
+                    let token = v.access_token(ACCOUNT).unwrap();
+                    let n: u64 = token.expose().trim_start_matches("access-").parse().unwrap();
+                    assert!(
+                        n >= seen,
+                        "read access-{n} after the store of access-{seen} had returned"
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for n in 1..=400u64 {
+        v.store(session(&format!("access-{n}"))).unwrap();
+        published.store(n, Ordering::Release);
+    }
+    stop.store(true, Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+}

@@ -86,6 +86,8 @@ pub(crate) struct SessionCache {
     map: RwLock<SessionMap>,
     /// Profile names and endpoint origins, one copy each for every cached session.
     names: Mutex<hashbrown::HashTable<Arc<str>>>,
+    /// Hits served where no slot could be taken (reads from thread-local destructors).
+    hits_without_slot: AtomicU64,
     epoch: Padded<AtomicU64>,
     threads: ThreadLocal<Padded<Mutex<Copies>>>,
 }
@@ -175,17 +177,56 @@ impl SessionCache {
         f: impl FnOnce(&AccessToken) -> R,
     ) -> Option<R> {
         let epoch = self.epoch.0.load(Ordering::Acquire);
-        let mut copies = self.threads.get_or_default().0.lock();
-        if let Some(c) = copies.entries.iter().find(|c| &*c.account == account) {
-            if c.epoch == epoch && c.due.fresh_for(now, min_ttl_ns) {
-                let r = f(&c.token);
-                copies.hits += 1;
-                return Some(r);
+        let Some(slot) = self.threads.get() else {
+            return self.fresh_without_slot(account, epoch, now, min_ttl_ns, f);
+        };
+        let mut copies = slot.0.lock();
+        if let Some(i) = copies.entries.iter().position(|c| &*c.account == account) {
+            let c = &copies.entries[i];
+            if c.epoch == epoch {
+                if c.due.fresh_for(now, min_ttl_ns) {
+                    let r = f(&c.token);
+                    copies.hits += 1;
+                    return Some(r);
+                }
+            } else {
+                // The cache changed since this copy was made: drop it now (a removed session's
+                // token must not stay in this thread's memory until the slot is reused).
+                copies.entries.swap_remove(i);
             }
         }
         let token = self.copy_from_map(&mut copies, account, epoch, now, min_ttl_ns)?;
         copies.hits += 1;
         Some(f(&token))
+    }
+
+    /// The thread's first read from this vault: take a slot for it. A read from a thread-local
+    /// destructor may find the slot machinery already torn down (taking a slot panics then):
+    /// it is served from the shared map alone.
+    #[cold]
+    #[inline(never)]
+    fn fresh_without_slot<R>(
+        &self,
+        account: &str,
+        epoch: u64,
+        now: u64,
+        min_ttl_ns: u64,
+        f: impl FnOnce(&AccessToken) -> R,
+    ) -> Option<R> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.threads.get_or_default())) {
+            Ok(slot) => {
+                let mut copies = slot.0.lock();
+                let token = self.copy_from_map(&mut copies, account, epoch, now, min_ttl_ns)?;
+                copies.hits += 1;
+                Some(f(&token))
+            }
+            Err(_) => {
+                let map = self.map.read();
+                let entry = map.get(account).filter(|e| e.fresh_for(now, min_ttl_ns))?;
+                self.hits_without_slot.fetch_add(1, Ordering::Relaxed);
+                Some(f(&entry.token))
+            }
+        }
     }
 
     /// Miss on this thread's copies: read the shared map and keep a copy of a fresh token.
@@ -223,6 +264,15 @@ impl SessionCache {
         }
     }
 
+    /// Remove an account's session (logout, or removed by another process) and wipe every
+    /// thread's copy of its token.
+    pub(crate) fn remove(&self, account: &str) {
+        self.write().remove(account);
+        for slot in self.threads.iter() {
+            slot.0.lock().entries.retain(|c| &*c.account != account);
+        }
+    }
+
     /// Empty the map and wipe every thread's copies (`close`).
     pub(crate) fn clear(&self) {
         self.write().clear();
@@ -233,7 +283,8 @@ impl SessionCache {
 
     /// Cached hits over every thread since the vault was opened.
     pub(crate) fn hits(&self) -> u64 {
-        self.threads.iter().map(|slot| slot.0.lock().hits).sum()
+        let slotted: u64 = self.threads.iter().map(|slot| slot.0.lock().hits).sum();
+        slotted + self.hits_without_slot.load(Ordering::Relaxed)
     }
 }
 

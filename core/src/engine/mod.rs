@@ -283,6 +283,11 @@ impl Engine {
             "a session cached under another account"
         );
         let mut cache = self.cache.write();
+        if self.is_closed() {
+            // A write that finished while the vault was closing: `close` already emptied the
+            // cache, and nothing may be cached after it.
+            return entry;
+        }
         match cache.get(account) {
             Some(existing) if existing.generation > generation => Arc::clone(existing),
             _ => {
@@ -308,7 +313,7 @@ impl Engine {
     pub(crate) fn adopt(&self, key: &AccountKey, known: Option<&Arc<CachedSession>>) -> Result<Arc<CachedSession>> {
         let (row, keys) = self.with_store(|s| s.checked_row(&key.hash))?;
         let Some(row) = row else {
-            self.cache.write().remove(&key.id);
+            self.cache.remove(&key.id);
             return Err(VaultError::NotFound);
         };
         if let Some(k) = known {
