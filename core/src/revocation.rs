@@ -90,8 +90,14 @@ pub(crate) struct Worker {
 
 impl Engine {
     /// The queue row revoking `record`'s refresh credential, if it has one and its profile
-    /// (when registered) has a revocation endpoint.
-    pub(crate) fn revocation_row(&self, record: &SessionRecord, now_ms: i64) -> Result<Option<RevocationRow>> {
+    /// (when registered) has a revocation endpoint; sealed with `cipher` (the caller holds the
+    /// store, so the row is built from what the file holds at that moment).
+    pub(crate) fn revocation_row(
+        &self,
+        cipher: &crate::crypto::RecordCipher,
+        record: &SessionRecord,
+        now_ms: i64,
+    ) -> Result<Option<RevocationRow>> {
         let Some(token) = &record.refresh_credential else {
             return Ok(None);
         };
@@ -113,8 +119,7 @@ impl Engine {
         let plain = to_json_secret(&payload).map_err(|_| VaultError::internal("a revocation does not serialize"))?;
         let mut id = vec![0u8; 16];
         random_bytes(&mut id)?;
-        let (nonce, ciphertext) =
-            self.with_store(|s| Ok(s.keys.record.seal_blob(REVOCATION_DOMAIN, &id, plain.as_slice())?))?;
+        let (nonce, ciphertext) = cipher.seal_blob(REVOCATION_DOMAIN, &id, plain.as_slice())?;
         Ok(Some(RevocationRow {
             id,
             queued_at_ms: now_ms,

@@ -527,25 +527,40 @@ impl Vault {
         let e = &self.engine;
         e.check_open()?;
         let key = e.key(account)?;
-        let revocation = if revoke {
-            match e.entry(&key) {
-                Ok(entry) => e.revocation_row(&entry.record, e.clock.wall_ms())?,
-                Err(VaultError::NotFound) => None,
-                Err(err) if err.code() == ErrorCode::Corrupt => {
-                    log::warn!("a session that fails its check is removed without revocation");
+        // The revocation is built from the row the file holds, under the store lock (no refresh
+        // of this process can rotate the credential in between), and the removal happens only
+        // if the row is still that generation (a refresh by another process meanwhile makes
+        // the vault build it again from the new row): the credential revoked is the last one.
+        let mut attempts = 0;
+        let (existed, queued) = loop {
+            attempts += 1;
+            let outcome = e.with_store(|s| {
+                let revocation = if revoke {
+                    Self::revocation_from_file(e, s, &key)?
+                } else {
                     None
+                };
+                let keys = Arc::clone(&s.keys);
+                let removed = s.store.remove_session(
+                    &key.hash,
+                    &keys.record,
+                    revocation.as_ref().map(|(row, generation)| (row, *generation)),
+                )?;
+                if removed.is_some() {
+                    s.anchor_after_write();
                 }
-                Err(err) => return Err(err),
+                Ok(removed.map(|existed| (existed, revocation.is_some())))
+            })?;
+            match outcome {
+                Some(done) => break done,
+                None if attempts < 5 => continue,
+                None => {
+                    return Err(VaultError::transient(
+                        "the session kept changing while it was being removed; remove it again",
+                    ))
+                }
             }
-        } else {
-            None
         };
-        let existed = e.with_store(|s| {
-            let keys = Arc::clone(&s.keys);
-            let existed = s.store.remove_session(&key.hash, &keys.record, revocation.as_ref())?;
-            s.anchor_after_write();
-            Ok(existed)
-        })?;
         e.cache.remove(account);
         if let Some(st) = e.refresh.lock().get_mut(account) {
             st.record_success();
@@ -555,12 +570,40 @@ impl Vault {
                 account: account.to_owned(),
             });
             log::debug!("removed a session");
-            if revocation.is_some() {
+            if queued {
                 e.revocations_waiting.store(true, Ordering::Relaxed);
                 crate::revocation::kick(e);
             }
         }
         Ok(existed)
+    }
+
+    /// The revocation of the credential the file holds for `key` now, with the generation of
+    /// the row it was read from. A row that fails its checks is removed without one.
+    fn revocation_from_file(
+        e: &Engine,
+        s: &mut crate::engine::StoreState,
+        key: &crate::engine::AccountKey,
+    ) -> crate::error::StoreResult<Option<(crate::store::RevocationRow, u64)>> {
+        let unreadable = || {
+            log::warn!("a session that fails its check is removed without revocation");
+            Ok(None)
+        };
+        let (row, keys) = match s.checked_row(&key.hash) {
+            Ok(found) => found,
+            Err(crate::error::Error::Vault(err)) if err.code() == ErrorCode::Corrupt => return unreadable(),
+            Err(crate::error::Error::ManifestAuth) => return unreadable(),
+            Err(err) => return Err(err),
+        };
+        let Some(row) = row else { return Ok(None) };
+        let record = match Engine::decrypt_row(&keys, &row) {
+            Ok(record) if *record.account == *key.id => record,
+            Ok(_) => return unreadable(),
+            Err(err) if err.code() == ErrorCode::Corrupt => return unreadable(),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(e.revocation_row(&keys.record, &record, e.clock.wall_ms())?
+            .map(|r| (r, row.generation)))
     }
 
     /// The revocations still to be sent (no secrets; the account ids are the host's own), and

@@ -274,3 +274,66 @@ fn revocation_urls_stay_on_the_token_endpoints_origin() {
         Some("https://id.example.com/realms/game/protocol/openid-connect/revoke")
     );
 }
+
+/// The built-in transport, keeping the `token` of every revocation request it sends.
+#[derive(Debug, Default)]
+struct RecordingTransport {
+    inner: HttpsTransport,
+    revoked: std::sync::Mutex<Vec<String>>,
+}
+
+impl Transport for RecordingTransport {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        if request.url.ends_with("/token/revocation") {
+            let body = String::from_utf8_lossy(&request.body).into_owned();
+            let token = body
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .unwrap_or_default()
+                .to_owned();
+            self.revoked.lock().unwrap().push(token);
+        }
+        self.inner.send(request)
+    }
+}
+
+/// Another vault instance on the same file (another process, in the field) refreshed the session
+/// after this instance cached it: the logout revokes the credential the file holds now, not the
+/// one this instance cached, which the provider already rotated away (this provider would end
+/// the whole grant either way; a server that revokes only the token presented would not).
+#[test]
+fn logout_revokes_the_credential_in_the_file_not_a_stale_cached_one() {
+    let op = OidcProvider::start(OidcConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let recorder = Arc::new(RecordingTransport::default());
+    let a = Vault::open(
+        &path,
+        KeySource::raw(&TEST_KEY).unwrap(),
+        VaultOptions {
+            transport: Some(Arc::clone(&recorder) as Arc<dyn Transport>),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    register(&a, &op);
+    let first = sign_in(&a, &op, "player");
+    a.access_token("player").unwrap(); // cached by `a`
+    let b = open(&path, &TEST_KEY, &op, &Arc::new(Switch::default()));
+    b.force_refresh("player").unwrap();
+    let (_, rotated) = b.stored_pair_for_tests("player").unwrap();
+    let rotated = rotated.unwrap();
+    assert_ne!(rotated, first, "the provider rotates refresh tokens");
+    assert!(a.remove_and_revoke("player").unwrap());
+    assert!(wait_until(|| a.pending_revocations().unwrap().pending.is_empty()));
+    let sent = recorder.revoked.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one revocation request");
+    assert!(
+        sent[0] == rotated,
+        "the revocation carried a credential the provider had already rotated away"
+    );
+    assert!(
+        !still_valid(&op, &rotated),
+        "the credential in the file was not revoked"
+    );
+}

@@ -835,16 +835,25 @@ impl Store {
     ///
     /// `revocation`, if given, is queued in the same transaction: the logout and the promise to
     /// revoke at the server are durable together.
+    /// Remove an account's row (and queue `revocation`, built from the row of generation
+    /// `.1`). `Ok(None)`: the row is no longer that generation (another process wrote it since
+    /// the revocation was built); nothing was changed, build it again.
     pub(crate) fn remove_session(
         &mut self,
         account_hash: &[u8],
         cipher: &RecordCipher,
-        revocation: Option<&RevocationRow>,
-    ) -> Result<bool> {
+        revocation: Option<(&RevocationRow, u64)>,
+    ) -> Result<Option<bool>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
         let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
-        let current = Self::generation_in(&tx, account_hash)?.unwrap_or(0);
+        let found = Self::generation_in(&tx, account_hash)?;
+        if let Some((_, built_from)) = revocation {
+            if found != Some(built_from) {
+                return Ok(None);
+            }
+        }
+        let current = found.unwrap_or(0);
         let listed = bucket.entries.remove(account_hash);
         root.floor = root.floor.max(current).max(listed.unwrap_or(0));
         let updated = tx.execute(
@@ -860,7 +869,7 @@ impl Store {
             params![account_hash],
         )?;
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
-        if let (Some(r), true) = (revocation, n > 0) {
+        if let (Some((r, _)), true) = (revocation, n > 0) {
             Self::queue_revocation_in(&tx, r)?;
         }
         tx.commit()?;
@@ -871,7 +880,7 @@ impl Store {
         if n > 0 {
             self.checkpoint();
         }
-        Ok(n > 0)
+        Ok(Some(n > 0))
     }
 
     fn queue_revocation_in(conn: &Connection, r: &RevocationRow) -> Result<()> {
