@@ -94,7 +94,11 @@ fn refresh_token(n: u64) -> String {
 }
 
 fn open_vault(path: &Path) -> Vault {
-    let vault = Vault::open(path, KeySource::raw(&KEY).unwrap(), VaultOptions::default()).unwrap();
+    open_vault_with(path, KeySource::raw(&KEY).unwrap())
+}
+
+fn open_vault_with(path: &Path, key: KeySource) -> Vault {
+    let vault = Vault::open(path, key, VaultOptions::default()).unwrap();
     vault
         .register_profile(
             Profile::preset(
@@ -640,18 +644,7 @@ fn cold_files() -> ColdFiles {
         (&raw, KeySource::raw(&KEY).unwrap()),
         (&passphrase, KeySource::passphrase(PASSPHRASE).unwrap()),
     ] {
-        let vault = Vault::open(path, key, VaultOptions::default()).unwrap();
-        vault
-            .register_profile(
-                Profile::preset(
-                    Preset::OAuth2,
-                    PROFILE,
-                    "https://auth.example.com/oauth/token",
-                    serde_json::json!({"client_id": "bench"}),
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        let vault = open_vault_with(path, key);
         vault.store(session(ACCOUNT, &token, 1)).unwrap();
         vault.close().unwrap();
     }
