@@ -13,7 +13,7 @@ set -euo pipefail
 
 # 6.5 MiB: OpenID Connect id_token validation (jsonwebtoken, RustCrypto rsa + p256, ADR 0012)
 # added 0.50 MiB (6,111,064 -> 6,639,192 bytes stripped).
-BUDGET_BYTES=3700000 # see PERFORMANCE.md, "Footprint": the 3.0 MB goal is not met yet
+BUDGET_BYTES=3500000 # see PERFORMANCE.md, "Footprint": the 3.0 MB goal is not met yet
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
@@ -26,6 +26,14 @@ trap 'rm -rf "$tmp"' EXIT
 strip -o "$tmp/libtokenvault.so" "$lib"
 cp "$target/release/libtokenvault.a" "$tmp/libtokenvault.a"
 strip --strip-debug "$tmp/libtokenvault.a"
+
+# A SQLITE_OMIT_* option the amalgamation does not support can leave SQLite's parser calling
+# functions that were left out: the shared library still links, and fails only when loaded.
+undefined=$(nm -D --undefined-only "$lib" | awk '$2 ~ /^sqlite3/ {print $2}')
+if [[ -n "$undefined" ]]; then
+  echo "size-check: FAILED: the library references SQLite functions it does not contain:" $undefined >&2
+  exit 1
+fi
 
 so=$(stat -c %s "$tmp/libtokenvault.so")
 a=$(stat -c %s "$tmp/libtokenvault.a")

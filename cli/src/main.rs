@@ -47,9 +47,7 @@ enum Command {
     /// Every account in a vault: profile, generation, state, access and session expiry, clock
     /// offset, last failure, refresh count and lease state. Never a token or a key.
     ///
-    /// Changes nothing in the vault. Like any open, it creates the (empty) `FILE-locks`
-    /// directory beside it if it is missing, and SQLite moves a `-wal` log left by a crash into
-    /// the file.
+    /// Changes nothing in the vault (SQLite moves a `-wal` log left by a crash into the file).
     #[command(after_help = EXIT_CODES)]
     Inspect {
         /// The vault file (never created).

@@ -13,10 +13,9 @@
 //!   version and the generation, so a ciphertext moved to another row, or an old row replayed
 //!   under a newer generation, fails to decrypt.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use tokenvault_xchacha::XChaCha;
 use zeroize::Zeroizing;
 
 use crate::error::{Result, VaultError};
@@ -275,19 +274,10 @@ impl Kek {
     pub(crate) fn wrap(&self, data_key: &[u8; KEY_LEN]) -> Result<WrappedKey> {
         let mut nonce = vec![0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
-        let cipher = XChaCha20Poly1305::new_from_slice(&self.key[..])
-            .map_err(|_| VaultError::internal("cipher setup failed"))?;
         let aad = wrap_aad(self.kind, self.salt.as_deref(), self.kdf);
-        let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
-        let wrapped = cipher
-            .encrypt(
-                &xnonce,
-                Payload {
-                    msg: &data_key[..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| VaultError::internal("key wrap failed"))?;
+        let wrapped = XChaCha::new(&self.key)
+            .encrypt(&nonce, &aad, &data_key[..])
+            .ok_or_else(|| VaultError::internal("key wrap failed"))?;
         Ok(WrappedKey {
             kind: self.kind,
             salt: self.salt.clone(),
@@ -304,22 +294,10 @@ impl Kek {
         if stored.nonce.len() != NONCE_LEN {
             return Err(VaultError::corrupt("the wrapped key has a bad nonce"));
         }
-        let cipher = XChaCha20Poly1305::new_from_slice(&self.key[..])
-            .map_err(|_| VaultError::internal("cipher setup failed"))?;
         let aad = wrap_aad(stored.kind, stored.salt.as_deref(), stored.kdf);
-        let xnonce =
-            XNonce::try_from(&stored.nonce[..]).map_err(|_| VaultError::corrupt("the wrapped key has a bad nonce"))?;
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &xnonce,
-                    Payload {
-                        msg: &stored.wrapped,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| VaultError::WrongKey)?,
-        );
+        let plain = XChaCha::new(&self.key)
+            .decrypt(&stored.nonce, &aad, &stored.wrapped)
+            .ok_or(VaultError::WrongKey)?;
         if plain.len() != KEY_LEN {
             return Err(VaultError::corrupt("the wrapped key has the wrong length"));
         }
@@ -405,40 +383,20 @@ impl LookupKey {
     /// Seal this key under a data key (stored after a rotation): (nonce, ciphertext).
     pub(crate) fn seal(&self, data_key: &[u8; KEY_LEN]) -> Result<(Vec<u8>, Vec<u8>)> {
         let k = subkey(data_key, b"tokenvault/lookup-seal-key/v1")?;
-        let aead =
-            XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
         let mut nonce = vec![0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
-        let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
-        let ct = aead
-            .encrypt(
-                &xnonce,
-                Payload {
-                    msg: &self.bytes[..],
-                    aad: LOOKUP_SEAL_AAD,
-                },
-            )
-            .map_err(|_| VaultError::internal("lookup key sealing failed"))?;
+        let ct = XChaCha::new(&k)
+            .encrypt(&nonce, LOOKUP_SEAL_AAD, &self.bytes[..])
+            .ok_or_else(|| VaultError::internal("lookup key sealing failed"))?;
         Ok((nonce, ct))
     }
 
     /// Open a sealed lookup key; any failure is `Corrupt` (the data key is known good).
     pub(crate) fn unseal(data_key: &[u8; KEY_LEN], nonce: &[u8], ct: &[u8]) -> Result<LookupKey> {
         let k = subkey(data_key, b"tokenvault/lookup-seal-key/v1")?;
-        let aead =
-            XChaCha20Poly1305::new_from_slice(&k[..]).map_err(|_| VaultError::internal("cipher setup failed"))?;
-        let xnonce =
-            XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("the sealed lookup key has a bad nonce"))?;
-        let plain = Zeroizing::new(
-            aead.decrypt(
-                &xnonce,
-                Payload {
-                    msg: ct,
-                    aad: LOOKUP_SEAL_AAD,
-                },
-            )
-            .map_err(|_| VaultError::corrupt("the sealed lookup key failed authentication"))?,
-        );
+        let plain = XChaCha::new(&k)
+            .decrypt(nonce, LOOKUP_SEAL_AAD, ct)
+            .ok_or_else(|| VaultError::corrupt("the sealed lookup key failed authentication"))?;
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         if plain.len() != KEY_LEN {
             return Err(VaultError::corrupt("the sealed lookup key has the wrong length"));
@@ -480,7 +438,7 @@ pub(crate) const MAC_LEN: usize = 32;
 /// Encrypts and decrypts session records and authenticates the manifest. Holds only keys
 /// derived from one data key; replaced as a whole by `rekey`.
 pub(crate) struct RecordCipher {
-    aead: XChaCha20Poly1305,
+    aead: XChaCha,
     manifest: Hmac<Sha256>,
 }
 
@@ -500,8 +458,7 @@ impl RecordCipher {
         let record_key = subkey(data_key, b"tokenvault/record-key/v1")?;
         let manifest_key = subkey(data_key, b"tokenvault/manifest-key/v1")?;
         Ok(RecordCipher {
-            aead: XChaCha20Poly1305::new_from_slice(&record_key[..])
-                .map_err(|_| VaultError::internal("cipher setup failed"))?,
+            aead: XChaCha::new(&record_key),
             manifest: <Hmac<Sha256> as KeyInit>::new_from_slice(&manifest_key[..])
                 .map_err(|_| VaultError::internal("HMAC key setup failed"))?,
         })
@@ -580,11 +537,10 @@ impl RecordCipher {
         padded.resize(padded_len(plaintext.len()), 0);
         let mut nonce = vec![0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
-        let xnonce = XNonce::try_from(&nonce[..]).map_err(|_| VaultError::internal("nonce length"))?;
         let ct = self
             .aead
-            .encrypt(&xnonce, Payload { msg: &padded, aad })
-            .map_err(|_| VaultError::internal("record encryption failed"))?;
+            .encrypt(&nonce, aad, &padded)
+            .ok_or_else(|| VaultError::internal("record encryption failed"))?;
         Ok((nonce, ct))
     }
 
@@ -607,12 +563,13 @@ impl RecordCipher {
     }
 
     fn open_aad(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8], padded: bool) -> Result<Zeroizing<Vec<u8>>> {
-        let xnonce = XNonce::try_from(nonce).map_err(|_| VaultError::corrupt("a session record has a bad nonce"))?;
+        if nonce.len() != NONCE_LEN {
+            return Err(VaultError::corrupt("a session record has a bad nonce"));
+        }
         let mut plain = self
             .aead
-            .decrypt(&xnonce, Payload { msg: ciphertext, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| VaultError::corrupt("a session record failed authentication"))?;
+            .decrypt(nonce, aad, ciphertext)
+            .ok_or_else(|| VaultError::corrupt("a session record failed authentication"))?;
         if !padded {
             return Ok(plain);
         }

@@ -440,7 +440,7 @@ mod tests {
 
         // Another process (here: another instance) holds the account's refresh lock.
         let key = v.engine.key("alice").unwrap();
-        let other = refresh_lock::RefreshLocks::new(&path).unwrap();
+        let other = refresh_lock::RefreshLocks::new(&path);
         let held = other.try_acquire(&key.hash).unwrap().unwrap();
         assert_eq!(v.lease_state("alice").unwrap(), LeaseState::Refreshing);
         // The probe released what it took: the holder's lock is still the only one.
@@ -477,7 +477,16 @@ mod tests {
             v.store(NewSession::new(format!("user-{i}"), "p", "at").refresh_credential("rt"))
                 .unwrap();
         }
+        // No refresh ran: the lock directory does not exist yet, and probing creates neither
+        // it nor a lock file.
         let locks = refresh_lock::lock_dir(&path);
+        assert!(!locks.exists(), "the lock directory exists before any refresh");
+        for i in 0..5 {
+            assert_eq!(v.lease_state(&format!("user-{i}")).unwrap(), LeaseState::Idle);
+        }
+        assert!(!locks.exists(), "the probe created the lock directory");
+        // Once a refresh took a lock, probing still adds no file.
+        drop(v.force_refresh("user-0"));
         let before = listing(&locks);
         for i in 0..5 {
             assert_eq!(v.lease_state(&format!("user-{i}")).unwrap(), LeaseState::Idle);

@@ -224,7 +224,7 @@ impl Vault {
             }
         }
         let revocations_waiting = store.has_revocations()?;
-        let locks = refresh_lock::RefreshLocks::new(&path)?;
+        let locks = refresh_lock::RefreshLocks::new(&path);
         let transport = options.transport.or_else(crate::transport::default_transport);
         Ok(Vault {
             engine: Arc::new(Engine {

@@ -77,9 +77,17 @@ pub(crate) fn lock_file_name(account_hash: &[u8]) -> String {
 }
 
 impl RefreshLocks {
-    /// The lock files next to `vault_path` (the directory is created, owner-only on Unix).
-    pub(crate) fn new(vault_path: &Path) -> Result<RefreshLocks> {
-        let dir = lock_dir(vault_path);
+    /// The lock files next to `vault_path`. Nothing is created until the first refresh asks
+    /// for a lock (opening a vault, or only reading from it, touches no directory).
+    pub(crate) fn new(vault_path: &Path) -> RefreshLocks {
+        RefreshLocks {
+            dir: lock_dir(vault_path),
+            slots: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Create the lock directory (owner-only on Unix) if it is missing.
+    fn create_dir(&self) -> Result<()> {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -87,12 +95,8 @@ impl RefreshLocks {
             use std::os::unix::fs::DirBuilderExt;
             builder.mode(0o700);
         }
-        builder.create(&dir).map_err(|e| VaultError::StorageUnavailable {
+        builder.create(&self.dir).map_err(|e| VaultError::StorageUnavailable {
             reason: format!("cannot create the refresh lock directory ({:?})", e.kind()),
-        })?;
-        Ok(RefreshLocks {
-            dir,
-            slots: Mutex::new(Default::default()),
         })
     }
 
@@ -111,12 +115,17 @@ impl RefreshLocks {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let file =
-            options
-                .open(self.dir.join(lock_file_name(account_hash)))
-                .map_err(|e| VaultError::StorageUnavailable {
-                    reason: format!("cannot open a refresh lock file ({:?})", e.kind()),
-                })?;
+        let path = self.dir.join(lock_file_name(account_hash));
+        let file = match options.open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.create_dir()?;
+                options.open(&path)
+            }
+            other => other,
+        }
+        .map_err(|e| VaultError::StorageUnavailable {
+            reason: format!("cannot open a refresh lock file ({:?})", e.kind()),
+        })?;
         let slot = Arc::new(LockSlot {
             file,
             held: AtomicBool::new(false),
@@ -155,7 +164,11 @@ mod tests {
     fn instances_and_attempts_exclude_each_other_and_drop_releases() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.db");
-        let (one, two) = (RefreshLocks::new(&path).unwrap(), RefreshLocks::new(&path).unwrap());
+        let (one, two) = (RefreshLocks::new(&path), RefreshLocks::new(&path));
+        assert!(
+            !lock_dir(&path).exists(),
+            "the directory was created before a lock was asked for"
+        );
         let a = one.try_acquire(&[1; 32]).unwrap();
         assert!(a.is_some());
         assert!(
