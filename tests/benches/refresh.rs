@@ -146,6 +146,9 @@ impl BareClient {
             .http_status_as_error(false)
             .user_agent("tokenvault-bench")
             .max_idle_connections_per_host(4)
+            .input_buffer_size(36 * 1024)
+            .max_response_header_size(32 * 1024)
+            .output_buffer_size(16 * 1024)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();

@@ -306,6 +306,22 @@ impl fmt::Debug for HttpsTransport {
     }
 }
 
+/// Bytes of a response head (status line and headers) the built-in transport accepts; its
+/// per-connection input buffer is a little larger (ureq can only tell a head over the limit
+/// from a stalled one while the buffer still has room). ureq's default,
+/// 128 KiB for each of the input and output buffers of every connection (TCP and TLS layers
+/// alike), was zero-filled on each new connection: about a quarter of a refresh's time here
+/// (docs/PERFORMANCE.md). Token endpoints answer with a few hundred bytes of headers; nginx,
+/// in front of most of them, refuses upstream heads over 4–8 KiB by default.
+#[cfg(feature = "https")]
+pub(crate) const MAX_RESPONSE_HEAD: usize = 32 * 1024;
+
+/// Bytes of the output buffer: the longest request line or header must fit (the head is
+/// written line by line, the body in pieces of this size). A longer line is refused before
+/// it is sent.
+#[cfg(feature = "https")]
+const OUTPUT_BUFFER: usize = 16 * 1024;
+
 #[cfg(feature = "https")]
 fn agent_config() -> ureq::config::Config {
     ureq::Agent::config_builder()
@@ -313,6 +329,9 @@ fn agent_config() -> ureq::config::Config {
         .http_status_as_error(false)
         .user_agent(concat!("tokenvault/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections_per_host(4)
+        .input_buffer_size(MAX_RESPONSE_HEAD + 4096)
+        .max_response_header_size(MAX_RESPONSE_HEAD)
+        .output_buffer_size(OUTPUT_BUFFER)
         .build()
 }
 
@@ -424,6 +443,13 @@ fn classify_ureq(err: &ureq::Error) -> TransportError {
             format!("i/o error ({:?})", e.kind()),
         ),
         E::BodyExceedsLimit(n) => (TransportErrorKind::TooLarge, format!("response body over {n} bytes")),
+        // The server answered (the request was processed): like a body over the cap.
+        E::LargeResponseHeader(_, n) => (TransportErrorKind::TooLarge, format!("response head over {n} bytes")),
+        // A request line or header longer than the output buffer: refused before it was sent.
+        E::Protocol(ureq_proto::Error::OutputOverflow) => (
+            TransportErrorKind::Other,
+            format!("a request header is over {OUTPUT_BUFFER} bytes"),
+        ),
         E::Tls(m) if *m == pinning::PIN_MISMATCH => (TransportErrorKind::CertificatePin, (*m).into()),
         E::Tls(_) | E::Rustls(_) => (TransportErrorKind::Connect, "TLS failure".into()),
         E::Protocol(_) => (TransportErrorKind::Io, "malformed HTTP response".into()),
@@ -477,27 +503,37 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    /// A plain-TCP server on 127.0.0.1 that counts the connections and bytes it receives and
-    /// answers each connection with a small HTTP 200. Stopped (and joined) on drop.
+    /// A plain-TCP server on 127.0.0.1 that counts the connections and bytes it receives, keeps
+    /// what it received, and answers each connection with a fixed response (by default a small
+    /// HTTP 200). Stopped (and joined) on drop.
     pub(super) struct CountingServer {
         pub(super) port: u16,
         pub(super) connections: Arc<AtomicUsize>,
         pub(super) bytes: Arc<AtomicUsize>,
+        pub(super) received: Arc<parking_lot::Mutex<Vec<u8>>>,
         stop: Arc<AtomicBool>,
         thread: Option<std::thread::JoinHandle<()>>,
     }
 
     impl CountingServer {
         pub(super) fn start() -> CountingServer {
+            Self::answering(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    .to_vec(),
+            )
+        }
+
+        pub(super) fn answering(response: Vec<u8>) -> CountingServer {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             listener.set_nonblocking(true).unwrap();
             let port = listener.local_addr().unwrap().port();
-            let (connections, bytes, stop) = (
+            let (connections, bytes, received, stop) = (
                 Arc::new(AtomicUsize::new(0)),
                 Arc::new(AtomicUsize::new(0)),
+                Arc::new(parking_lot::Mutex::new(Vec::new())),
                 Arc::new(AtomicBool::new(false)),
             );
-            let (c, b, st) = (connections.clone(), bytes.clone(), stop.clone());
+            let (c, b, r, st) = (connections.clone(), bytes.clone(), received.clone(), stop.clone());
             let thread = std::thread::spawn(move || {
                 while !st.load(Ordering::SeqCst) {
                     match listener.accept() {
@@ -511,13 +547,14 @@ mod tests {
                                     break;
                                 }
                                 b.fetch_add(n, Ordering::SeqCst);
-                                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                                let mut all = r.lock();
+                                all.extend_from_slice(&buf[..n]);
+                                // The head is complete and the body (if any) arrived with it.
+                                if all.windows(4).any(|w| w == b"\r\n\r\n") && all.ends_with(b"refresh") {
                                     break;
                                 }
                             }
-                            let _ = sock.write_all(
-                                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-                            );
+                            let _ = sock.write_all(&response);
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -527,6 +564,7 @@ mod tests {
                 port,
                 connections,
                 bytes,
+                received,
                 stop,
                 thread: Some(thread),
             }
@@ -588,6 +626,57 @@ mod tests {
         assert_eq!(resp.status, 200);
         assert_eq!(server.connections.load(Ordering::SeqCst), 1);
         assert!(server.bytes.load(Ordering::SeqCst) > 0);
+    }
+
+    /// The built-in transport's buffers are small (`MAX_RESPONSE_HEAD`, `OUTPUT_BUFFER`), not
+    /// its limits on bodies: a large body streams through, a large head within the limit
+    /// passes; a head over it is `TooLarge` (the server answered: the request may have been
+    /// processed), a request header longer than the output buffer is refused before the body
+    /// (the credential) leaves.
+    #[cfg(feature = "https")]
+    #[test]
+    fn buffers_bound_heads_not_bodies() {
+        let t = HttpsTransport::new();
+        let answer = |pad: usize, body: usize| {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: {body}\r\nConnection: close\r\n\r\n",
+                "p".repeat(pad)
+            )
+            .into_bytes();
+            r.extend(std::iter::repeat_n(b'b', body));
+            r
+        };
+        let big_request = |port: u16| {
+            let mut r = request_to(format!("http://127.0.0.1:{port}/token"), true, vec![]);
+            r.max_response_bytes = 1 << 20;
+            r
+        };
+        // A 20 KiB header and a 300 KiB body (ten times the input buffer): intact.
+        let server = CountingServer::answering(answer(20 * 1024, 300 * 1024));
+        let resp = t.send(&big_request(server.port)).unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body.len(), 300 * 1024);
+        assert!(resp.body.iter().all(|&b| b == b'b'));
+        assert_eq!(resp.header("x-pad").map(str::len), Some(20 * 1024));
+        // A head over the limit: typed, and counted as possibly delivered.
+        let server = CountingServer::answering(answer(MAX_RESPONSE_HEAD + 1024, 2));
+        let err = t.send(&big_request(server.port)).unwrap_err();
+        assert_eq!(err.kind, TransportErrorKind::TooLarge, "{err}");
+        assert!(err.may_have_been_delivered());
+        assert!(String::from_utf8_lossy(&server.received.lock()).ends_with("sekrit-refresh"));
+        // A request header longer than the output buffer: typed, not delivered, and the body
+        // never left.
+        let server = CountingServer::start();
+        let mut req = big_request(server.port);
+        req.headers.push(HttpHeader {
+            name: "X-Long".into(),
+            value: SecretString::new("v".repeat(OUTPUT_BUFFER + 1)),
+        });
+        let err = t.send(&req).unwrap_err();
+        assert_eq!(err.kind, TransportErrorKind::Other, "{err}");
+        assert!(!err.may_have_been_delivered());
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(!String::from_utf8_lossy(&server.received.lock()).contains("sekrit"));
     }
 
     #[test]
