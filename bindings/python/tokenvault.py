@@ -619,7 +619,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_check_integrity() != 25545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_tokenvault_checksum_method_tokenvault_close() != 22893:
+    if lib.uniffi_tokenvault_checksum_method_tokenvault_close() != 5229:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_tokenvault_checksum_method_tokenvault_fail_refresh() != 41602:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -5429,8 +5429,9 @@ class TokenVaultProtocol(typing.Protocol):
         raise NotImplementedError
     def close(self, ) -> None:
         """
-        Close the vault: later calls fail with `Closed`; waiting callers are released.
-        Calling it again does nothing.
+        Close the vault: later calls fail with `Closed`; waiting callers are released; a
+        background logout revocation in flight is waited for (at most its profile's timeout),
+        so the transport is not called once this returns. Calling it again does nothing.
 """
         raise NotImplementedError
     def fail_refresh(self, attempt: int,error: TransportError) -> AccessToken:
@@ -5785,8 +5786,9 @@ class TokenVault(TokenVaultProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def close(self, ) -> None:
         """
-        Close the vault: later calls fail with `Closed`; waiting callers are released.
-        Calling it again does nothing.
+        Close the vault: later calls fail with `Closed`; waiting callers are released; a
+        background logout revocation in flight is waited for (at most its profile's timeout),
+        so the transport is not called once this returns. Calling it again does nothing.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),

@@ -13,6 +13,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{random_bytes, REVOCATION_DOMAIN};
@@ -81,11 +82,30 @@ pub struct RevocationReport {
 }
 
 /// The background pass's state: one pass at a time, and another one after it when asked
-/// meanwhile.
+/// meanwhile. `thread` is the last pass's thread, joined by [`Worker::stop`] when the vault
+/// closes.
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
     running: bool,
     again: bool,
+    thread: Option<(std::thread::JoinHandle<()>, std::thread::ThreadId)>,
+}
+
+impl Worker {
+    /// Called by `close` (after the vault is marked closed): wait until the background pass
+    /// has ended, so that nothing of the vault, the host's transport included, is used or held
+    /// by it once `close` returns. A pass stops before its next request once the vault is
+    /// closed; one already handed to the transport is waited for (at most the profile's
+    /// timeout). From the pass's own thread (a host transport closing the vault) the thread is
+    /// left to end on its own.
+    pub(crate) fn stop(worker: &Mutex<Worker>) {
+        let taken = worker.lock().thread.take();
+        if let Some((handle, id)) = taken {
+            if std::thread::current().id() != id {
+                let _ = handle.join();
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -235,15 +255,18 @@ pub(crate) fn kick(engine: &Arc<Engine>) {
     if engine.is_closed() || !engine.revocations_waiting.load(Ordering::Relaxed) {
         return;
     }
-    {
-        let mut w = engine.revoker.lock();
-        if w.running {
-            w.again = true;
-            return;
-        }
-        w.running = true;
-        w.again = false;
+    // The thread is started and recorded under the lock, after a check of `closed` under it:
+    // `close` marks the vault closed before it takes the handle, so no pass can start unseen.
+    let mut w = engine.revoker.lock();
+    if engine.is_closed() {
+        return;
     }
+    if w.running {
+        w.again = true;
+        return;
+    }
+    w.running = true;
+    w.again = false;
     let e = Arc::clone(engine);
     let spawned = std::thread::Builder::new()
         .name("tokenvault-revoke".into())
@@ -262,7 +285,13 @@ pub(crate) fn kick(engine: &Arc<Engine>) {
             w.running = false;
             break;
         });
-    if spawned.is_err() {
-        engine.revoker.lock().running = false;
+    match spawned {
+        Ok(handle) => {
+            let id = handle.thread().id();
+            // The previous pass's thread has ended (`running` was false): dropping its handle
+            // detaches nothing that still runs.
+            w.thread = Some((handle, id));
+        }
+        Err(_) => w.running = false,
     }
 }

@@ -695,7 +695,10 @@ impl Vault {
     }
 
     /// Close the vault: later calls fail with [`VaultError::Closed`]; waiters are released;
-    /// refresh locks held by unfinished two-step attempts are released.
+    /// refresh locks held by unfinished two-step attempts are released. A background logout
+    /// revocation pass stops before its next request; one already handed to the transport is
+    /// waited for (at most its profile's timeout), so the transport is neither in a call nor
+    /// called again once this returns (unless `close` is called from that call itself).
     pub fn close(&self) -> Result<()> {
         let e = &self.engine;
         if e.closed.swap(true, Ordering::SeqCst) {
@@ -708,6 +711,9 @@ impl Vault {
         }
         e.pending.lock().clear();
         e.events.shutdown();
+        // A background revocation pass ends before its next request (the vault is closed);
+        // one in flight is waited for, so the host's transport is not called after `close`.
+        crate::revocation::Worker::stop(&e.revoker);
         let store = e.store.lock().take();
         drop(store);
         // The keys go with the store (wiped on drop once no call still holds them).

@@ -1498,8 +1498,9 @@ impl TokenVault {
         guarded(|| self.vault.check_integrity())
     }
 
-    /// Close the vault: later calls fail with `Closed`; waiting callers are released.
-    /// Calling it again does nothing.
+    /// Close the vault: later calls fail with `Closed`; waiting callers are released; a
+    /// background logout revocation in flight is waited for (at most its profile's timeout),
+    /// so the transport is not called once this returns. Calling it again does nothing.
     pub fn close(&self) -> Result<()> {
         guarded(|| self.vault.close())
     }

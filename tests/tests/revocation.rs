@@ -337,3 +337,99 @@ fn logout_revokes_the_credential_in_the_file_not_a_stale_cached_one() {
         "the credential in the file was not revoked"
     );
 }
+
+/// A transport whose every request takes `delay` and then fails to connect; it records whether
+/// a request is in progress and whether it was dropped (the vault let go of it).
+#[derive(Debug)]
+struct SlowTransport {
+    delay: Duration,
+    entered: Arc<AtomicUsize>,
+    in_send: Arc<AtomicBool>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Transport for SlowTransport {
+    fn send(&self, _request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.in_send.store(true, Ordering::SeqCst);
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        self.in_send.store(false, Ordering::SeqCst);
+        Err(TransportError::new(TransportErrorKind::Connect, "slow network (test)"))
+    }
+}
+
+impl Drop for SlowTransport {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `close` waits for the background revocation pass: once it returns, the host's transport is
+/// not in a call and is not called again, and dropping the vault releases it (a C host's
+/// transport `destroy` runs by `tv_vault_free` at the latest, as the C header promises). The
+/// revocation stays queued for the next open.
+#[test]
+fn close_waits_for_the_background_revocation_and_releases_the_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let (entered, in_send, dropped) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let v = Vault::open(
+        &path,
+        KeySource::raw(&TEST_KEY).unwrap(),
+        VaultOptions {
+            transport: Some(Arc::new(SlowTransport {
+                delay: Duration::from_millis(600),
+                entered: Arc::clone(&entered),
+                in_send: Arc::clone(&in_send),
+                dropped: Arc::clone(&dropped),
+            })),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    v.register_profile(
+        Profile::preset(
+            Preset::OAuth2,
+            "op",
+            "https://127.0.0.1:9/token",
+            serde_json::json!({"client_id": "game", "revocation_url": "/token/revocation"}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for account in ["a", "b"] {
+        v.store(
+            NewSession::new(account, "op", "access")
+                .refresh_credential(format!("refresh-{account}"))
+                .expires_in_secs(3600),
+        )
+        .unwrap();
+    }
+    assert!(v.remove_and_revoke("a").unwrap());
+    assert!(v.remove_and_revoke("b").unwrap());
+    assert!(wait_until(|| entered.load(Ordering::SeqCst) >= 1));
+    v.close().unwrap();
+    assert!(
+        !in_send.load(Ordering::SeqCst),
+        "close returned while the transport was in a call"
+    );
+    let calls = entered.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        entered.load(Ordering::SeqCst),
+        calls,
+        "the transport was called after close"
+    );
+    drop(v);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "a background thread still holds the transport"
+    );
+    // Both revocations wait for the next open.
+    let v = Vault::open(&path, KeySource::raw(&TEST_KEY).unwrap(), VaultOptions::default()).unwrap();
+    assert_eq!(v.pending_revocations().unwrap().pending.len(), 2);
+}

@@ -97,9 +97,10 @@ pub unsafe extern "C" fn tv_vault_open_with_passphrase(
 }
 
 /// Close the vault: waiting refreshes are released, queued events are delivered (unless this is
-/// called from the event callback itself), the file is closed, and every later call on the
-/// handle returns `TV_CLOSED`. Closing twice is harmless. The handle stays valid until
-/// `tv_vault_free`.
+/// called from the event callback itself), a background logout revocation in flight is waited
+/// for (at most its profile's timeout; none starts afterwards), the file is closed, and every
+/// later call on the handle returns `TV_CLOSED`. Closing twice is harmless. The handle stays
+/// valid until `tv_vault_free`.
 ///
 /// Ownership: borrows `vault`. Thread-safe; may be called from the vault's own callbacks.
 #[no_mangle]

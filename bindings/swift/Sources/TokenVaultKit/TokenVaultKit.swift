@@ -1229,8 +1229,9 @@ public protocol TokenVaultProtocol: AnyObject, Sendable {
     func checkIntegrity() throws  -> Bool
     
     /**
-     * Close the vault: later calls fail with `Closed`; waiting callers are released.
-     * Calling it again does nothing.
+     * Close the vault: later calls fail with `Closed`; waiting callers are released; a
+     * background logout revocation in flight is waited for (at most its profile's timeout),
+     * so the transport is not called once this returns. Calling it again does nothing.
      */
     func close() throws 
     
@@ -1540,8 +1541,9 @@ open func checkIntegrity()throws  -> Bool  {
 }
     
     /**
-     * Close the vault: later calls fail with `Closed`; waiting callers are released.
-     * Calling it again does nothing.
+     * Close the vault: later calls fail with `Closed`; waiting callers are released; a
+     * background logout revocation in flight is waited for (at most its profile's timeout),
+     * so the transport is not called once this returns. Calling it again does nothing.
      */
 open func close()throws   {try rustCallWithError(FfiConverterTypeTokenVaultError_lift) {
         uniffiCallStatus in
@@ -5958,7 +5960,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tokenvault_checksum_method_tokenvault_check_integrity() != 25545) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tokenvault_checksum_method_tokenvault_close() != 22893) {
+    if (uniffi_tokenvault_checksum_method_tokenvault_close() != 5229) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tokenvault_checksum_method_tokenvault_fail_refresh() != 41602) {

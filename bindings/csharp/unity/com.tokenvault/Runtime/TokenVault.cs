@@ -687,7 +687,9 @@ namespace Tokenvault
         }
 
         /// <summary>Close the vault: later calls throw <see cref="VaultClosedException"/> (Dispose still
-        /// needed to release it). May be called from the vault's own callbacks.</summary>
+        /// needed to release it). A background logout revocation in flight is waited for (at most
+        /// its profile's timeout), so the transport is not called once this returns. May be called
+        /// from the vault's own callbacks.</summary>
         public void Close()
         {
             Errors.Check(Native.tv_vault_close(Handle));

@@ -1342,7 +1342,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_check_integrity() and 0xFFFF) != 25545) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_close() and 0xFFFF) != 22893) {
+    if ((lib.uniffi_tokenvault_checksum_method_tokenvault_close() and 0xFFFF) != 5229) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tokenvault_checksum_method_tokenvault_fail_refresh() and 0xFFFF) != 41602) {
@@ -2770,8 +2770,9 @@ public interface TokenVaultInterface {
     fun `checkIntegrity`(): kotlin.Boolean
     
     /**
-     * Close the vault: later calls fail with `Closed`; waiting callers are released.
-     * Calling it again does nothing.
+     * Close the vault: later calls fail with `Closed`; waiting callers are released; a
+     * background logout revocation in flight is waited for (at most its profile's timeout),
+     * so the transport is not called once this returns. Calling it again does nothing.
      */
     fun `closeVault`()
     
@@ -3091,8 +3092,9 @@ open class TokenVault: Disposable, AutoCloseable, TokenVaultInterface
 
     
     /**
-     * Close the vault: later calls fail with `Closed`; waiting callers are released.
-     * Calling it again does nothing.
+     * Close the vault: later calls fail with `Closed`; waiting callers are released; a
+     * background logout revocation in flight is waited for (at most its profile's timeout),
+     * so the transport is not called once this returns. Calling it again does nothing.
      */
     @Throws(TokenVaultException::class)override fun `closeVault`()
         = 
