@@ -480,17 +480,18 @@ mod tests {
         // No refresh ran: the lock directory does not exist yet, and probing creates neither
         // it nor a lock file.
         let locks = refresh_lock::lock_dir(&path);
+        let probe_all = || {
+            for i in 0..5 {
+                assert_eq!(v.lease_state(&format!("user-{i}")).unwrap(), LeaseState::Idle);
+            }
+        };
         assert!(!locks.exists(), "the lock directory exists before any refresh");
-        for i in 0..5 {
-            assert_eq!(v.lease_state(&format!("user-{i}")).unwrap(), LeaseState::Idle);
-        }
+        probe_all();
         assert!(!locks.exists(), "the probe created the lock directory");
         // Once a refresh took a lock, probing still adds no file.
         drop(v.force_refresh("user-0"));
         let before = listing(&locks);
-        for i in 0..5 {
-            assert_eq!(v.lease_state(&format!("user-{i}")).unwrap(), LeaseState::Idle);
-        }
+        probe_all();
         assert_eq!(listing(&locks), before);
     }
 
