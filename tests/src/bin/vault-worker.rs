@@ -79,23 +79,45 @@ fn cycle(args: &[String]) -> Result<(), Box<dyn Error>> {
     let mut seen = std::collections::BTreeSet::new();
     let (mut checks, mut recovered, mut failures) = (0u64, 0u64, 0u64);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // What a failing run needs to be understood: the first message of each error code, and
+    // the timings of the first failed checks (no secrets: vault messages carry none).
+    let mut error_messages: BTreeMap<String, String> = BTreeMap::new();
+    let mut failure_details = Vec::new();
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(120);
     while (seen.len() as u64) < cycles && std::time::Instant::now() < deadline {
         match vault.access_token(&account) {
             Ok(t) => {
+                let got = std::time::Instant::now();
                 seen.insert(t.generation());
                 checks += 1;
                 if !protected_ok(&agent, &protected, t.expose())? {
+                    let first_check_ms = got.elapsed().as_millis();
                     // A peer rotated (and the server revoked our copy), or it just expired.
                     let t2 = vault.report_rejected(&account, t.expose())?;
+                    let got2 = std::time::Instant::now();
                     if protected_ok(&agent, &protected, t2.expose())? {
                         recovered += 1;
                     } else {
                         failures += 1;
+                        if failure_details.len() < 5 {
+                            failure_details.push(serde_json::json!({
+                                "at_ms": started.elapsed().as_millis(),
+                                "generation": t.generation(),
+                                "ms_to_first_check": first_check_ms,
+                                "generation_after_401": t2.generation(),
+                                "ms_to_second_check": got2.elapsed().as_millis(),
+                                "access_remaining_ms_now": vault.session_info(&account).ok().map(|i| i.access_remaining_ms),
+                            }));
+                        }
                     }
                 }
             }
-            Err(e) => *errors.entry(e.code().name().to_owned()).or_default() += 1,
+            Err(e) => {
+                let code = e.code().name().to_owned();
+                error_messages.entry(code.clone()).or_insert_with(|| e.to_string());
+                *errors.entry(code).or_default() += 1;
+            }
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -107,6 +129,9 @@ fn cycle(args: &[String]) -> Result<(), Box<dyn Error>> {
             "recovered_after_401": recovered,
             "failures": failures,
             "errors": errors,
+            "error_messages": error_messages,
+            "failure_details": failure_details,
+            "elapsed_ms": started.elapsed().as_millis(),
         })
     );
     Ok(())
