@@ -7,7 +7,7 @@
 
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
-use std::thread::{JoinHandle, ThreadId};
+use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
@@ -72,7 +72,7 @@ pub trait VaultObserver: Send + Sync {
 }
 
 /// The running delivery thread: its queue, its handle and its id.
-type DeliveryThread = (Sender<VaultEvent>, JoinHandle<()>, ThreadId);
+type DeliveryThread = (Sender<VaultEvent>, JoinHandle<()>);
 
 /// Queues events and runs the delivery thread.
 pub(crate) struct EventDispatcher {
@@ -119,10 +119,7 @@ impl EventDispatcher {
                     }
                 });
             match spawned {
-                Ok(h) => {
-                    let id = h.thread().id();
-                    *st = Some((tx, h, id));
-                }
+                Ok(h) => *st = Some((tx, h)),
                 Err(_) => log::error!("could not start the event thread; events will not be delivered"),
             }
         }
@@ -130,7 +127,7 @@ impl EventDispatcher {
 
     /// Queue an event (dropped silently when no observer was ever set).
     pub(crate) fn emit(&self, event: VaultEvent) {
-        if let Some((tx, _, _)) = self.state.lock().as_ref() {
+        if let Some((tx, _)) = self.state.lock().as_ref() {
             let _ = tx.send(event);
         }
     }
@@ -139,9 +136,9 @@ impl EventDispatcher {
     /// (an observer closing the vault), the thread is detached instead of joined.
     pub(crate) fn shutdown(&self) {
         let taken = self.state.lock().take();
-        if let Some((tx, handle, id)) = taken {
+        if let Some((tx, handle)) = taken {
             drop(tx);
-            if std::thread::current().id() != id {
+            if std::thread::current().id() != handle.thread().id() {
                 let _ = handle.join();
             }
         }

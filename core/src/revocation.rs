@@ -88,7 +88,7 @@ pub struct RevocationReport {
 pub(crate) struct Worker {
     running: bool,
     again: bool,
-    thread: Option<(std::thread::JoinHandle<()>, std::thread::ThreadId)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
@@ -100,8 +100,8 @@ impl Worker {
     /// left to end on its own.
     pub(crate) fn stop(worker: &Mutex<Worker>) {
         let taken = worker.lock().thread.take();
-        if let Some((handle, id)) = taken {
-            if std::thread::current().id() != id {
+        if let Some(handle) = taken {
+            if std::thread::current().id() != handle.thread().id() {
                 let _ = handle.join();
             }
         }
@@ -286,12 +286,9 @@ pub(crate) fn kick(engine: &Arc<Engine>) {
             break;
         });
     match spawned {
-        Ok(handle) => {
-            let id = handle.thread().id();
-            // The previous pass's thread has ended (`running` was false): dropping its handle
-            // detaches nothing that still runs.
-            w.thread = Some((handle, id));
-        }
+        // The previous pass's thread has ended (`running` was false): dropping its handle
+        // detaches nothing that still runs.
+        Ok(handle) => w.thread = Some(handle),
         Err(_) => w.running = false,
     }
 }
