@@ -310,8 +310,8 @@ impl fmt::Debug for HttpsTransport {
 /// per-connection input buffer is a little larger (ureq can only tell a head over the limit
 /// from a stalled one while the buffer still has room). ureq's default,
 /// 128 KiB for each of the input and output buffers of every connection (TCP and TLS layers
-/// alike), was zero-filled on each new connection: about a quarter of a refresh's time here
-/// (docs/PERFORMANCE.md). Token endpoints answer with a few hundred bytes of headers; nginx,
+/// alike), was zero-filled on each new connection: about a third of a local refresh's
+/// on-CPU time (docs/PERFORMANCE.md). Token endpoints answer with a few hundred bytes of headers; nginx,
 /// in front of most of them, refuses upstream heads over 4–8 KiB by default.
 #[cfg(feature = "https")]
 pub(crate) const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -549,7 +549,8 @@ mod tests {
                                 b.fetch_add(n, Ordering::SeqCst);
                                 let mut all = r.lock();
                                 all.extend_from_slice(&buf[..n]);
-                                // The head is complete and the body (if any) arrived with it.
+                                // The whole request of `request_to` arrived: its head, then its
+                                // body, which ends with "refresh" (otherwise the read times out).
                                 if all.windows(4).any(|w| w == b"\r\n\r\n") && all.ends_with(b"refresh") {
                                     break;
                                 }
