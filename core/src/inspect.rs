@@ -88,10 +88,11 @@ impl Vault {
         if lock_is_held(&lock_path)? {
             return Ok(LeaseState::Refreshing);
         }
-        let (generation, marker) = e.with_store(|s| s.store.marker_state(&key.hash))?;
+        let generation = e.with_store(|s| s.store.generation(&key.hash))?;
+        let marker = refresh_lock::read_marker(&e.path, &key.hash)?;
         match (generation, marker) {
             (None, _) => Err(VaultError::NotFound),
-            (Some(g), Some(m)) if m == g => Ok(LeaseState::AnswerLost),
+            (Some(g), Some(m)) if m.generation == g && m.account_hash[..] == key.hash[..] => Ok(LeaseState::AnswerLost),
             _ => Ok(LeaseState::Idle),
         }
     }
@@ -303,7 +304,7 @@ pub fn check_file(path: impl AsRef<Path>) -> Result<FileReport> {
     if matches!(status, SchemaStatus::Current | SchemaStatus::Older) && ok {
         // A damaged schema (a table missing) leaves the counts unknown; the integrity check
         // and the format already say what matters.
-        if let Ok(counts) = counts(&conn, version) {
+        if let Ok(counts) = counts(&conn, path, version) {
             (
                 report.session_count,
                 report.key_slots,
@@ -373,7 +374,7 @@ fn integrity(conn: &Connection) -> Result<(bool, Vec<String>)> {
 /// (sessions, key slots, current lost-answer markers, key epoch) of a vault at `version`.
 type Counts = (Option<u64>, Option<u64>, Option<u64>, Option<u64>);
 
-fn counts(conn: &Connection, version: i64) -> StoreResult<Counts> {
+fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
     let count = |sql: &str| -> StoreResult<u64> {
         let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
         Ok(u64::try_from(n).map_err(|_| VaultError::corrupt("negative count"))?)
@@ -387,10 +388,25 @@ fn counts(conn: &Connection, version: i64) -> StoreResult<Counts> {
         return Ok((Some(sessions), Some(1), Some(markers), Some(0)));
     }
     let slots = count("SELECT count(*) FROM key_slot")?;
-    let markers = count(
-        "SELECT count(*) FROM refresh_marker m JOIN sessions s ON s.account_hash = m.account_hash
-         WHERE m.generation = s.generation",
-    )?;
+    let markers = if version < 4 {
+        count(
+            "SELECT count(*) FROM refresh_marker m JOIN sessions s ON s.account_hash = m.account_hash
+             WHERE m.generation = s.generation",
+        )?
+    } else {
+        // Schema 4: each account's marker is in its refresh-lock file (read, never created).
+        let mut stmt = conn.prepare("SELECT account_hash, generation FROM sessions")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut n = 0u64;
+        for row in rows {
+            let (hash, generation) = row?;
+            let marker = refresh_lock::read_marker(path, &hash)?;
+            if marker.is_some_and(|m| m.account_hash[..] == hash[..] && i64::try_from(m.generation) == Ok(generation)) {
+                n += 1;
+            }
+        }
+        n
+    };
     let epoch: Option<i64> = conn
         .query_row("SELECT key_epoch FROM vault_meta WHERE id = 1", [], |r| r.get(0))
         .optional()?;

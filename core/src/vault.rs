@@ -196,7 +196,7 @@ impl Vault {
                 log::info!("created a new vault");
                 (Keys { record, kek }, lookup)
             }
-            FileState::Existing(version) => Self::unlock(&mut store, version, &key)?,
+            FileState::Existing(version) => Self::unlock(&mut store, &path, version, &key)?,
         };
         drop(key);
         let root = store.manifest_version(&keys.record)?;
@@ -224,6 +224,7 @@ impl Vault {
             }
         }
         let revocations_waiting = store.has_revocations()?;
+        store.end_read()?;
         let locks = refresh_lock::RefreshLocks::new(&path);
         let transport = options.transport.or_else(crate::transport::default_transport);
         Ok(Vault {
@@ -252,7 +253,7 @@ impl Vault {
     /// `rekey`, slot 2 (the key it replaced). Opening through slot 1 confirms the rotation:
     /// slot 2 is dropped and the log truncated, so the old key opens nothing any more. Then
     /// migrate. Nothing is written before a key has opened a slot.
-    fn unlock(store: &mut Store, version: i64, key: &KeySource) -> Result<(Keys, LookupKey)> {
+    fn unlock(store: &mut Store, path: &Path, version: i64, key: &KeySource) -> Result<(Keys, LookupKey)> {
         let slots = store.key_slots(version)?;
         let mut opened = None;
         let mut failure = VaultError::WrongKey;
@@ -273,7 +274,21 @@ impl Vault {
         let record = RecordCipher::new(&data_key)?;
         store.configure()?;
         if version < crate::store::SCHEMA_VERSION {
-            store.migrate(version, &record)?;
+            let locks = refresh_lock::RefreshLocks::new(path);
+            store.migrate(version, &record, |markers| {
+                for (account, generation, credential) in markers {
+                    let (Ok(account_hash), Ok(credential_hash)) = (account[..].try_into(), credential[..].try_into())
+                    else {
+                        return Err(VaultError::corrupt("a refresh marker of the file has a malformed hash"));
+                    };
+                    locks.import_marker(&refresh_lock::Marker {
+                        account_hash,
+                        generation: *generation,
+                        credential_hash,
+                    })?;
+                }
+                Ok(())
+            })?;
             log::info!("migrated the vault from schema {version}");
         }
         let (_, sealed) = store.key_state()?;

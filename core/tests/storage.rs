@@ -331,7 +331,7 @@ fn golden_v1_file_opens_with_every_later_version() {
     drop(v);
     // The migration to schema 2 moved the key into slot 1 and built the manifest over both
     // sessions, in the same transaction; schema 3 added the revocation queue and the key-set
-    // cache.
+    // cache; schema 4 moved the lost-answer markers into the refresh-lock files.
     let (version, slots, buckets) = with_db(&path, |c| {
         (
             c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(),
@@ -343,10 +343,23 @@ fn golden_v1_file_opens_with_every_later_version() {
             .unwrap(),
         )
     });
-    assert_eq!((version, slots), (3, 1));
+    assert_eq!((version, slots), (tokenvault::SCHEMA_VERSION, 1));
+    assert_eq!(tables(&path, "refresh_marker"), 0, "the marker table was not dropped");
     assert!((1..=3).contains(&buckets), "{buckets}");
     assert_eq!(count(&path, "revocation"), 0);
     assert_eq!(count(&path, "jwks"), 0);
+}
+
+/// How many tables named `name` the file has.
+fn tables(path: &Path, name: &str) -> i64 {
+    with_db(path, |c| {
+        c.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
+    })
 }
 
 fn count(path: &Path, table: &str) -> i64 {
@@ -357,7 +370,7 @@ fn count(path: &Path, table: &str) -> i64 {
 }
 
 #[test]
-fn golden_v2_file_migrates_to_v3_and_refuses_a_row_it_does_not_vouch_for() {
+fn golden_v2_file_migrates_and_refuses_a_row_it_does_not_vouch_for() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v2.db");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.db");
@@ -366,7 +379,7 @@ fn golden_v2_file_migrates_to_v3_and_refuses_a_row_it_does_not_vouch_for() {
     let version = with_db(&path, |c| {
         c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap()
     });
-    assert_eq!(version, 3);
+    assert_eq!(version, tokenvault::SCHEMA_VERSION);
     assert_eq!(count(&path, "revocation"), 0);
     assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
     let info = v.session_info("golden-alice").unwrap();
@@ -384,6 +397,59 @@ fn golden_v2_file_migrates_to_v3_and_refuses_a_row_it_does_not_vouch_for() {
 #[test]
 fn golden_v3_file_opens() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v3.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
+    let info = v.session_info("golden-bob").unwrap();
+    assert!(info.has_refresh_credential);
+    assert!(v.check_integrity().unwrap());
+}
+
+/// Schema 3 kept the lost-answer markers in the vault file; the step to schema 4 carries the
+/// ones that still matter (their generation is the row's) into the refresh-lock files, drops
+/// the table, and a stale one is not carried.
+#[test]
+fn golden_v3_markers_move_into_the_lock_files() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v3.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    // What a schema-3 vault wrote before a request that lost its answer (bob), and a finished
+    // one (alice: the marker of an older generation).
+    with_db(&path, |c| {
+        c.execute_batch(
+            "INSERT INTO refresh_marker (account_hash, generation, credential_hash)
+               SELECT account_hash, generation, zeroblob(16) FROM sessions WHERE rowid = (SELECT max(rowid) FROM sessions);
+             INSERT INTO refresh_marker (account_hash, generation, credential_hash)
+               SELECT account_hash, generation - 1, zeroblob(16) FROM sessions WHERE rowid = (SELECT min(rowid) FROM sessions);",
+        )
+        .unwrap()
+    });
+    let before = tokenvault::check_file(&path).unwrap();
+    assert_eq!((before.schema_version, before.lost_answer_markers), (Some(3), Some(1)));
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(tables(&path, "refresh_marker"), 0, "the marker table was not dropped");
+    let states: Vec<_> = ["golden-alice", "golden-bob"]
+        .iter()
+        .map(|a| v.lease_state(a).unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [tokenvault::LeaseState::Idle, tokenvault::LeaseState::AnswerLost]
+    );
+    drop(v);
+    let after = tokenvault::check_file(&path).unwrap();
+    assert_eq!(
+        (after.schema_version, after.lost_answer_markers),
+        (Some(tokenvault::SCHEMA_VERSION), Some(1))
+    );
+}
+
+#[test]
+fn golden_v4_file_opens() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v4.db");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.db");
     std::fs::copy(&golden, &path).unwrap();

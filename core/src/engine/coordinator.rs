@@ -7,9 +7,9 @@
 //!    instance) holds it, a blocking leader polls — adopting the peer's pair as soon as it lands
 //!    — until its own flight deadline, then serves a still-usable token or returns `Transient`;
 //!    a two-step leader returns at once (`InFlight`). No wall clock is compared, no pid trusted.
-//! 3. Holding the lock, the leader checks in one transaction that the session is still the
-//!    generation it refreshes, and records the lost-answer marker (the credential's keyed hash).
-//!    An earlier marker for the same credential means an earlier request lost its answer.
+//! 3. Holding the lock, the leader checks that the session is still the generation it
+//!    refreshes, and records the lost-answer marker (the credential's keyed hash) in the lock's
+//!    file. An earlier marker for the same credential means an earlier request lost its answer.
 //! 4. The request is sent (by the transport, or by the host in two steps); [`settle`] decides
 //!    what the outcome means; the new pair is committed durably with a compare-and-swap on the
 //!    base generation (a logout or a peer's rotation in between wins); then the lock is released
@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::flight::Flight;
+use super::refresh_lock::Marker;
 use super::settle::{settle, AttemptFacts, Outcome, Settlement};
 use super::{record_after_refresh, AccountKey, CachedSession, Engine, Lead};
 use crate::error::{ErrorCode, Result, VaultError};
 use crate::events::VaultEvent;
 use crate::profile::Profile;
 use crate::secret::AccessToken;
-use crate::store::AttemptStart;
 use crate::transport::{HttpRequest, HttpResponse, TransportError};
 
 /// How long beyond the profile's request timeout an attempt may take before its waiters give up.
@@ -240,6 +240,16 @@ impl Engine {
             Some(c) => self.with_lookup(|l| Ok(l.credential_hash(c.expose())))?,
             None => return Err(VaultError::internal("a lead without a refresh credential")),
         };
+        let (Ok(account_hash), Ok(credential_hash)) = (key.hash[..].try_into(), credential_hash[..].try_into()) else {
+            return Err(VaultError::internal(
+                "an account or credential hash has an unexpected length",
+            ));
+        };
+        let marker = Marker {
+            account_hash,
+            generation: entry.generation,
+            credential_hash,
+        };
         let started = Instant::now();
         let budget = Duration::from_nanos(flight.deadline.saturating_sub(self.clock.mono_ns()));
         let mut warned = false;
@@ -281,17 +291,19 @@ impl Engine {
             }
             std::thread::sleep(PEER_POLL);
         };
-        let start = self.with_store(|s| s.store.begin_attempt(&key.hash, entry.generation, &credential_hash))?;
-        let possibly_consumed = match start {
-            AttemptStart::StoreChanged => {
-                drop(lock);
-                let current = self.adopt(key, Some(&entry))?;
-                let r = Self::resolve(&current, flight.forced, self.clock.mono_ns());
-                self.end_flight(&key.id, &flight, r.clone());
-                return r.map(Start::Ready);
-            }
-            AttemptStart::Started { possibly_consumed } => possibly_consumed,
-        };
+        // Holding the lock: is the session still the generation this attempt refreshes?
+        if !self.with_store(|s| s.store.still_generation(&key.hash, entry.generation))? {
+            drop(lock);
+            let current = self.adopt(key, Some(&entry))?;
+            let r = Self::resolve(&current, flight.forced, self.clock.mono_ns());
+            self.end_flight(&key.id, &flight, r.clone());
+            return r.map(Start::Ready);
+        }
+        // The marker an earlier attempt with this same credential for this generation left
+        // means its request lost its answer; then this attempt's marker, before anything is
+        // sent.
+        let possibly_consumed = lock.marker()? == Some(marker);
+        lock.set_marker(&marker)?;
         if waited {
             // The peer let go of the lock without leaving a new pair: this vault refreshes
             // in its place.
@@ -332,8 +344,7 @@ impl Engine {
         if lead.possibly_consumed {
             return;
         }
-        let generation = lead.base_generation();
-        if let Err(e) = self.with_store(|s| s.store.clear_marker(&lead.account.hash, generation)) {
+        if let Err(e) = lead.lock.clear_marker() {
             log::warn!("could not clear a refresh marker: {}", e.code());
         }
     }

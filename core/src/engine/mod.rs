@@ -311,6 +311,13 @@ impl Engine {
     /// nothing changed. A removed session is `NotFound`; an older generation than one this vault
     /// saw is `Corrupt`.
     pub(crate) fn adopt(&self, key: &AccountKey, known: Option<&Arc<CachedSession>>) -> Result<Arc<CachedSession>> {
+        if let Some(k) = known {
+            // Nothing committed by another connection since this one last read or wrote the
+            // row at the known generation: what is known is what is stored.
+            if self.with_store(|s| s.store.still_at(&key.hash, k.generation))? {
+                return Ok(Arc::clone(k));
+            }
+        }
         let (row, keys) = self.with_store(|s| s.checked_row(&key.hash))?;
         let Some(row) = row else {
             self.cache.remove(&key.id);

@@ -10,13 +10,20 @@
 //! * a holder that dies, is killed or drops its vault releases it at once: there is nothing to
 //!   expire, and no wall clock to be fooled by a device clock moved by hours.
 //!
-//! The lock files live in a directory next to the vault (`<vault file>-locks/`), one empty file
-//! per account named by a prefix of the account's keyed hash (no account id in clear). They are
+//! The lock files live in a directory next to the vault (`<vault file>-locks/`), one file per
+//! account named by a prefix of the account's keyed hash (no account id in clear). They are
 //! never deleted: deleting a lock file while another process waits on it would let two holders
 //! lock two different files. A vault keeps up to 64 of them open, so a refresh costs two
 //! syscalls (lock, unlock) and no `open`.
+//!
+//! A lock file also holds the account's lost-answer marker ([`Marker`], ADR 0004), written by
+//! the holder of the lock before its request leaves: one `pwrite` into a file the refresh has
+//! open anyway, where a transaction of the vault file cost a log frame and a dozen system calls
+//! per refresh. It survives a crash of the process (the kernel has it), as the marker must; an
+//! empty or unreadable file means "no marker".
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,6 +50,132 @@ struct LockSlot {
 #[derive(Debug)]
 pub(crate) struct RefreshLock {
     slot: Arc<LockSlot>,
+}
+
+/// The first bytes of a marker record ("tokenvault marker, version 1").
+const MARKER_MAGIC: &[u8; 4] = b"TVM1";
+
+/// Length of a marker record: magic, account hash (32 bytes), generation, credential hash (16).
+const MARKER_LEN: usize = 4 + 32 + 8 + 16;
+
+/// A lost-answer marker: a request carrying the credential with this keyed hash, refreshing
+/// this generation of the account, may have reached the server without its answer being
+/// stored. It matters only while the account's row is still at `generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub account_hash: [u8; 32],
+    pub generation: u64,
+    pub credential_hash: [u8; 16],
+}
+
+impl Marker {
+    fn encode(&self) -> [u8; MARKER_LEN] {
+        let mut out = [0u8; MARKER_LEN];
+        out[..4].copy_from_slice(MARKER_MAGIC);
+        out[4..36].copy_from_slice(&self.account_hash);
+        out[36..44].copy_from_slice(&self.generation.to_le_bytes());
+        out[44..].copy_from_slice(&self.credential_hash);
+        out
+    }
+
+    /// A record as read; anything else than a whole record (an empty file, a torn or foreign
+    /// one) is no marker.
+    fn decode(bytes: &[u8]) -> Option<Marker> {
+        if bytes.len() != MARKER_LEN || &bytes[..4] != MARKER_MAGIC {
+            return None;
+        }
+        Some(Marker {
+            account_hash: bytes[4..36].try_into().ok()?,
+            generation: u64::from_le_bytes(bytes[36..44].try_into().ok()?),
+            credential_hash: bytes[44..].try_into().ok()?,
+        })
+    }
+}
+
+fn marker_error(what: &str, e: &std::io::Error) -> VaultError {
+    VaultError::StorageUnavailable {
+        reason: format!("cannot {what} the refresh marker ({:?})", e.kind()),
+    }
+}
+
+/// Read up to one marker record from the start of `file`.
+fn read_record(file: &File) -> std::io::Result<Option<Marker>> {
+    let mut buf = [0u8; MARKER_LEN + 1];
+    let mut filled = 0;
+    loop {
+        match read_at(file, &mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Marker::decode(&buf[..filled]))
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, 0)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut buf: &[u8]) -> std::io::Result<()> {
+    let mut offset = 0u64;
+    while !buf.is_empty() {
+        match std::os::windows::fs::FileExt::seek_write(file, buf, offset) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl RefreshLock {
+    /// The marker an earlier attempt left in this account's lock file, if any.
+    pub(crate) fn marker(&self) -> Result<Option<Marker>> {
+        read_record(&self.slot.file).map_err(|e| marker_error("read", &e))
+    }
+
+    /// Record this attempt's marker (before its request leaves).
+    pub(crate) fn set_marker(&self, marker: &Marker) -> Result<()> {
+        write_all_at(&self.slot.file, &marker.encode()).map_err(|e| marker_error("write", &e))
+    }
+
+    /// Forget the marker: the attempt's request was certainly not consumed.
+    pub(crate) fn clear_marker(&self) -> Result<()> {
+        self.slot.file.set_len(0).map_err(|e| marker_error("clear", &e))
+    }
+}
+
+/// The marker in an account's lock file, read without taking the lock (inspection only: the
+/// caller checked that nobody holds it). No file is no marker; nothing is created.
+pub(crate) fn read_marker(vault_path: &Path, account_hash: &[u8]) -> Result<Option<Marker>> {
+    let path = lock_dir(vault_path).join(lock_file_name(account_hash));
+    match File::open(&path) {
+        Ok(file) => read_record(&file).map_err(|e| marker_error("read", &e)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(marker_error("read", &e)),
+    }
 }
 
 impl Drop for RefreshLock {
@@ -100,14 +233,8 @@ impl RefreshLocks {
         })
     }
 
-    fn slot(&self, account_hash: &[u8]) -> Result<Arc<LockSlot>> {
-        let mut slots = self.slots.lock();
-        if let Some(s) = slots.get(account_hash) {
-            return Ok(Arc::clone(s));
-        }
-        if slots.len() >= MAX_OPEN_LOCK_FILES {
-            slots.retain(|_, s| s.held.load(Ordering::Acquire) || Arc::strong_count(s) > 1);
-        }
+    /// Open (creating it, and the directory, if missing) one account's lock file.
+    fn open_file(&self, account_hash: &[u8]) -> Result<File> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
@@ -116,8 +243,8 @@ impl RefreshLocks {
             options.mode(0o600);
         }
         let path = self.dir.join(lock_file_name(account_hash));
-        let file = match options.open(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match options.open(&path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.create_dir()?;
                 options.open(&path)
             }
@@ -125,7 +252,26 @@ impl RefreshLocks {
         }
         .map_err(|e| VaultError::StorageUnavailable {
             reason: format!("cannot open a refresh lock file ({:?})", e.kind()),
-        })?;
+        })
+    }
+
+    /// Write a marker carried over from a schema-3 file (where markers lived in the vault
+    /// file) into its account's lock file. Called by the migration, before the old table is
+    /// dropped in the same step's transaction (a crash in between writes it again).
+    pub(crate) fn import_marker(&self, marker: &Marker) -> Result<()> {
+        let file = self.open_file(&marker.account_hash)?;
+        write_all_at(&file, &marker.encode()).map_err(|e| marker_error("write", &e))
+    }
+
+    fn slot(&self, account_hash: &[u8]) -> Result<Arc<LockSlot>> {
+        let mut slots = self.slots.lock();
+        if let Some(s) = slots.get(account_hash) {
+            return Ok(Arc::clone(s));
+        }
+        if slots.len() >= MAX_OPEN_LOCK_FILES {
+            slots.retain(|_, s| s.held.load(Ordering::Acquire) || Arc::strong_count(s) > 1);
+        }
+        let file = self.open_file(account_hash)?;
         let slot = Arc::new(LockSlot {
             file,
             held: AtomicBool::new(false),

@@ -23,7 +23,7 @@ use crate::error::{Error, StoreResult as Result, VaultError};
 pub const APPLICATION_ID: i32 = 0x544B_5654;
 
 /// The newest schema version this code knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// One entry per version step: `MIGRATIONS[i]` moves a file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -153,7 +153,20 @@ const MIGRATIONS: &[&str] = &[
         ciphertext    BLOB NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3 -> 4: the lost-answer markers live in the refresh-lock files (ADR 0004): writing one
+    // no longer costs a transaction of this file on every refresh. `migrate` copies the
+    // markers that still matter into the lock files before this step drops the table.
+    r#"
+    DROP TABLE refresh_marker;
+    "#,
 ];
+
+/// What the step to schema 4 hands over: the markers of a schema-3 file that still matter, as
+/// (account hash, generation, credential hash).
+pub(crate) type LegacyMarkers = [LegacyMarker];
+
+/// One marker of a schema-3 file: (account hash, generation, credential hash).
+pub(crate) type LegacyMarker = (Vec<u8>, u64, Vec<u8>);
 
 /// A cached key set as stored: (fetched at, nonce, ciphertext).
 pub(crate) type SealedJwks = (i64, Vec<u8>, Vec<u8>);
@@ -289,7 +302,13 @@ impl Store {
         let conn = Connection::open_with_flags(path, flags)?;
         // Wait for another process's write lock instead of failing at once.
         conn.busy_timeout(busy_timeout)?;
-        let store = Store {
+        // Connection settings, not written to the file (the journal mode is, see `configure`).
+        // FULL: in WAL mode, fsync the log on every commit, so a returned write survives power
+        // loss, not only a crash of the process: a rotated pair is durable before it is used.
+        // secure_delete overwrites freed pages so removed sessions' ciphertext does not linger
+        // in the file.
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;")?;
+        let mut store = Store {
             conn,
             root_seen: 0,
             key_epoch: 0,
@@ -297,8 +316,13 @@ impl Store {
             verified_at: 0,
         };
 
+        // Everything the open reads (header, key slots, key state, manifest root, the
+        // revocation flag) is read in one read transaction, which `end_read` closes: one
+        // shared lock taken and released instead of one per statement.
+        store.begin_read()?;
         let page_count: i64 = store.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         if page_count == 0 {
+            store.end_read()?;
             return Ok((store, FileState::Empty));
         }
         let app_id: i32 = store.conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
@@ -319,10 +343,35 @@ impl Store {
         Ok((store, FileState::Existing(version)))
     }
 
-    /// Pragmas for a file we are going to use. Only called after the key has been checked (or
-    /// on a new file), because switching the journal mode writes to the file header.
-    pub(crate) fn configure(&self) -> Result<()> {
+    /// Start the read transaction of [`Store::open`] (a deferred `BEGIN`: the shared lock is
+    /// taken by the first read).
+    fn begin_read(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        Ok(())
+    }
+
+    /// End the open's read transaction, if it is still open: before the open writes anything
+    /// (a new file, a migration, a confirmed rekey) and at the end of the open.
+    pub(crate) fn end_read(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// WAL mode for a file we are going to use. Only called after the key has been checked (or
+    /// on a new file), because switching the journal mode writes to the file header: a file
+    /// already in WAL mode (every file this code created) is only checked, inside the open's
+    /// read transaction.
+    pub(crate) fn configure(&mut self) -> Result<()> {
         // WAL: readers never block the writer, and a commit is one append + fsync.
+        if !self.conn.is_autocommit() {
+            let mode: String = self.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            if mode.eq_ignore_ascii_case("wal") {
+                return Ok(());
+            }
+            self.end_read()?;
+        }
         let mode: String = self.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(VaultError::StorageUnavailable {
@@ -330,12 +379,6 @@ impl Store {
             }
             .into());
         }
-        // FULL: in WAL mode, fsync the log on every commit, so a returned write survives power
-        // loss, not only a crash of the process: a rotated pair is durable before it is used.
-        self.conn.execute_batch("PRAGMA synchronous=FULL;")?;
-        // No foreign keys are used; secure_delete overwrites freed pages so removed sessions'
-        // ciphertext does not linger in the file.
-        self.conn.execute_batch("PRAGMA secure_delete=ON;")?;
         Ok(())
     }
 
@@ -371,7 +414,16 @@ impl Store {
     /// Bring an existing, key-checked file up to [`SCHEMA_VERSION`], one step per transaction.
     /// The step to schema 2 also builds the manifest over the rows as they are, in the same
     /// transaction (a crash leaves a version-1 file, or a version-2 file with its manifest).
-    pub(crate) fn migrate(&mut self, from: i64, cipher: &RecordCipher) -> Result<()> {
+    ///
+    /// `export_markers` receives the markers of a schema-3 file (step to schema 4), inside the
+    /// step's transaction: the step commits only if they were written elsewhere.
+    pub(crate) fn migrate(
+        &mut self,
+        from: i64,
+        cipher: &RecordCipher,
+        export_markers: impl Fn(&LegacyMarkers) -> crate::error::Result<()>,
+    ) -> Result<()> {
+        self.end_read()?;
         let mut version = from;
         while version < SCHEMA_VERSION {
             let idx = usize::try_from(version).map_err(|_| VaultError::corrupt("bad schema version"))?;
@@ -381,6 +433,9 @@ impl Store {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if current == version {
+                if version + 1 == 4 {
+                    export_markers(&Self::legacy_markers(&tx)?)?;
+                }
                 tx.execute_batch(step)?;
                 if version + 1 == 2 {
                     let floor: i64 =
@@ -480,6 +535,7 @@ impl Store {
     /// The data key was opened through slot 1, the newest key: forget the retiring slot and
     /// checkpoint, so that the old key opens nothing any more.
     pub(crate) fn drop_retiring_slot(&mut self) -> Result<bool> {
+        self.end_read()?;
         let n = self.conn.execute("DELETE FROM key_slot WHERE slot = 2", [])?;
         if n > 0 {
             self.checkpoint();
@@ -692,22 +748,20 @@ impl Store {
     /// than its entry, a row of a removed session, or a listed session without its row is
     /// `Corrupt` for this account.
     pub(crate) fn session_row(&mut self, account_hash: &[u8], cipher: &RecordCipher) -> Result<Option<SessionRow>> {
-        let data_version: i64 = self
-            .conn
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?;
+        // One read transaction: `data_version` and the rows read after it are one snapshot.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let data_version: i64 = tx.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
         if data_version != self.verified_at {
             self.verified.clear();
             self.verified_at = data_version;
         }
+        let row = Self::row_in(&tx, account_hash)?;
         if let Some(&generation) = hash32(account_hash).and_then(|h| self.verified.get(&h)) {
-            let row = Self::row_in(&self.conn, account_hash)?;
             if row.as_ref().map(|r| r.generation) == Some(generation) {
+                tx.commit()?;
                 return Ok(row);
             }
         }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let row = Self::row_in(&tx, account_hash)?;
         let root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
         let bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
         manifest::check_entry(&bucket, account_hash, row.as_ref().map(|r| r.generation))?;
@@ -720,6 +774,22 @@ impl Store {
             };
         }
         Ok(row)
+    }
+
+    /// Whether the account's row is still at `generation` without reading it: this connection
+    /// checked or wrote it at that generation, and no other connection has committed since
+    /// (`PRAGMA data_version` unchanged). `false` means only "read it to know".
+    pub(crate) fn still_at(&mut self, account_hash: &[u8], generation: u64) -> Result<bool> {
+        let data_version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if data_version != self.verified_at {
+            self.verified.clear();
+            self.verified_at = data_version;
+            return Ok(false);
+        }
+        Ok(hash32(account_hash).and_then(|h| self.verified.get(&h)) == Some(&generation))
     }
 
     fn rows_in(conn: &Connection) -> Result<Vec<SessionRow>> {
@@ -828,7 +898,7 @@ impl Store {
         Ok(Some(generation))
     }
 
-    /// Remove a session (explicit logout), its marker and its manifest entry, then checkpoint
+    /// Remove a session (explicit logout) and its manifest entry, then checkpoint
     /// (no page of the removed record stays in the log). Its generation raises the floor, so a
     /// refresh that was in flight can never write its late result back, and a new sign-in of
     /// the account starts above it. Returns whether a row existed.
@@ -864,10 +934,6 @@ impl Store {
             return Err(VaultError::corrupt("the vault has no metadata row").into());
         }
         let n = tx.execute("DELETE FROM sessions WHERE account_hash = ?1", params![account_hash])?;
-        tx.execute(
-            "DELETE FROM refresh_marker WHERE account_hash = ?1",
-            params![account_hash],
-        )?;
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         if let (Some((r, _)), true) = (revocation, n > 0) {
             Self::queue_revocation_in(&tx, r)?;
@@ -991,4 +1057,3 @@ impl Store {
 
 mod lease;
 mod manifest;
-pub(crate) use lease::AttemptStart;
