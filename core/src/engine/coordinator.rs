@@ -1,15 +1,15 @@
 //! The refresh protocol (ADR 0004): who refreshes, who waits, and how an outcome is stored.
 //!
-//! 1. A caller whose token is not fresh re-reads the file (a peer may have refreshed) and, if a
-//!    refresh is still needed, joins this process's flight for the account or becomes its
-//!    leader (single-flight).
+//! 1. A caller whose token is not fresh joins this process's flight for the account or becomes
+//!    its leader (single-flight).
 //! 2. The leader takes the account's OS refresh lock. While a peer (another process or vault
 //!    instance) holds it, a blocking leader polls — adopting the peer's pair as soon as it lands
 //!    — until its own flight deadline, then serves a still-usable token or returns `Transient`;
 //!    a two-step leader returns at once (`InFlight`). No wall clock is compared, no pid trusted.
 //! 3. Holding the lock, the leader checks that the session is still the generation it
-//!    refreshes, and records the lost-answer marker (the credential's keyed hash) in the lock's
-//!    file. An earlier marker for the same credential means an earlier request lost its answer.
+//!    refreshes (a peer may have refreshed: then its pair is adopted and nothing is sent), and
+//!    records the lost-answer marker (the credential's keyed hash) in the lock's file. An
+//!    earlier marker for the same credential means an earlier request lost its answer.
 //! 4. The request is sent (by the transport, or by the host in two steps); [`settle`] decides
 //!    what the outcome means; the new pair is committed durably with a compare-and-swap on the
 //!    base generation (a logout or a peer's rotation in between wins); then the lock is released
@@ -166,11 +166,27 @@ impl Engine {
         if let Some(t) = Self::ready(&entry, mode, now) {
             return Ok(Start::Ready(t));
         }
-        // Another process may have refreshed already: adopt its pair instead of refreshing.
-        let entry = self.adopt(key, Some(&entry))?;
-        if let Some(t) = Self::ready(&entry, mode, now) {
-            return Ok(Start::Ready(t));
-        }
+        // The cached entry may be behind the file: a peer may have refreshed, stored a verdict,
+        // or the host signed in again through another instance. A call that would answer from
+        // the cached entry without leading (a verdict, no refresh credential, a back-off) reads
+        // the file first; a lead checks it once it holds the refresh lock (`lead`), before
+        // anything is sent, so the common path reads the file once.
+        let answers_without_lead = entry.record.verdict.is_some()
+            || entry.record.refresh_credential.is_none()
+            || self
+                .refresh
+                .lock()
+                .get(&key.id)
+                .is_some_and(|st| now < st.next_attempt || now < st.throttled_until);
+        let entry = if answers_without_lead {
+            let entry = self.adopt(key, Some(&entry))?;
+            if let Some(t) = Self::ready(&entry, mode, now) {
+                return Ok(Start::Ready(t));
+            }
+            entry
+        } else {
+            entry
+        };
         let forced = matches!(mode, Mode::Forced { .. });
         if entry.record.verdict.is_some() {
             return Self::resolve(&entry, forced, now).map(Start::Ready);
