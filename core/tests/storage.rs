@@ -703,3 +703,31 @@ fn rekey_reports_progress_per_record() {
     drop(v);
     assert_eq!(open(&path, &[9u8; 32]).unwrap().session_count().unwrap(), 25);
 }
+
+/// A vault starts its next session write from the manifest it wrote last only while no other
+/// connection has committed: writes of another instance in between (other accounts, other
+/// buckets) are never overwritten by a remembered root.
+#[test]
+fn a_peer_write_between_two_writes_is_kept_in_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let a = open(&path, &KEY).unwrap();
+    let b = open(&path, &KEY).unwrap();
+    a.store(session("alice", "a1")).unwrap();
+    let others: Vec<String> = (0..8).map(|i| format!("bob-{i}")).collect();
+    for (i, other) in others.iter().enumerate() {
+        b.store(session(other, &format!("b{i}"))).unwrap();
+        a.store(session("alice", &format!("a{}", i + 2))).unwrap();
+    }
+    for v in [&a, &b] {
+        for (i, other) in others.iter().enumerate() {
+            assert_eq!(v.access_token(other).unwrap().expose(), format!("b{i}"));
+        }
+        assert_eq!(v.access_token("alice").unwrap().expose(), "a9");
+        assert!(v.check_integrity().unwrap());
+    }
+    drop((a, b));
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.list_accounts().unwrap().len(), 9);
+    assert!(v.check_integrity().unwrap());
+}
