@@ -77,9 +77,10 @@ impl Vault {
     /// The refresh lock is probed through its own file description, without creating its lock
     /// file: taken and released at once (a peer starting a refresh in that instant sees it busy
     /// and waits the few microseconds it is held). A lock file that does not exist was never
-    /// taken, so the lock is free. The marker counts only while it belongs to the generation
-    /// stored now (a newer generation means that refresh was answered). Neither probe writes
-    /// to the vault file. [`VaultError::NotFound`] when no session is stored.
+    /// taken, so the lock is free. The marker (in the lock file since schema 4) counts only
+    /// while it belongs to the generation stored now (a newer generation means that refresh was
+    /// answered). Neither probe writes to the vault file or the lock file.
+    /// [`VaultError::NotFound`] when no session is stored.
     pub fn lease_state(&self, account: &str) -> Result<LeaseState> {
         let e = &self.engine;
         e.check_open()?;
@@ -192,7 +193,8 @@ pub struct FileReport {
     /// Key slots: 2 while a `rekey` waits for its first open with the new key (the key it
     /// replaced still opens the vault until then).
     pub key_slots: Option<u64>,
-    /// Lost-answer markers that belong to a session's current generation.
+    /// Lost-answer markers that belong to a session's current generation (read from the
+    /// refresh-lock files next to the vault since schema 4; none are created).
     pub lost_answer_markers: Option<u64>,
     /// How many times the vault was rekeyed.
     pub key_epoch: Option<u64>,
