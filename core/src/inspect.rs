@@ -487,6 +487,39 @@ mod tests {
     }
 
     #[test]
+    fn a_logout_clears_the_marker_unless_a_refresh_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        let lock_len = |v: &Vault, account: &str| {
+            let key = v.engine.key(account).unwrap();
+            std::fs::metadata(refresh_lock::lock_dir(&path).join(refresh_lock::lock_file_name(&key.hash)))
+                .unwrap()
+                .len()
+        };
+        let v = vault(&path);
+        for account in ["alice", "bob"] {
+            v.store(NewSession::new(account, "p", "at-1").refresh_credential("rt-1"))
+                .unwrap();
+            // A request handed out and never answered leaves its marker.
+            let crate::vault::RefreshStep::Send(pending) = v.begin_refresh(account, true).unwrap() else {
+                panic!("expected a request to send");
+            };
+            drop(pending);
+        }
+        v.close().unwrap();
+        let v = vault(&path);
+        assert!(lock_len(&v, "alice") > 0 && lock_len(&v, "bob") > 0);
+        assert!(v.remove("alice").unwrap());
+        assert_eq!(lock_len(&v, "alice"), 0, "the removed session's marker stayed");
+        // A refresh holding the lock (another process) keeps its marker.
+        let other = refresh_lock::RefreshLocks::new(&path);
+        let held = other.try_acquire(&v.engine.key("bob").unwrap().hash).unwrap().unwrap();
+        assert!(v.remove("bob").unwrap());
+        assert!(lock_len(&v, "bob") > 0);
+        drop(held);
+    }
+
+    #[test]
     fn the_probe_creates_no_lock_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.db");

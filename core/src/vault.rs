@@ -581,6 +581,7 @@ impl Vault {
             st.record_success();
         }
         if existed {
+            e.locks.forget_marker(&key.hash);
             e.events.emit(VaultEvent::SessionRemoved {
                 account: account.to_owned(),
             });

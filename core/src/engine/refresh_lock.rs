@@ -263,6 +263,23 @@ impl RefreshLocks {
         write_all_at(&file, &marker.encode()).map_err(|e| marker_error("write", &e))
     }
 
+    /// After a logout: forget the removed session's marker (stale already: the removal raised
+    /// the generation floor), so that no keyed hash of its credential stays next to the vault.
+    /// Only when the lock is free at once (a refresh holding it keeps its marker; its late
+    /// result is discarded anyway) and its file exists (nothing is created). Failures are
+    /// logged: the marker is harmless.
+    pub(crate) fn forget_marker(&self, account_hash: &[u8]) {
+        if !self.dir.join(lock_file_name(account_hash)).exists() {
+            return;
+        }
+        let cleared = self
+            .try_acquire(account_hash)
+            .and_then(|lock| lock.map_or(Ok(()), |l| l.clear_marker()));
+        if let Err(e) = cleared {
+            log::warn!("could not clear the marker of a removed session ({})", e.code());
+        }
+    }
+
     fn slot(&self, account_hash: &[u8]) -> Result<Arc<LockSlot>> {
         let mut slots = self.slots.lock();
         if let Some(s) = slots.get(account_hash) {
