@@ -93,7 +93,7 @@ impl Vault {
         let marker = refresh_lock::read_marker(&e.path, &key.hash)?;
         match (generation, marker) {
             (None, _) => Err(VaultError::NotFound),
-            (Some(g), Some(m)) if m.generation == g && m.account_hash[..] == key.hash[..] => Ok(LeaseState::AnswerLost),
+            (Some(g), Some(m)) if m.generation == g => Ok(LeaseState::AnswerLost),
             _ => Ok(LeaseState::Idle),
         }
     }
@@ -403,7 +403,7 @@ fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
         for row in rows {
             let (hash, generation) = row?;
             let marker = refresh_lock::read_marker(path, &hash)?;
-            if marker.is_some_and(|m| m.account_hash[..] == hash[..] && i64::try_from(m.generation) == Ok(generation)) {
+            if marker.is_some_and(|m| i64::try_from(m.generation) == Ok(generation)) {
                 n += 1;
             }
         }

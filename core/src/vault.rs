@@ -277,15 +277,9 @@ impl Vault {
             let locks = refresh_lock::RefreshLocks::new(path);
             store.migrate(version, &record, |markers| {
                 for (account, generation, credential) in markers {
-                    let (Ok(account_hash), Ok(credential_hash)) = (account[..].try_into(), credential[..].try_into())
-                    else {
-                        return Err(VaultError::corrupt("a refresh marker of the file has a malformed hash"));
-                    };
-                    locks.import_marker(&refresh_lock::Marker {
-                        account_hash,
-                        generation: *generation,
-                        credential_hash,
-                    })?;
+                    let marker = refresh_lock::Marker::new(account, *generation, credential)
+                        .ok_or_else(|| VaultError::corrupt("a refresh marker of the file has a malformed hash"))?;
+                    locks.import_marker(&marker)?;
                 }
                 Ok(())
             })?;

@@ -256,15 +256,10 @@ impl Engine {
             Some(c) => self.with_lookup(|l| Ok(l.credential_hash(c.expose())))?,
             None => return Err(VaultError::internal("a lead without a refresh credential")),
         };
-        let (Ok(account_hash), Ok(credential_hash)) = (key.hash[..].try_into(), credential_hash[..].try_into()) else {
+        let Some(marker) = Marker::new(&key.hash, entry.generation, &credential_hash) else {
             return Err(VaultError::internal(
                 "an account or credential hash has an unexpected length",
             ));
-        };
-        let marker = Marker {
-            account_hash,
-            generation: entry.generation,
-            credential_hash,
         };
         let started = Instant::now();
         let budget = Duration::from_nanos(flight.deadline.saturating_sub(self.clock.mono_ns()));

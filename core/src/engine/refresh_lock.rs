@@ -69,6 +69,16 @@ pub(crate) struct Marker {
 }
 
 impl Marker {
+    /// A marker from the hashes as the vault computes them; `None` if either has another
+    /// length than a keyed account hash (32 bytes) or credential hash (16 bytes).
+    pub(crate) fn new(account_hash: &[u8], generation: u64, credential_hash: &[u8]) -> Option<Marker> {
+        Some(Marker {
+            account_hash: account_hash.try_into().ok()?,
+            generation,
+            credential_hash: credential_hash.try_into().ok()?,
+        })
+    }
+
     fn encode(&self) -> [u8; MARKER_LEN] {
         let mut out = [0u8; MARKER_LEN];
         out[..4].copy_from_slice(MARKER_MAGIC);
@@ -167,15 +177,17 @@ impl RefreshLock {
     }
 }
 
-/// The marker in an account's lock file, read without taking the lock (inspection only: the
-/// caller checked that nobody holds it). No file is no marker; nothing is created.
+/// The marker of `account_hash` in its lock file, read without taking the lock (inspection
+/// only: the caller checked that nobody holds it). No file, or a record of another account
+/// (whose hash shares the file name's prefix), is no marker; nothing is created.
 pub(crate) fn read_marker(vault_path: &Path, account_hash: &[u8]) -> Result<Option<Marker>> {
     let path = lock_dir(vault_path).join(lock_file_name(account_hash));
-    match File::open(&path) {
-        Ok(file) => read_record(&file).map_err(|e| marker_error("read", &e)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(marker_error("read", &e)),
-    }
+    let marker = match File::open(&path) {
+        Ok(file) => read_record(&file).map_err(|e| marker_error("read", &e))?,
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(marker_error("read", &e)),
+    };
+    Ok(marker.filter(|m| m.account_hash[..] == *account_hash))
 }
 
 impl Drop for RefreshLock {

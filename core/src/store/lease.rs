@@ -6,7 +6,7 @@
 //! Schema 3 kept the markers in a `refresh_marker` table: the step to schema 4 hands them to
 //! the lock files ([`Store::legacy_markers`]) and drops the table.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use super::Store;
 use crate::error::StoreResult as Result;
@@ -25,11 +25,8 @@ impl Store {
     }
 
     /// The generation of the account's row, if it has one (for inspection). Writes nothing.
-    pub(crate) fn generation(&mut self, account_hash: &[u8]) -> Result<Option<u64>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let generation = Self::generation_in(&tx, account_hash)?;
-        tx.commit()?;
-        Ok(generation)
+    pub(crate) fn generation(&self, account_hash: &[u8]) -> Result<Option<u64>> {
+        Self::generation_in(&self.conn, account_hash)
     }
 
     /// The markers of a schema-3 file that still matter (their generation is the row's), as

@@ -751,10 +751,7 @@ impl Store {
         // One read transaction: `data_version` and the rows read after it are one snapshot.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let data_version: i64 = tx.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
-        if data_version != self.verified_at {
-            self.verified.clear();
-            self.verified_at = data_version;
-        }
+        Self::observe(&mut self.verified, &mut self.verified_at, data_version);
         let row = Self::row_in(&tx, account_hash)?;
         if let Some(&generation) = hash32(account_hash).and_then(|h| self.verified.get(&h)) {
             if row.as_ref().map(|r| r.generation) == Some(generation) {
@@ -784,12 +781,20 @@ impl Store {
             .conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
-        if data_version != self.verified_at {
-            self.verified.clear();
-            self.verified_at = data_version;
-            return Ok(false);
+        Ok(Self::observe(&mut self.verified, &mut self.verified_at, data_version)
+            && hash32(account_hash).and_then(|h| self.verified.get(&h)) == Some(&generation))
+    }
+
+    /// Note the `PRAGMA data_version` just read: when another connection committed since the
+    /// last one, what this connection verified may be stale and is forgotten. Returns whether
+    /// it was unchanged. (Fields, not `&mut self`: callers hold a transaction of the connection.)
+    fn observe(verified: &mut crate::engine::FastMap<[u8; 32], u64>, verified_at: &mut i64, data_version: i64) -> bool {
+        if data_version == *verified_at {
+            return true;
         }
-        Ok(hash32(account_hash).and_then(|h| self.verified.get(&h)) == Some(&generation))
+        verified.clear();
+        *verified_at = data_version;
+        false
     }
 
     fn rows_in(conn: &Connection) -> Result<Vec<SessionRow>> {
