@@ -632,7 +632,158 @@ struct ColdFiles {
     bare_payload_len: usize,
     /// The vault's session row key (its keyed account hash), for the SQLite-only diagnostic.
     vault_row_key: Vec<u8>,
+    /// A file with a compact layout (one small table for the metadata, key slots and manifest,
+    /// and the sessions table), for the layout diagnostic.
+    compact: PathBuf,
+    /// The manifest slot of the vault's one bucket.
+    bucket_slot: i64,
     token: String,
+}
+
+/// The statements `Vault::open` and the first `access_token` run on a one-session vault of
+/// schema 4, in order, with their transactions (as a breakpoint on `sqlite3_prepare_v3` lists
+/// them), each with what it is bound to. Nothing else: no key, no MAC, no decryption. Kept in
+/// step with `core/src/store` by hand.
+const VAULT_COLD_SQL: &[(&str, Bind)] = &[
+    ("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;", Bind::Nothing),
+    ("BEGIN DEFERRED", Bind::Nothing),
+    ("PRAGMA page_count", Bind::Nothing),
+    ("PRAGMA application_id", Bind::Nothing),
+    ("PRAGMA user_version", Bind::Nothing),
+    (
+        "SELECT slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM key_slot ORDER BY slot",
+        Bind::Nothing,
+    ),
+    ("PRAGMA journal_mode", Bind::Nothing),
+    (
+        "SELECT key_epoch, lookup_nonce, lookup_sealed FROM vault_meta WHERE id = 1",
+        Bind::Nothing,
+    ),
+    (
+        "SELECT version, body, mac FROM manifest WHERE slot = 256",
+        Bind::Nothing,
+    ),
+    ("SELECT max(version) FROM manifest WHERE slot < 256", Bind::Nothing),
+    ("SELECT EXISTS (SELECT 1 FROM revocation)", Bind::Nothing),
+    ("COMMIT", Bind::Nothing),
+    ("BEGIN DEFERRED", Bind::Nothing),
+    ("PRAGMA data_version", Bind::Nothing),
+    (
+        "SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1",
+        Bind::RowKey,
+    ),
+    (
+        "SELECT version, body, mac FROM manifest WHERE slot = ?1",
+        Bind::BucketSlot,
+    ),
+    ("COMMIT", Bind::Nothing),
+];
+
+/// What a diagnostic statement is bound to.
+#[derive(Clone, Copy)]
+enum Bind {
+    Nothing,
+    /// The session row's key (the keyed account hash).
+    RowKey,
+    /// The manifest slot of the account's bucket.
+    BucketSlot,
+}
+
+/// What the same open and first read could run on [`compact_file`]'s layout: the header, one
+/// statement for the metadata, key slots and manifest root, then the row and its bucket.
+const COMPACT_COLD_SQL: &[(&str, Bind)] = &[
+    ("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;", Bind::Nothing),
+    ("BEGIN DEFERRED", Bind::Nothing),
+    ("PRAGMA application_id", Bind::Nothing),
+    ("PRAGMA user_version", Bind::Nothing),
+    ("PRAGMA journal_mode", Bind::Nothing),
+    ("SELECT k, v FROM vault WHERE k < 1000", Bind::Nothing),
+    ("COMMIT", Bind::Nothing),
+    ("BEGIN DEFERRED", Bind::Nothing),
+    ("PRAGMA data_version", Bind::Nothing),
+    (
+        "SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1",
+        Bind::RowKey,
+    ),
+    ("SELECT v FROM vault WHERE k = 1000", Bind::Nothing),
+    ("COMMIT", Bind::Nothing),
+];
+
+/// A compact layout of the same content: `vault (k, v)` holds the metadata row, the key slot,
+/// the manifest root and the one bucket (rows of the sizes the vault writes); `sessions` is the
+/// vault's own table with a copy of its row.
+fn compact_file(dir: &Path, raw: &Path) -> PathBuf {
+    let path = dir.join("cold-compact.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE vault (k INTEGER PRIMARY KEY, v BLOB NOT NULL) STRICT;
+         CREATE TABLE sessions (id INTEGER PRIMARY KEY, account_hash BLOB NOT NULL UNIQUE, generation INTEGER NOT NULL,
+             format INTEGER NOT NULL, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL) STRICT;",
+    )
+    .unwrap();
+    let src = Connection::open(raw).unwrap();
+    let blob = |sql: &str| -> Vec<u8> { src.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let rows = [
+        (1, vec![0u8; 64]),
+        (
+            2,
+            blob("SELECT CAST(wrap_nonce || wrapped_key AS BLOB) FROM key_slot WHERE slot = 1"),
+        ),
+        (
+            999,
+            blob("SELECT CAST(body || mac AS BLOB) FROM manifest WHERE slot = 256"),
+        ),
+        (
+            1000,
+            blob("SELECT CAST(body || mac AS BLOB) FROM manifest WHERE slot < 256"),
+        ),
+    ];
+    for (k, v) in rows {
+        conn.execute("INSERT INTO vault (k, v) VALUES (?1, ?2)", params![k, v])
+            .unwrap();
+    }
+    let (h, g, f, n, c): (Vec<u8>, i64, i64, Vec<u8>, Vec<u8>) = src
+        .query_row(
+            "SELECT account_hash, generation, format, nonce, ciphertext FROM sessions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    conn.execute(
+        "INSERT INTO sessions (account_hash, generation, format, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![h, g, f, n, c],
+    )
+    .unwrap();
+    path
+}
+
+/// Diagnostic: SQLite alone running `sql` on a new connection to `path` (each statement
+/// stepped to its end); returns the time until the last one finished. The connection is
+/// dropped after the clock stops.
+fn sqlite_statements(path: &Path, sql: &[(&str, Bind)], row_key: &[u8], bucket_slot: i64) -> Duration {
+    let start = Instant::now();
+    let conn = Connection::open(path).unwrap();
+    let mut columns = 0usize;
+    for &(text, bind) in sql {
+        if text.contains(';') || text.starts_with("BEGIN") || text == "COMMIT" {
+            conn.execute_batch(text).unwrap();
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(text).unwrap();
+        let mut rows = match bind {
+            Bind::Nothing => stmt.query([]).unwrap(),
+            Bind::RowKey => stmt.query(params![row_key]).unwrap(),
+            Bind::BucketSlot => stmt.query(params![bucket_slot]).unwrap(),
+        };
+        while let Some(row) = rows.next().unwrap() {
+            columns += usize::from(row.get_ref(0).is_ok());
+        }
+    }
+    let elapsed = start.elapsed();
+    assert!(columns >= 6, "every statement found its rows ({columns})");
+    drop(conn);
+    elapsed
 }
 
 fn cold_files() -> ColdFiles {
@@ -669,6 +820,11 @@ fn cold_files() -> ColdFiles {
         "cold_start: the vault's session row is {row_len} bytes (key + nonce + ciphertext); the bare row is the same size; \
          the vault's schema has {schema_objects} objects (tables, indexes), the bare file's 2"
     );
+    let compact = compact_file(dir.path(), &raw);
+    let bucket_slot: i64 = Connection::open(&raw)
+        .unwrap()
+        .query_row("SELECT slot FROM manifest WHERE slot < 256", [], |r| r.get(0))
+        .unwrap();
     ColdFiles {
         _dir: dir,
         raw,
@@ -677,6 +833,8 @@ fn cold_files() -> ColdFiles {
         bare_key,
         bare_payload_len,
         vault_row_key,
+        compact,
+        bucket_slot,
         token,
     }
 }
@@ -816,6 +974,20 @@ fn cold_start(c: &mut Criterion) {
         300,
         1,
         || sqlite_on_vault_file(&files),
+        || total(bare_cold(&files, false)),
+    );
+    paired(
+        "cold_start: diagnostic (A = SQLite alone running the statements of the vault's open and first read on its file, B = the bare cold start)",
+        300,
+        1,
+        || sqlite_statements(&files.raw, VAULT_COLD_SQL, &files.vault_row_key, files.bucket_slot),
+        || total(bare_cold(&files, false)),
+    );
+    paired(
+        "cold_start: diagnostic (A = SQLite alone running the same open and first read on a compact layout, B = the bare cold start)",
+        300,
+        1,
+        || sqlite_statements(&files.compact, COMPACT_COLD_SQL, &files.vault_row_key, files.bucket_slot),
         || total(bare_cold(&files, false)),
     );
     paired(
