@@ -660,8 +660,8 @@ const VAULT_COLD_SQL: &[(&str, Bind)] = &[
         Bind::Nothing,
     ),
     (
-        "SELECT version, body, mac FROM manifest WHERE slot = 256",
-        Bind::Nothing,
+        "SELECT version, body, mac FROM manifest WHERE slot = ?1",
+        Bind::RootSlot,
     ),
     ("SELECT max(version) FROM manifest WHERE slot < 256", Bind::Nothing),
     ("SELECT EXISTS (SELECT 1 FROM revocation)", Bind::Nothing),
@@ -687,6 +687,8 @@ enum Bind {
     RowKey,
     /// The manifest slot of the account's bucket.
     BucketSlot,
+    /// The manifest root's slot (256).
+    RootSlot,
 }
 
 /// What the same open and first read could run on [`compact_file`]'s layout: the header, one
@@ -775,6 +777,7 @@ fn sqlite_statements(path: &Path, sql: &[(&str, Bind)], row_key: &[u8], bucket_s
             Bind::Nothing => stmt.query([]).unwrap(),
             Bind::RowKey => stmt.query(params![row_key]).unwrap(),
             Bind::BucketSlot => stmt.query(params![bucket_slot]).unwrap(),
+            Bind::RootSlot => stmt.query(params![256]).unwrap(),
         };
         while let Some(row) = rows.next().unwrap() {
             columns += usize::from(row.get_ref(0).is_ok());
