@@ -641,30 +641,23 @@ struct ColdFiles {
 }
 
 /// The statements `Vault::open` and the first `access_token` run on a one-session vault of
-/// schema 4, in order, with their transactions (as a breakpoint on `sqlite3_prepare_v3` lists
+/// schema 5, in order, with their transactions (as a breakpoint on `sqlite3_prepare_v3` lists
 /// them), each with what it is bound to. Nothing else: no key, no MAC, no decryption. Kept in
 /// step with `core/src/store` by hand.
 const VAULT_COLD_SQL: &[(&str, Bind)] = &[
     ("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;", Bind::Nothing),
     ("BEGIN DEFERRED", Bind::Nothing),
-    ("PRAGMA page_count", Bind::Nothing),
     ("PRAGMA application_id", Bind::Nothing),
     ("PRAGMA user_version", Bind::Nothing),
     (
-        "SELECT slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM key_slot ORDER BY slot",
+        "SELECT slot, version, body, mac, key_epoch, lookup_nonce, lookup_sealed, revocations_waiting,
+                    kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key,
+                    (SELECT max(version) FROM manifest WHERE slot < 256)
+             FROM manifest WHERE slot >= 256 ORDER BY slot",
         Bind::Nothing,
     ),
     ("PRAGMA journal_mode", Bind::Nothing),
-    (
-        "SELECT key_epoch, lookup_nonce, lookup_sealed FROM vault_meta WHERE id = 1",
-        Bind::Nothing,
-    ),
-    (
-        "SELECT version, body, mac FROM manifest WHERE slot = ?1",
-        Bind::RootSlot,
-    ),
-    ("SELECT max(version) FROM manifest WHERE slot < 256", Bind::Nothing),
-    ("SELECT EXISTS (SELECT 1 FROM revocation)", Bind::Nothing),
+    ("PRAGMA data_version", Bind::Nothing),
     ("COMMIT", Bind::Nothing),
     ("BEGIN DEFERRED", Bind::Nothing),
     ("PRAGMA data_version", Bind::Nothing),
@@ -687,8 +680,6 @@ enum Bind {
     RowKey,
     /// The manifest slot of the account's bucket.
     BucketSlot,
-    /// The manifest root's slot (256).
-    RootSlot,
 }
 
 /// What the same open and first read could run on [`compact_file`]'s layout: the header, one
@@ -730,7 +721,7 @@ fn compact_file(dir: &Path, raw: &Path) -> PathBuf {
         (1, vec![0u8; 64]),
         (
             2,
-            blob("SELECT CAST(wrap_nonce || wrapped_key AS BLOB) FROM key_slot WHERE slot = 1"),
+            blob("SELECT CAST(wrap_nonce || wrapped_key AS BLOB) FROM manifest WHERE slot = 1001"),
         ),
         (
             999,
@@ -777,7 +768,6 @@ fn sqlite_statements(path: &Path, sql: &[(&str, Bind)], row_key: &[u8], bucket_s
             Bind::Nothing => stmt.query([]).unwrap(),
             Bind::RowKey => stmt.query(params![row_key]).unwrap(),
             Bind::BucketSlot => stmt.query(params![bucket_slot]).unwrap(),
-            Bind::RootSlot => stmt.query(params![256]).unwrap(),
         };
         while let Some(row) = rows.next().unwrap() {
             columns += usize::from(row.get_ref(0).is_ok());

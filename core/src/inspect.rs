@@ -389,7 +389,11 @@ fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
         )?;
         return Ok((Some(sessions), Some(1), Some(markers), Some(0)));
     }
-    let slots = count("SELECT count(*) FROM key_slot")?;
+    let slots = if version < 5 {
+        count("SELECT count(*) FROM key_slot")?
+    } else {
+        count("SELECT count(*) FROM manifest WHERE slot IN (1001, 1002)")?
+    };
     let markers = if version < 4 {
         count(
             "SELECT count(*) FROM refresh_marker m JOIN sessions s ON s.account_hash = m.account_hash
@@ -409,9 +413,12 @@ fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
         }
         n
     };
-    let epoch: Option<i64> = conn
-        .query_row("SELECT key_epoch FROM vault_meta WHERE id = 1", [], |r| r.get(0))
-        .optional()?;
+    let epoch_sql = if version < 5 {
+        "SELECT key_epoch FROM vault_meta WHERE id = 1"
+    } else {
+        "SELECT key_epoch FROM manifest WHERE slot = 1000"
+    };
+    let epoch: Option<i64> = conn.query_row(epoch_sql, [], |r| r.get(0)).optional()?;
     Ok((
         Some(sessions),
         Some(slots),

@@ -235,7 +235,7 @@ fn a_missing_metadata_row_is_corrupt_not_not_found() {
     let v = open(&path, ManualClock::new());
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute("DELETE FROM vault_meta", [])
+        .execute("DELETE FROM manifest WHERE slot = 1000", [])
         .unwrap();
     // A store needs only the authenticated manifest; a removal and an open need the row.
     v.store(NewSession::new(ACCOUNT, "backend", "access-0").refresh_credential("refresh-0"))

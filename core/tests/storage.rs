@@ -331,12 +331,15 @@ fn golden_v1_file_opens_with_every_later_version() {
     drop(v);
     // The migration to schema 2 moved the key into slot 1 and built the manifest over both
     // sessions, in the same transaction; schema 3 added the revocation queue and the key-set
-    // cache; schema 4 moved the lost-answer markers into the refresh-lock files.
+    // cache; schema 4 moved the lost-answer markers into the refresh-lock files; schema 5 moved
+    // the key slots and the metadata into the manifest's table.
     let (version, slots, buckets) = with_db(&path, |c| {
         (
             c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(),
-            c.query_row("SELECT count(*) FROM key_slot", [], |r| r.get::<_, i64>(0))
-                .unwrap(),
+            c.query_row("SELECT count(*) FROM manifest WHERE slot IN (1001, 1002)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap(),
             c.query_row("SELECT count(*) FROM manifest WHERE slot < 256", [], |r| {
                 r.get::<_, i64>(0)
             })
@@ -401,7 +404,11 @@ fn golden_file_opens(version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.db");
     std::fs::copy(&golden, &path).unwrap();
-    let v = open(&path, &KEY).unwrap();
+    golden_file_opens_at(&path);
+}
+
+fn golden_file_opens_at(path: &Path) {
+    let v = open(path, &KEY).unwrap();
     assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
     let info = v.session_info("golden-bob").unwrap();
     assert!(info.has_refresh_credential);
@@ -456,6 +463,50 @@ fn golden_v3_markers_move_into_the_lock_files() {
 #[test]
 fn golden_v4_file_opens() {
     golden_file_opens(4);
+}
+
+#[test]
+fn golden_v5_file_opens() {
+    golden_file_opens(5);
+}
+
+/// Schema 5 keeps everything an open reads in one table: the metadata row and the key slot
+/// move into the manifest's table, their own tables go, and the revocation flag says the
+/// (empty) queue holds nothing.
+#[test]
+fn golden_v4_state_moves_into_the_manifest_table() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v4.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    let epoch_before: i64 = with_db(&path, |c| {
+        c.query_row("SELECT key_epoch FROM vault_meta WHERE id = 1", [], |r| r.get(0))
+            .unwrap()
+    });
+    drop(open(&path, &KEY).unwrap());
+    assert_eq!(tables(&path, "key_slot"), 0, "the key slot table was not dropped");
+    assert_eq!(tables(&path, "vault_meta"), 0, "the metadata table was not dropped");
+    let (objects, slots, meta) = with_db(&path, |c| {
+        (
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            c.query_row("SELECT count(*) FROM manifest WHERE slot IN (1001, 1002)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap(),
+            c.query_row(
+                "SELECT key_epoch, revocations_waiting, created_at_ms > 0 FROM manifest WHERE slot = 1000",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?)),
+            )
+            .unwrap(),
+        )
+    });
+    assert_eq!(objects, 5, "sessions (+ its index), manifest, revocation, jwks");
+    assert_eq!(slots, 1);
+    assert_eq!(meta, (epoch_before, 0, true));
+    // The migrated file serves its sessions and passes the integrity check.
+    golden_file_opens_at(&path);
 }
 
 /// Writes `tests/data/vault-v{SCHEMA_VERSION}.db`, the golden file of the current schema (never

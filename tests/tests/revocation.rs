@@ -183,6 +183,14 @@ fn a_queued_revocation_survives_close_reopen_and_rekey_and_goes_out_after_the_ne
     drop(v);
     let bytes = std::fs::read(&path).unwrap();
     assert!(!bytes.windows(rt.len()).any(|w| w == rt.as_bytes()));
+    // The queue is empty again, and the metadata says so: the next open does not read it.
+    let waiting: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT revocations_waiting FROM manifest WHERE slot = 1000", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(waiting, 0, "the flag of an empty revocation queue");
 }
 
 /// The provider is up (a fresh sign-in works); nothing of the queued token is touched.

@@ -287,7 +287,7 @@ fn rekey_replaces_the_data_key_and_leaves_no_old_ciphertext_or_wrapped_key() {
     let old_rows = rows(&path);
     let old_wrapped: Vec<u8> = Connection::open(&path)
         .unwrap()
-        .query_row("SELECT wrapped_key FROM key_slot WHERE slot = 1", [], |r| r.get(0))
+        .query_row("SELECT wrapped_key FROM manifest WHERE slot = 1001", [], |r| r.get(0))
         .unwrap();
     let v = open(&path);
     v.rekey(KeySource::raw(&[0x42; 32]).unwrap()).unwrap();
@@ -344,7 +344,9 @@ fn a_crash_on_either_side_of_a_rekey_never_locks_the_host_out() {
     assert_eq!(code(open_with(&k2)), Some(ErrorCode::WrongKey));
     let slots: i64 = Connection::open(&path)
         .unwrap()
-        .query_row("SELECT count(*) FROM key_slot", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM manifest WHERE slot IN (1001, 1002)", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(slots, 1);
 }
@@ -396,8 +398,11 @@ fn a_tampered_key_derivation_cost_is_refused_before_any_work() {
     let path = dir.path().join("v.db");
     drop(Vault::open(&path, KeySource::passphrase("pass").unwrap(), VaultOptions::default()).unwrap());
     let c = Connection::open(&path).unwrap();
-    c.execute("UPDATE key_slot SET kdf_m_kib = 1048576, kdf_t = 64", [])
-        .unwrap();
+    c.execute(
+        "UPDATE manifest SET kdf_m_kib = 1048576, kdf_t = 64 WHERE slot = 1001",
+        [],
+    )
+    .unwrap();
     drop(c);
     let before = std::fs::read(&path).unwrap();
     let err = Vault::open(&path, KeySource::passphrase("pass").unwrap(), VaultOptions::default()).unwrap_err();

@@ -62,7 +62,7 @@ fn corrupt(reason: &str) -> Error {
 }
 
 /// A manifest row as stored: (version, body, MAC).
-type SlotRow = (u64, Vec<u8>, Vec<u8>);
+pub(crate) type SlotRow = (u64, Vec<u8>, Vec<u8>);
 
 fn read_slot(conn: &Connection, slot: i64) -> Result<Option<SlotRow>> {
     let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
@@ -88,7 +88,14 @@ fn write_slot(conn: &Connection, cipher: &RecordCipher, slot: i64, version: u64,
 /// Read and authenticate the root. A missing root is `Corrupt`; a root whose MAC fails is
 /// [`Error::ManifestAuth`] (the caller tells a rotated key from tampering).
 pub(crate) fn read_root(conn: &Connection, cipher: &RecordCipher) -> Result<Root> {
-    let (version, body, mac) = read_slot(conn, ROOT_SLOT)?.ok_or_else(|| corrupt("the vault has no manifest"))?;
+    decode_root(
+        cipher,
+        read_slot(conn, ROOT_SLOT)?.ok_or_else(|| corrupt("the vault has no manifest"))?,
+    )
+}
+
+/// Authenticate and decode the root's row (as [`read_root`] reads it).
+pub(crate) fn decode_root(cipher: &RecordCipher, (version, body, mac): SlotRow) -> Result<Root> {
     if !cipher.manifest_ok(ROOT_SLOT, version, &body, &mac) {
         return Err(Error::ManifestAuth);
     }
@@ -213,7 +220,8 @@ pub(crate) fn check_entry(bucket: &Bucket, account_hash: &[u8], row_generation: 
 /// Build the manifest over the rows as they are (a new vault, a file migrated from schema 1,
 /// or the re-MAC of `rekey`). Replaces any manifest rows.
 pub(crate) fn rebuild(conn: &Connection, cipher: &RecordCipher, floor: u64, version: u64) -> Result<Root> {
-    conn.execute("DELETE FROM manifest", [])?;
+    // Only the manifest's own rows: from schema 5 the table also holds the metadata and key slots.
+    conn.execute("DELETE FROM manifest WHERE slot <= 256", [])?;
     let mut buckets: BTreeMap<u8, Bucket> = BTreeMap::new();
     {
         let mut stmt = conn.prepare("SELECT account_hash, generation FROM sessions")?;

@@ -23,7 +23,7 @@ use crate::error::{Error, StoreResult as Result, VaultError};
 pub const APPLICATION_ID: i32 = 0x544B_5654;
 
 /// The newest schema version this code knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// One entry per version step: `MIGRATIONS[i]` moves a file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -159,7 +159,63 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP TABLE refresh_marker;
     "#,
+    // 4 -> 5: everything an open reads in one table (one B-tree page for a small vault instead
+    // of three: docs/adr/0015-one-table-for-what-the-open-reads.md). The manifest's table keeps
+    // its name and its rows (slots 0-256); the metadata row becomes slot 1000 and key slot n
+    // becomes slot 1000 + n. The metadata gains `revocations_waiting`: 0 only when the
+    // revocation queue is empty (set with every queued revocation, recomputed when one goes),
+    // so an open reads the queue's table only when something may wait in it.
+    r#"
+    CREATE TABLE vault_state (
+        slot                INTEGER PRIMARY KEY,
+        -- Manifest rows (0-255 buckets, 256 the root).
+        version             INTEGER,
+        body                BLOB,
+        mac                 BLOB,
+        -- The metadata row (1000).
+        created_at_ms       INTEGER,
+        removed_generation  INTEGER,
+        key_epoch           INTEGER,
+        lookup_nonce        BLOB,
+        lookup_sealed       BLOB,
+        revocations_dropped INTEGER,
+        revocations_waiting INTEGER,
+        -- Key slots (1001, 1002).
+        kind                TEXT,
+        kdf_salt            BLOB,
+        kdf_m_kib           INTEGER,
+        kdf_t               INTEGER,
+        kdf_p               INTEGER,
+        wrap_nonce          BLOB,
+        wrapped_key         BLOB,
+        CHECK (
+            (slot BETWEEN 0 AND 256 AND version IS NOT NULL AND body IS NOT NULL AND mac IS NOT NULL)
+            OR (slot = 1000 AND created_at_ms IS NOT NULL AND removed_generation IS NOT NULL
+                AND key_epoch IS NOT NULL AND revocations_dropped IS NOT NULL
+                AND revocations_waiting IN (0, 1))
+            OR (slot IN (1001, 1002) AND kind IN ('raw', 'argon2id') AND wrap_nonce IS NOT NULL
+                AND wrapped_key IS NOT NULL)
+        )
+    ) STRICT;
+    INSERT INTO vault_state (slot, version, body, mac) SELECT slot, version, body, mac FROM manifest;
+    INSERT INTO vault_state (slot, created_at_ms, removed_generation, key_epoch, lookup_nonce, lookup_sealed,
+                             revocations_dropped, revocations_waiting)
+        SELECT 1000, created_at_ms, removed_generation, key_epoch, lookup_nonce, lookup_sealed, revocations_dropped,
+               EXISTS (SELECT 1 FROM revocation)
+        FROM vault_meta WHERE id = 1;
+    INSERT INTO vault_state (slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key)
+        SELECT 1000 + slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM key_slot;
+    DROP TABLE manifest;
+    DROP TABLE key_slot;
+    DROP TABLE vault_meta;
+    ALTER TABLE vault_state RENAME TO manifest;
+    "#,
 ];
+
+/// The slot of the metadata row in the `manifest` table (schema 5).
+const META_SLOT: i64 = 1000;
+/// Key slot n is row `KEY_SLOT_BASE + n` of the `manifest` table (schema 5).
+const KEY_SLOT_BASE: i64 = 1000;
 
 /// What the step to schema 4 hands over: the markers of a schema-3 file that still matter, as
 /// (account hash, generation, credential hash).
@@ -223,6 +279,55 @@ pub(crate) struct Store {
     /// [`VERIFIED_MAX`] entries (a forgotten one only costs the manifest check again).
     verified: crate::engine::FastMap<[u8; 32], u64>,
     verified_at: i64,
+    /// The metadata's `revocations_waiting` as [`key_state`](Self::key_state) read it: `false`
+    /// means the revocation queue is empty.
+    revocations_flag: bool,
+    /// What the open read of a schema-5 file in one statement, valid while the open's read
+    /// transaction lasts ([`end_read`](Self::end_read) drops it).
+    open_state: Option<OpenState>,
+    /// The manifest root this connection last authenticated (with the scan for newer buckets),
+    /// and when: reused while nothing changed the file since (see [`RootSeen`]).
+    root_cache: Option<RootSeen>,
+}
+
+/// A manifest root read and authenticated at a moment of the file: `PRAGMA data_version` (moves
+/// when another connection commits) and the connection's own change count (moves with every
+/// row this connection inserts, updates or deletes, committed or not). While both are
+/// unchanged no byte of the manifest changed, so the root need not be read and checked again:
+/// the open's root serves the first read, and each account's first read after it.
+#[derive(Debug)]
+struct RootSeen {
+    data_version: i64,
+    changes: u64,
+    root: manifest::Root,
+}
+
+/// A key slot row as stored: (slot, kind, salt, m KiB, t, p, nonce, wrapped key).
+type KeySlotRow = (
+    i64,
+    String,
+    Option<Vec<u8>>,
+    Option<u32>,
+    Option<u32>,
+    Option<u32>,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+/// The metadata row's key state: (key epoch, lookup nonce, sealed lookup key, revocations
+/// waiting).
+type MetaRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
+/// Everything an open of a schema-5 file reads, from one statement over the manifest's table
+/// (the root, the metadata row and the key slots share its pages): raw rows, checked where they
+/// are used, exactly as the statements they replace would have been.
+#[derive(Debug, Default)]
+struct OpenState {
+    slots: Vec<KeySlotRow>,
+    meta: Option<MetaRow>,
+    root: Option<manifest::SlotRow>,
+    /// The highest version of any bucket (for the "bucket newer than the root" check).
+    newest_bucket: Option<i64>,
 }
 
 /// How many accounts' verified generations a connection remembers: the accounts a host reads
@@ -297,9 +402,17 @@ impl Store {
     /// Open (or create) the file and read its state, without writing anything to an existing
     /// file.
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<(Store, FileState)> {
-        create_private(path)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
+        // An existing file is opened as it is (no create attempt, one system call fewer); only a
+        // missing one is created, by us, 0600.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match Connection::open_with_flags(path, flags) {
+            Ok(conn) => conn,
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::CannotOpen => {
+                create_private(path)?;
+                Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_CREATE)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         // Wait for another process's write lock instead of failing at once.
         conn.busy_timeout(busy_timeout)?;
         // Connection settings, not written to the file (the journal mode is, see `configure`).
@@ -314,19 +427,26 @@ impl Store {
             key_epoch: 0,
             verified: Default::default(),
             verified_at: 0,
+            revocations_flag: true,
+            open_state: None,
+            root_cache: None,
         };
 
         // Everything the open reads (header, key slots, key state, manifest root, the
         // revocation flag) is read in one read transaction, which `end_read` closes: one
         // shared lock taken and released instead of one per statement.
         store.begin_read()?;
-        let page_count: i64 = store.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        if page_count == 0 {
-            store.end_read()?;
-            return Ok((store, FileState::Empty));
-        }
         let app_id: i32 = store.conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        // Both header fields are zero in a new (empty) file and in an SQLite file that is not
+        // ours: only then does the page count tell them apart.
+        if app_id == 0 && version == 0 {
+            let page_count: i64 = store.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            if page_count == 0 {
+                store.end_read()?;
+                return Ok((store, FileState::Empty));
+            }
+        }
         if app_id != APPLICATION_ID {
             return Err(VaultError::corrupt("the file is an SQLite database but not a tokenvault vault").into());
         }
@@ -340,7 +460,46 @@ impl Store {
         if version < 1 {
             return Err(VaultError::corrupt("the vault file has no schema").into());
         }
+        if version >= 5 {
+            store.open_state = Some(store.read_open_state()?);
+        }
         Ok((store, FileState::Existing(version)))
+    }
+
+    /// The root, the metadata row and the key slots of a schema-5 file, and the newest bucket's
+    /// version, in one statement (each further statement on a new connection costs more than
+    /// the rows it reads).
+    fn read_open_state(&self) -> Result<OpenState> {
+        let mut stmt = self.conn.prepare(
+            "SELECT slot, version, body, mac, key_epoch, lookup_nonce, lookup_sealed, revocations_waiting,
+                    kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key,
+                    (SELECT max(version) FROM manifest WHERE slot < 256)
+             FROM manifest WHERE slot >= 256 ORDER BY slot",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut state = OpenState::default();
+        while let Some(r) = rows.next()? {
+            state.newest_bucket = r.get(15)?;
+            match r.get::<_, i64>(0)? {
+                manifest::ROOT_SLOT => {
+                    let version: i64 = r.get(1)?;
+                    state.root = Some((to_u64(version)?, r.get(2)?, r.get(3)?));
+                }
+                META_SLOT => state.meta = Some((r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+                slot @ 1001..=1002 => state.slots.push((
+                    slot - KEY_SLOT_BASE,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                    r.get(13)?,
+                    r.get(14)?,
+                )),
+                _ => {}
+            }
+        }
+        Ok(state)
     }
 
     /// Start the read transaction of [`Store::open`] (a deferred `BEGIN`: the shared lock is
@@ -353,6 +512,7 @@ impl Store {
     /// End the open's read transaction, if it is still open: before the open writes anything
     /// (a new file, a migration, a confirmed rekey) and at the end of the open.
     pub(crate) fn end_read(&mut self) -> Result<()> {
+        self.open_state = None;
         if !self.conn.is_autocommit() {
             self.conn.execute_batch("COMMIT")?;
         }
@@ -398,8 +558,10 @@ impl Store {
             tx.execute_batch(step)?;
         }
         tx.execute(
-            "INSERT INTO vault_meta (id, created_at_ms, removed_generation) VALUES (1, ?1, 0)",
-            params![now_ms],
+            "INSERT INTO manifest (slot, created_at_ms, removed_generation, key_epoch, revocations_dropped,
+                                   revocations_waiting)
+             VALUES (?1, ?2, 0, 0, 0, 0)",
+            params![META_SLOT, now_ms],
         )?;
         Self::write_slot(&tx, 1, wrapped)?;
         let root = manifest::rebuild(&tx, cipher, 0, 1)?;
@@ -455,10 +617,10 @@ impl Store {
 
     fn write_slot(conn: &Connection, slot: i64, w: &WrappedKey) -> Result<()> {
         conn.execute(
-            "INSERT INTO key_slot (slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key)
+            "INSERT INTO manifest (slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
-                slot,
+                KEY_SLOT_BASE + slot,
                 w.kind.as_str(),
                 w.salt,
                 w.kdf.map(|k| k.m_kib),
@@ -474,27 +636,12 @@ impl Store {
     /// The wrapped data key's slots, slot 1 first (read-only). A schema-1 file has one, in its
     /// `vault_key` table.
     pub(crate) fn key_slots(&self, schema: i64) -> Result<Vec<(i64, WrappedKey)>> {
-        let sql = if schema < 2 {
-            "SELECT 1, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM vault_key WHERE id = 1"
-        } else {
-            "SELECT slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM key_slot ORDER BY slot"
+        let rows = match &self.open_state {
+            Some(state) => state.slots.clone(),
+            None => self.key_slot_rows(schema)?,
         };
-        let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<Vec<u8>>>(2)?,
-                r.get::<_, Option<u32>>(3)?,
-                r.get::<_, Option<u32>>(4)?,
-                r.get::<_, Option<u32>>(5)?,
-                r.get::<_, Vec<u8>>(6)?,
-                r.get::<_, Vec<u8>>(7)?,
-            ))
-        })?;
         let mut out = Vec::new();
-        for row in rows {
-            let (slot, kind, salt, m, t, p, nonce, wrapped) = row?;
+        for (slot, kind, salt, m, t, p, nonce, wrapped) in rows {
             let kdf = match (m, t, p) {
                 (Some(m_kib), Some(t), Some(p)) => Some(KdfParams { m_kib, t, p }),
                 _ => None,
@@ -516,19 +663,49 @@ impl Store {
         Ok(out)
     }
 
+    fn key_slot_rows(&self, schema: i64) -> Result<Vec<KeySlotRow>> {
+        let sql = if schema < 2 {
+            "SELECT 1, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM vault_key WHERE id = 1"
+        } else if schema < 5 {
+            "SELECT slot, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM key_slot ORDER BY slot"
+        } else {
+            "SELECT slot - 1000, kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key FROM manifest
+             WHERE slot IN (1001, 1002) ORDER BY slot"
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
     /// The key epoch and the sealed lookup key once a rekey stored it.
     pub(crate) fn key_state(&mut self) -> Result<(u64, Option<SealedBlob>)> {
-        let (epoch, nonce, sealed): (i64, Option<Vec<u8>>, Option<Vec<u8>>) = self
-            .conn
-            .query_row(
-                "SELECT key_epoch, lookup_nonce, lookup_sealed FROM vault_meta WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?
-            .ok_or_else(|| VaultError::corrupt("the vault has no metadata row"))?;
+        let meta = match self.open_state.as_mut() {
+            Some(state) => state.meta.take(),
+            None => self
+                .conn
+                .query_row(
+                    "SELECT key_epoch, lookup_nonce, lookup_sealed, revocations_waiting FROM manifest WHERE slot = ?1",
+                    params![META_SLOT],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?,
+        };
+        let (epoch, nonce, sealed, waiting) =
+            meta.ok_or_else(|| VaultError::corrupt("the vault has no metadata row"))?;
         let epoch = to_u64(epoch)?;
         self.key_epoch = epoch;
+        self.revocations_flag = waiting != 0;
         Ok((epoch, nonce.zip(sealed)))
     }
 
@@ -536,7 +713,9 @@ impl Store {
     /// checkpoint, so that the old key opens nothing any more.
     pub(crate) fn drop_retiring_slot(&mut self) -> Result<bool> {
         self.end_read()?;
-        let n = self.conn.execute("DELETE FROM key_slot WHERE slot = 2", [])?;
+        let n = self
+            .conn
+            .execute("DELETE FROM manifest WHERE slot = ?1", params![KEY_SLOT_BASE + 2])?;
         if n > 0 {
             self.checkpoint();
         }
@@ -598,7 +777,7 @@ impl Store {
             .ok_or_else(|| VaultError::internal("manifest counter overflow"))?;
         let root = manifest::rebuild(&tx, new, root.floor, version)?;
         Self::reseal_blobs(&tx, old, new)?;
-        tx.execute("DELETE FROM key_slot", [])?;
+        tx.execute("DELETE FROM manifest WHERE slot IN (1001, 1002)", [])?;
         for (i, w) in slots.iter().enumerate() {
             Self::write_slot(&tx, i64::try_from(i).unwrap_or(1) + 1, w)?;
         }
@@ -606,8 +785,8 @@ impl Store {
             .checked_add(1)
             .ok_or_else(|| VaultError::internal("key epoch overflow"))?;
         tx.execute(
-            "UPDATE vault_meta SET key_epoch = ?1, lookup_nonce = ?2, lookup_sealed = ?3 WHERE id = 1",
-            params![to_i64(next_epoch)?, lookup_sealed.0, lookup_sealed.1],
+            "UPDATE manifest SET key_epoch = ?1, lookup_nonce = ?2, lookup_sealed = ?3 WHERE slot = ?4",
+            params![to_i64(next_epoch)?, lookup_sealed.0, lookup_sealed.1, META_SLOT],
         )?;
         tx.commit()?;
         self.verified.clear();
@@ -643,16 +822,31 @@ impl Store {
     /// The authenticated root, checked against what this instance saw; a MAC failure is told
     /// apart: the data key was replaced by another handle (`WrongKey`), or tampering.
     fn root_in(conn: &Connection, cipher: &RecordCipher, seen: u64, epoch: u64) -> Result<manifest::Root> {
-        let root = Self::root_for_write(conn, cipher, seen, epoch)?;
-        // A bucket newer than the root: the root itself was put back from an older copy.
+        let root = manifest::read_root(conn, cipher).map_err(|e| Self::classify(conn, e, epoch))?;
         let newest: Option<i64> = conn
             .prepare_cached("SELECT max(version) FROM manifest WHERE slot < 256")?
             .query_row([], |r| r.get(0))?;
-        if newest.map(to_u64).transpose()?.is_some_and(|v| v > root.version) {
+        Self::check_root(root, seen, newest)
+    }
+
+    /// An authenticated root against what this instance saw, and against the newest bucket: a
+    /// bucket newer than the root means the root itself was put back from an older copy.
+    fn check_root(root: manifest::Root, seen: u64, newest_bucket: Option<i64>) -> Result<manifest::Root> {
+        let root = Self::check_seen(root, seen)?;
+        if newest_bucket.map(to_u64).transpose()?.is_some_and(|v| v > root.version) {
             return Err(VaultError::corrupt(
                 "the manifest root is older than one of its buckets (part of the file was rolled back)",
             )
             .into());
+        }
+        Ok(root)
+    }
+
+    fn check_seen(root: manifest::Root, seen: u64) -> Result<manifest::Root> {
+        if root.version < seen {
+            return Err(
+                VaultError::corrupt("the vault file went back in time (an older copy replaced it while open)").into(),
+            );
         }
         Ok(root)
     }
@@ -662,12 +856,7 @@ impl Store {
     /// it does not rewrite stay newer than the root, and the next read refuses the vault.
     fn root_for_write(conn: &Connection, cipher: &RecordCipher, seen: u64, epoch: u64) -> Result<manifest::Root> {
         let root = manifest::read_root(conn, cipher).map_err(|e| Self::classify(conn, e, epoch))?;
-        if root.version < seen {
-            return Err(
-                VaultError::corrupt("the vault file went back in time (an older copy replaced it while open)").into(),
-            );
-        }
-        Ok(root)
+        Self::check_seen(root, seen)
     }
 
     fn classify(conn: &Connection, err: Error, epoch: u64) -> Error {
@@ -675,7 +864,11 @@ impl Store {
             return err;
         }
         let current: Option<i64> = conn
-            .query_row("SELECT key_epoch FROM vault_meta WHERE id = 1", [], |r| r.get(0))
+            .query_row(
+                "SELECT key_epoch FROM manifest WHERE slot = ?1",
+                params![META_SLOT],
+                |r| r.get(0),
+            )
             .optional()
             .ok()
             .flatten();
@@ -700,9 +893,63 @@ impl Store {
 
     /// The manifest's counter: at open, compared with the host's anchor.
     pub(crate) fn manifest_version(&mut self, cipher: &RecordCipher) -> Result<u64> {
-        let root = Self::root_in(&self.conn, cipher, self.root_seen, self.key_epoch)?;
+        // Read before the root: a commit of another connection in between (outside the open's
+        // read transaction) only makes the remembered root look older than it is.
+        let data_version = Self::data_version(&self.conn)?;
+        let root = match self.open_state.as_mut() {
+            Some(state) => {
+                let row = state
+                    .root
+                    .take()
+                    .ok_or_else(|| VaultError::corrupt("the vault has no manifest"))?;
+                let root =
+                    manifest::decode_root(cipher, row).map_err(|e| Self::classify(&self.conn, e, self.key_epoch))?;
+                Self::check_root(root, self.root_seen, state.newest_bucket)?
+            }
+            None => Self::root_in(&self.conn, cipher, self.root_seen, self.key_epoch)?,
+        };
         self.root_seen = root.version;
-        Ok(root.version)
+        let version = root.version;
+        self.root_cache = Some(RootSeen {
+            data_version,
+            changes: self.conn.total_changes(),
+            root,
+        });
+        Ok(version)
+    }
+
+    fn data_version(conn: &Connection) -> Result<i64> {
+        Ok(conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// [`root_in`](Self::root_in) inside a read transaction that read `data_version` before:
+    /// the root this connection last authenticated when nothing changed the file since,
+    /// otherwise read, checked and remembered.
+    fn root_at<'c>(
+        conn: &Connection,
+        cipher: &RecordCipher,
+        (seen, epoch): (u64, u64),
+        cache: &'c mut Option<RootSeen>,
+        data_version: i64,
+    ) -> Result<&'c manifest::Root> {
+        let changes = conn.total_changes();
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.data_version == data_version && c.changes == changes && c.root.version >= seen);
+        if !fresh {
+            *cache = None;
+        }
+        let seen_root = match cache.take() {
+            Some(c) => c,
+            None => RootSeen {
+                data_version,
+                changes,
+                root: Self::root_in(conn, cipher, seen, epoch)?,
+            },
+        };
+        Ok(&cache.insert(seen_root).root)
     }
 
     /// The highest manifest counter this instance read or wrote.
@@ -750,7 +997,7 @@ impl Store {
     pub(crate) fn session_row(&mut self, account_hash: &[u8], cipher: &RecordCipher) -> Result<Option<SessionRow>> {
         // One read transaction: `data_version` and the rows read after it are one snapshot.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let data_version: i64 = tx.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
+        let data_version = Self::data_version(&tx)?;
         Self::observe(&mut self.verified, &mut self.verified_at, data_version);
         let row = Self::row_in(&tx, account_hash)?;
         if let Some(&generation) = hash32(account_hash).and_then(|h| self.verified.get(&h)) {
@@ -759,11 +1006,13 @@ impl Store {
                 return Ok(row);
             }
         }
-        let root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
-        let bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
+        let seen = (self.root_seen, self.key_epoch);
+        let root = Self::root_at(&tx, cipher, seen, &mut self.root_cache, data_version)?;
+        let bucket = Self::bucket_in(&tx, cipher, root, account_hash, self.key_epoch)?;
         manifest::check_entry(&bucket, account_hash, row.as_ref().map(|r| r.generation))?;
+        let version = root.version;
         tx.commit()?;
-        self.root_seen = root.version;
+        self.root_seen = version;
         if let Some(h) = hash32(account_hash) {
             match &row {
                 Some(r) => self.remember_verified(h, r.generation),
@@ -777,10 +1026,7 @@ impl Store {
     /// checked or wrote it at that generation, and no other connection has committed since
     /// (`PRAGMA data_version` unchanged). `false` means only "read it to know".
     pub(crate) fn still_at(&mut self, account_hash: &[u8], generation: u64) -> Result<bool> {
-        let data_version: i64 = self
-            .conn
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?;
+        let data_version = Self::data_version(&self.conn)?;
         Ok(Self::observe(&mut self.verified, &mut self.verified_at, data_version)
             && hash32(account_hash).and_then(|h| self.verified.get(&h)) == Some(&generation))
     }
@@ -932,8 +1178,8 @@ impl Store {
         let listed = bucket.entries.remove(account_hash);
         root.floor = root.floor.max(current).max(listed.unwrap_or(0));
         let updated = tx.execute(
-            "UPDATE vault_meta SET removed_generation = max(removed_generation, ?1) WHERE id = 1",
-            params![to_i64(root.floor)?],
+            "UPDATE manifest SET removed_generation = max(removed_generation, ?1) WHERE slot = ?2",
+            params![to_i64(root.floor)?, META_SLOT],
         )?;
         if updated != 1 {
             return Err(VaultError::corrupt("the vault has no metadata row").into());
@@ -959,6 +1205,8 @@ impl Store {
             "INSERT INTO revocation (id, queued_at_ms, attempts, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![r.id, r.queued_at_ms, r.attempts, r.nonce, r.ciphertext])?;
+        conn.prepare_cached("UPDATE manifest SET revocations_waiting = 1 WHERE slot = ?1")?
+            .execute(params![META_SLOT])?;
         let excess: i64 = conn.query_row("SELECT count(*) FROM revocation", [], |row| row.get(0))?;
         let excess = excess - MAX_PENDING_REVOCATIONS;
         if excess > 0 {
@@ -967,16 +1215,20 @@ impl Store {
                 params![excess],
             )?;
             conn.execute(
-                "UPDATE vault_meta SET revocations_dropped = revocations_dropped + ?1 WHERE id = 1",
-                params![excess],
+                "UPDATE manifest SET revocations_dropped = revocations_dropped + ?1 WHERE slot = ?2",
+                params![excess, META_SLOT],
             )?;
             log::warn!("the revocation queue is full: {excess} oldest revocation(s) dropped");
         }
         Ok(())
     }
 
-    /// Whether any revocation waits to be sent (read at open, without the rows).
+    /// Whether any revocation waits to be sent (read at open, without the rows). The queue's
+    /// table is read only when the metadata's flag says it may hold something.
     pub(crate) fn has_revocations(&self) -> Result<bool> {
+        if !self.revocations_flag {
+            return Ok(false);
+        }
         Ok(self
             .conn
             .query_row("SELECT EXISTS (SELECT 1 FROM revocation)", [], |r| r.get(0))?)
@@ -997,20 +1249,26 @@ impl Store {
             })
         })?;
         let rows = rows.collect::<std::result::Result<Vec<_>, _>>()?;
-        let dropped: i64 = self
-            .conn
-            .query_row("SELECT revocations_dropped FROM vault_meta WHERE id = 1", [], |r| {
-                r.get(0)
-            })?;
+        let dropped: i64 = self.conn.query_row(
+            "SELECT revocations_dropped FROM manifest WHERE slot = ?1",
+            params![META_SLOT],
+            |r| r.get(0),
+        )?;
         Ok((rows, to_u64(dropped)?))
     }
 
     /// A revocation was sent and confirmed (`done`), or failed once more.
     pub(crate) fn revocation_outcome(&mut self, id: &[u8], done: bool) -> Result<()> {
         if done {
-            self.conn
-                .prepare_cached("DELETE FROM revocation WHERE id = ?1")?
+            // The flag goes back to 0 with the queue's last row, in the same transaction.
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached("DELETE FROM revocation WHERE id = ?1")?
                 .execute(params![id])?;
+            tx.prepare_cached(
+                "UPDATE manifest SET revocations_waiting = EXISTS (SELECT 1 FROM revocation) WHERE slot = ?1",
+            )?
+            .execute(params![META_SLOT])?;
+            tx.commit()?;
         } else {
             self.conn
                 .prepare_cached("UPDATE revocation SET attempts = attempts + 1 WHERE id = ?1")?
