@@ -121,7 +121,12 @@ pub(crate) fn decode_root(cipher: &RecordCipher, (version, body, mac): SlotRow) 
 
 /// Read and authenticate one bucket against the root.
 pub(crate) fn read_bucket(conn: &Connection, cipher: &RecordCipher, root: &Root, slot: u8) -> Result<Bucket> {
-    let stored = read_slot(conn, i64::from(slot))?;
+    decode_bucket(cipher, root, slot, read_slot(conn, i64::from(slot))?)
+}
+
+/// Authenticate and decode one bucket's row (`None`: the file has no row for it) against the
+/// root, as [`read_bucket`] reads it.
+pub(crate) fn decode_bucket(cipher: &RecordCipher, root: &Root, slot: u8, stored: Option<SlotRow>) -> Result<Bucket> {
     let expected = root.buckets.get(&slot).copied();
     let (version, body, mac) = match (stored, expected) {
         (None, None) => {

@@ -300,7 +300,27 @@ struct RootSeen {
     data_version: i64,
     changes: u64,
     root: manifest::Root,
+    /// Bucket rows read with the root (the open reads a small vault's buckets with it), checked
+    /// against the root only when used.
+    buckets: std::collections::BTreeMap<u8, manifest::SlotRow>,
+    /// Whether `buckets` holds every bucket row the file has.
+    all_buckets: bool,
 }
+
+impl RootSeen {
+    /// A bucket's stored row as read with the root: `Some(None)` when the file has none,
+    /// `None` when it was not read.
+    fn bucket(&self, slot: u8) -> Option<Option<manifest::SlotRow>> {
+        match self.buckets.get(&slot) {
+            Some(row) => Some(Some(row.clone())),
+            None => self.all_buckets.then_some(None),
+        }
+    }
+}
+
+/// How many bucket rows an open reads with the root: all of a small vault's (up to this many
+/// buckets: a handful of sessions), so its first reads need no statement of their own.
+const OPEN_BUCKETS: usize = 4;
 
 /// A key slot row as stored: (slot, kind, salt, m KiB, t, p, nonce, wrapped key).
 type KeySlotRow = (
@@ -328,6 +348,10 @@ struct OpenState {
     root: Option<manifest::SlotRow>,
     /// The highest version of any bucket (for the "bucket newer than the root" check).
     newest_bucket: Option<i64>,
+    /// The highest-numbered bucket rows, up to [`OPEN_BUCKETS`].
+    buckets: std::collections::BTreeMap<u8, manifest::SlotRow>,
+    /// Whether `buckets` holds every bucket row of the file.
+    all_buckets: bool,
 }
 
 /// How many accounts' verified generations a connection remembers: the accounts a host reads
@@ -470,35 +494,53 @@ impl Store {
     /// version, in one statement (each further statement on a new connection costs more than
     /// the rows it reads).
     fn read_open_state(&self) -> Result<OpenState> {
+        // `*` is the table's columns in their schema-5 order (slot; version, body, mac;
+        // created_at_ms, removed_generation, key_epoch, lookup_nonce, lookup_sealed,
+        // revocations_dropped, revocations_waiting; kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p,
+        // wrap_nonce, wrapped_key), then the newest bucket's version: the shortest statement to
+        // parse on a new connection, where every token and column counts. Highest slot first:
+        // the key slots, the metadata, the root, then as many buckets as a small vault has (the
+        // scan stops after [`OPEN_BUCKETS`]).
         let mut stmt = self.conn.prepare(
-            "SELECT slot, version, body, mac, key_epoch, lookup_nonce, lookup_sealed, revocations_waiting,
-                    kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrap_nonce, wrapped_key,
-                    (SELECT max(version) FROM manifest WHERE slot < 256)
-             FROM manifest WHERE slot >= 256 ORDER BY slot",
+            "SELECT *, (SELECT max(version) FROM manifest WHERE slot < 256) FROM manifest ORDER BY slot DESC",
         )?;
         let mut rows = stmt.query([])?;
-        let mut state = OpenState::default();
+        let mut state = OpenState {
+            all_buckets: true,
+            ..OpenState::default()
+        };
         while let Some(r) = rows.next()? {
-            state.newest_bucket = r.get(15)?;
+            state.newest_bucket = r.get(18)?;
             match r.get::<_, i64>(0)? {
+                slot @ 0..=255 => {
+                    if state.buckets.len() == OPEN_BUCKETS {
+                        state.all_buckets = false;
+                        break;
+                    }
+                    let version: i64 = r.get(1)?;
+                    let slot = u8::try_from(slot).map_err(|_| VaultError::internal("bucket slot"))?;
+                    state.buckets.insert(slot, (to_u64(version)?, r.get(2)?, r.get(3)?));
+                }
                 manifest::ROOT_SLOT => {
                     let version: i64 = r.get(1)?;
                     state.root = Some((to_u64(version)?, r.get(2)?, r.get(3)?));
                 }
-                META_SLOT => state.meta = Some((r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+                META_SLOT => state.meta = Some((r.get(6)?, r.get(7)?, r.get(8)?, r.get(10)?)),
                 slot @ 1001..=1002 => state.slots.push((
                     slot - KEY_SLOT_BASE,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
                     r.get(11)?,
                     r.get(12)?,
                     r.get(13)?,
                     r.get(14)?,
+                    r.get(15)?,
+                    r.get(16)?,
+                    r.get(17)?,
                 )),
                 _ => {}
             }
         }
+        // Slot 1 first, as `key_slots` promises (whatever order the scan returned).
+        state.slots.sort_by_key(|row| row.0);
         Ok(state)
     }
 
@@ -896,8 +938,10 @@ impl Store {
         // Read before the root: a commit of another connection in between (outside the open's
         // read transaction) only makes the remembered root look older than it is.
         let data_version = Self::data_version(&self.conn)?;
+        let mut buckets = (Default::default(), false);
         let root = match self.open_state.as_mut() {
             Some(state) => {
+                buckets = (std::mem::take(&mut state.buckets), state.all_buckets);
                 let row = state
                     .root
                     .take()
@@ -914,6 +958,8 @@ impl Store {
             data_version,
             changes: self.conn.total_changes(),
             root,
+            buckets: buckets.0,
+            all_buckets: buckets.1,
         });
         Ok(version)
     }
@@ -933,7 +979,7 @@ impl Store {
         (seen, epoch): (u64, u64),
         cache: &'c mut Option<RootSeen>,
         data_version: i64,
-    ) -> Result<&'c manifest::Root> {
+    ) -> Result<&'c RootSeen> {
         let changes = conn.total_changes();
         let fresh = cache
             .as_ref()
@@ -947,9 +993,11 @@ impl Store {
                 data_version,
                 changes,
                 root: Self::root_in(conn, cipher, seen, epoch)?,
+                buckets: Default::default(),
+                all_buckets: false,
             },
         };
-        Ok(&cache.insert(seen_root).root)
+        Ok(cache.insert(seen_root))
     }
 
     /// The highest manifest counter this instance read or wrote.
@@ -1007,10 +1055,15 @@ impl Store {
             }
         }
         let seen = (self.root_seen, self.key_epoch);
-        let root = Self::root_at(&tx, cipher, seen, &mut self.root_cache, data_version)?;
-        let bucket = Self::bucket_in(&tx, cipher, root, account_hash, self.key_epoch)?;
+        let known = Self::root_at(&tx, cipher, seen, &mut self.root_cache, data_version)?;
+        let slot = manifest::bucket_of(account_hash);
+        let bucket = match known.bucket(slot) {
+            Some(stored) => manifest::decode_bucket(cipher, &known.root, slot, stored)
+                .map_err(|e| Self::classify(&tx, e, self.key_epoch))?,
+            None => Self::bucket_in(&tx, cipher, &known.root, account_hash, self.key_epoch)?,
+        };
         manifest::check_entry(&bucket, account_hash, row.as_ref().map(|r| r.generation))?;
-        let version = root.version;
+        let version = known.root.version;
         tx.commit()?;
         self.root_seen = version;
         if let Some(h) = hash32(account_hash) {
