@@ -536,6 +536,49 @@ fn write_golden_file() {
     v.close().unwrap();
 }
 
+/// An open reads a small vault's buckets with the manifest root (schema 5); a larger vault's
+/// first reads fetch the others. Either way every bucket is authenticated when it is used: a
+/// tampered bucket among those the open read is `Corrupt` for its accounts, never trusted.
+#[test]
+fn buckets_read_at_open_are_checked_when_used_and_the_others_are_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let accounts: Vec<String> = (0..40).map(|i| format!("player-{i}")).collect();
+    {
+        let v = open(&path, &KEY).unwrap();
+        for a in &accounts {
+            v.store(session(a, &format!("token-{a}"))).unwrap();
+        }
+    }
+    let buckets = count(&path, "manifest WHERE slot < 256");
+    assert!(buckets > 4, "more buckets than an open reads: {buckets}");
+    let v = open(&path, &KEY).unwrap();
+    for a in &accounts {
+        assert_eq!(v.access_token(a).unwrap().expose(), format!("token-{a}"));
+    }
+    drop(v);
+    // The highest bucket is one of those the open reads: change one byte of its MAC.
+    with_db(&path, |c| {
+        c.execute(
+            "UPDATE manifest SET mac = zeroblob(length(mac)) WHERE slot = (SELECT max(slot) FROM manifest WHERE slot < 256)",
+            [],
+        )
+        .unwrap()
+    });
+    let v = open(&path, &KEY).unwrap();
+    let mut refused = 0;
+    for a in &accounts {
+        match v.access_token(a) {
+            Ok(t) => assert_eq!(t.expose(), format!("token-{a}")),
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 1, "the accounts of the tampered bucket were served");
+}
+
 #[test]
 fn remove_bumps_the_generation_and_lists_update() {
     let dir = tempfile::tempdir().unwrap();

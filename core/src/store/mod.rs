@@ -302,7 +302,7 @@ struct RootSeen {
     root: manifest::Root,
     /// Bucket rows read with the root (the open reads a small vault's buckets with it), checked
     /// against the root only when used.
-    buckets: std::collections::BTreeMap<u8, manifest::SlotRow>,
+    buckets: Vec<(u8, manifest::SlotRow)>,
     /// Whether `buckets` holds every bucket row the file has.
     all_buckets: bool,
 }
@@ -311,8 +311,8 @@ impl RootSeen {
     /// A bucket's stored row as read with the root: `Some(None)` when the file has none,
     /// `None` when it was not read.
     fn bucket(&self, slot: u8) -> Option<Option<manifest::SlotRow>> {
-        match self.buckets.get(&slot) {
-            Some(row) => Some(Some(row.clone())),
+        match self.buckets.iter().find(|(s, _)| *s == slot) {
+            Some((_, row)) => Some(Some(row.clone())),
             None => self.all_buckets.then_some(None),
         }
     }
@@ -349,7 +349,7 @@ struct OpenState {
     /// The highest version of any bucket (for the "bucket newer than the root" check).
     newest_bucket: Option<i64>,
     /// The highest-numbered bucket rows, up to [`OPEN_BUCKETS`].
-    buckets: std::collections::BTreeMap<u8, manifest::SlotRow>,
+    buckets: Vec<(u8, manifest::SlotRow)>,
     /// Whether `buckets` holds every bucket row of the file.
     all_buckets: bool,
 }
@@ -519,7 +519,7 @@ impl Store {
                     }
                     let version: i64 = r.get(1)?;
                     let slot = u8::try_from(slot).map_err(|_| VaultError::internal("bucket slot"))?;
-                    state.buckets.insert(slot, (to_u64(version)?, r.get(2)?, r.get(3)?));
+                    state.buckets.push((slot, (to_u64(version)?, r.get(2)?, r.get(3)?)));
                 }
                 manifest::ROOT_SLOT => {
                     let version: i64 = r.get(1)?;
@@ -539,8 +539,8 @@ impl Store {
                 _ => {}
             }
         }
-        // Slot 1 first, as `key_slots` promises (whatever order the scan returned).
-        state.slots.sort_by_key(|row| row.0);
+        // Slot 1 first, as `key_slots` promises (the scan went down).
+        state.slots.reverse();
         Ok(state)
     }
 
@@ -727,7 +727,11 @@ impl Store {
                 r.get(7)?,
             ))
         })?;
-        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
     }
 
     /// The key epoch and the sealed lookup key once a rekey stored it.
