@@ -577,6 +577,31 @@ fn buckets_read_at_open_are_checked_when_used_and_the_others_are_fetched() {
         }
     }
     assert!(refused >= 1, "the accounts of the tampered bucket were served");
+
+    // A bucket row the open cannot even decode (its version made NULL behind SQLite's checks)
+    // does not fail the open: the accounts in it are `Corrupt`, the others are served.
+    with_db(&path, |c| {
+        c.execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             UPDATE manifest SET version = NULL WHERE slot = (SELECT max(slot) FROM manifest WHERE slot < 256);",
+        )
+        .unwrap()
+    });
+    let v = open(&path, &KEY).unwrap();
+    let (mut served, mut refused) = (0, 0);
+    for a in &accounts {
+        match v.access_token(a) {
+            Ok(t) => {
+                assert_eq!(t.expose(), format!("token-{a}"));
+                served += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 1 && served >= 1, "served {served}, refused {refused}");
 }
 
 #[test]

@@ -338,6 +338,12 @@ type KeySlotRow = (
 /// waiting).
 type MetaRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
+/// A bucket row's (version, body, MAC) as the open's statement returned it, if well-formed.
+fn bucket_row(r: &rusqlite::Row<'_>) -> Option<manifest::SlotRow> {
+    let version: i64 = r.get(1).ok()?;
+    Some((u64::try_from(version).ok()?, r.get(2).ok()?, r.get(3).ok()?))
+}
+
 /// Everything an open of a schema-5 file reads, from one statement over the manifest's table
 /// (the root, the metadata row and the key slots share its pages): raw rows, checked where they
 /// are used, exactly as the statements they replace would have been.
@@ -517,9 +523,12 @@ impl Store {
                         state.all_buckets = false;
                         break;
                     }
-                    let version: i64 = r.get(1)?;
-                    let slot = u8::try_from(slot).map_err(|_| VaultError::internal("bucket slot"))?;
-                    state.buckets.push((slot, (to_u64(version)?, r.get(2)?, r.get(3)?)));
+                    match (u8::try_from(slot), bucket_row(r)) {
+                        (Ok(slot), Some(row)) => state.buckets.push((slot, row)),
+                        // A malformed bucket row is read again, and refused, by the first read
+                        // of an account in it: `Corrupt` for those accounts, not for the open.
+                        _ => state.all_buckets = false,
+                    }
                 }
                 manifest::ROOT_SLOT => {
                     let version: i64 = r.get(1)?;
@@ -736,8 +745,8 @@ impl Store {
 
     /// The key epoch and the sealed lookup key once a rekey stored it.
     pub(crate) fn key_state(&mut self) -> Result<(u64, Option<SealedBlob>)> {
-        let meta = match self.open_state.as_mut() {
-            Some(state) => state.meta.take(),
+        let meta = match self.open_state.as_mut().and_then(|state| state.meta.take()) {
+            Some(meta) => Some(meta),
             None => self
                 .conn
                 .query_row(
@@ -942,19 +951,23 @@ impl Store {
         // Read before the root: a commit of another connection in between (outside the open's
         // read transaction) only makes the remembered root look older than it is.
         let data_version = Self::data_version(&self.conn)?;
-        let mut buckets = (Default::default(), false);
-        let root = match self.open_state.as_mut() {
-            Some(state) => {
-                buckets = (std::mem::take(&mut state.buckets), state.all_buckets);
-                let row = state
-                    .root
-                    .take()
-                    .ok_or_else(|| VaultError::corrupt("the vault has no manifest"))?;
+        let mut buckets = (Vec::new(), false);
+        // The open's statement read the root (the last use of what it read); otherwise, or if
+        // the file has no root row (refused by `root_in`), it is read here.
+        let root = match self.open_state.take() {
+            Some(OpenState {
+                root: Some(row),
+                newest_bucket,
+                buckets: read,
+                all_buckets,
+                ..
+            }) => {
+                buckets = (read, all_buckets);
                 let root =
                     manifest::decode_root(cipher, row).map_err(|e| Self::classify(&self.conn, e, self.key_epoch))?;
-                Self::check_root(root, self.root_seen, state.newest_bucket)?
+                Self::check_root(root, self.root_seen, newest_bucket)?
             }
-            None => Self::root_in(&self.conn, cipher, self.root_seen, self.key_epoch)?,
+            _ => Self::root_in(&self.conn, cipher, self.root_seen, self.key_epoch)?,
         };
         self.root_seen = root.version;
         let version = root.version;
