@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::{to_i64, to_u64};
 use crate::crypto::RecordCipher;
@@ -65,14 +65,15 @@ fn corrupt(reason: &str) -> Error {
 pub(crate) type SlotRow = (u64, Vec<u8>, Vec<u8>);
 
 fn read_slot(conn: &Connection, slot: i64) -> Result<Option<SlotRow>> {
-    let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
-        .prepare_cached("SELECT version, body, mac FROM manifest WHERE slot = ?1")?
-        .query_row(params![slot], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    match row {
-        None => Ok(None),
-        Some((v, body, mac)) => Ok(Some((to_u64(v)?, body, mac))),
-    }
+    let mut stmt = conn.prepare_cached("SELECT version, body, mac FROM manifest WHERE slot = ?1")?;
+    let mut rows = stmt.query(params![slot])?;
+    rows.next()?.map(|r| slot_row(r, 0)).transpose()
+}
+
+/// A manifest row's (version, body, MAC) from the columns of `r` starting at `first`.
+pub(crate) fn slot_row(r: &rusqlite::Row<'_>, first: usize) -> Result<SlotRow> {
+    let version: i64 = r.get(first)?;
+    Ok((to_u64(version)?, r.get(first + 1)?, r.get(first + 2)?))
 }
 
 fn write_slot(conn: &Connection, cipher: &RecordCipher, slot: i64, version: u64, body: &[u8]) -> Result<()> {

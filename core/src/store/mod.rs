@@ -338,10 +338,19 @@ type KeySlotRow = (
 /// waiting).
 type MetaRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
-/// A bucket row's (version, body, MAC) as the open's statement returned it, if well-formed.
-fn bucket_row(r: &rusqlite::Row<'_>) -> Option<manifest::SlotRow> {
-    let version: i64 = r.get(1).ok()?;
-    Some((u64::try_from(version).ok()?, r.get(2).ok()?, r.get(3).ok()?))
+/// A key slot row as stored, numbered `slot`, from the seven columns of `r` starting at
+/// `first` (kind, salt, m KiB, t, p, nonce, wrapped key).
+fn key_slot_row(r: &rusqlite::Row<'_>, slot: i64, first: usize) -> rusqlite::Result<KeySlotRow> {
+    Ok((
+        slot,
+        r.get(first)?,
+        r.get(first + 1)?,
+        r.get(first + 2)?,
+        r.get(first + 3)?,
+        r.get(first + 4)?,
+        r.get(first + 5)?,
+        r.get(first + 6)?,
+    ))
 }
 
 /// Everything an open of a schema-5 file reads, from one statement over the manifest's table
@@ -523,28 +532,16 @@ impl Store {
                         state.all_buckets = false;
                         break;
                     }
-                    match (u8::try_from(slot), bucket_row(r)) {
-                        (Ok(slot), Some(row)) => state.buckets.push((slot, row)),
+                    match (u8::try_from(slot), manifest::slot_row(r, 1)) {
+                        (Ok(slot), Ok(row)) => state.buckets.push((slot, row)),
                         // A malformed bucket row is read again, and refused, by the first read
                         // of an account in it: `Corrupt` for those accounts, not for the open.
                         _ => state.all_buckets = false,
                     }
                 }
-                manifest::ROOT_SLOT => {
-                    let version: i64 = r.get(1)?;
-                    state.root = Some((to_u64(version)?, r.get(2)?, r.get(3)?));
-                }
+                manifest::ROOT_SLOT => state.root = Some(manifest::slot_row(r, 1)?),
                 META_SLOT => state.meta = Some((r.get(6)?, r.get(7)?, r.get(8)?, r.get(10)?)),
-                slot @ 1001..=1002 => state.slots.push((
-                    slot - KEY_SLOT_BASE,
-                    r.get(11)?,
-                    r.get(12)?,
-                    r.get(13)?,
-                    r.get(14)?,
-                    r.get(15)?,
-                    r.get(16)?,
-                    r.get(17)?,
-                )),
+                slot @ 1001..=1002 => state.slots.push(key_slot_row(r, slot - KEY_SLOT_BASE, 11)?),
                 _ => {}
             }
         }
@@ -724,18 +721,7 @@ impl Store {
              WHERE slot IN (1001, 1002) ORDER BY slot"
         };
         let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], |r| key_slot_row(r, r.get(0)?, 1))?;
         let mut out = Vec::new();
         for row in rows {
             out.push(row?);
@@ -1001,12 +987,9 @@ impl Store {
         let fresh = cache
             .as_ref()
             .is_some_and(|c| c.data_version == data_version && c.changes == changes && c.root.version >= seen);
-        if !fresh {
-            *cache = None;
-        }
         let seen_root = match cache.take() {
-            Some(c) => c,
-            None => RootSeen {
+            Some(c) if fresh => c,
+            _ => RootSeen {
                 data_version,
                 changes,
                 root: Self::root_in(conn, cipher, seen, epoch)?,
