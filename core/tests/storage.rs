@@ -557,7 +557,24 @@ fn buckets_read_at_open_are_checked_when_used_and_the_others_are_fetched() {
         assert_eq!(v.access_token(a).unwrap().expose(), format!("token-{a}"));
     }
     drop(v);
-    // The highest bucket is one of those the open reads: change one byte of its MAC.
+    // Each account's token as stored, or `Corrupt`: (served, refused).
+    let serve_all = |v: &Vault| {
+        let (mut served, mut refused) = (0, 0);
+        for a in &accounts {
+            match v.access_token(a) {
+                Ok(t) => {
+                    assert_eq!(t.expose(), format!("token-{a}"));
+                    served += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        (served, refused)
+    };
+    // The highest bucket is one of those the open reads: zero its MAC.
     with_db(&path, |c| {
         c.execute(
             "UPDATE manifest SET mac = zeroblob(length(mac)) WHERE slot = (SELECT max(slot) FROM manifest WHERE slot < 256)",
@@ -565,17 +582,7 @@ fn buckets_read_at_open_are_checked_when_used_and_the_others_are_fetched() {
         )
         .unwrap()
     });
-    let v = open(&path, &KEY).unwrap();
-    let mut refused = 0;
-    for a in &accounts {
-        match v.access_token(a) {
-            Ok(t) => assert_eq!(t.expose(), format!("token-{a}")),
-            Err(e) => {
-                assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
-                refused += 1;
-            }
-        }
-    }
+    let (_, refused) = serve_all(&open(&path, &KEY).unwrap());
     assert!(refused >= 1, "the accounts of the tampered bucket were served");
 
     // A bucket row the open cannot even decode (its version made NULL behind SQLite's checks)
@@ -587,20 +594,7 @@ fn buckets_read_at_open_are_checked_when_used_and_the_others_are_fetched() {
         )
         .unwrap()
     });
-    let v = open(&path, &KEY).unwrap();
-    let (mut served, mut refused) = (0, 0);
-    for a in &accounts {
-        match v.access_token(a) {
-            Ok(t) => {
-                assert_eq!(t.expose(), format!("token-{a}"));
-                served += 1;
-            }
-            Err(e) => {
-                assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
-                refused += 1;
-            }
-        }
-    }
+    let (served, refused) = serve_all(&open(&path, &KEY).unwrap());
     assert!(refused >= 1 && served >= 1, "served {served}, refused {refused}");
 }
 
