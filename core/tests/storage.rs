@@ -349,8 +349,9 @@ fn golden_v1_file_opens_with_every_later_version() {
     assert_eq!((version, slots), (tokenvault::SCHEMA_VERSION, 1));
     assert_eq!(tables(&path, "refresh_marker"), 0, "the marker table was not dropped");
     assert!((1..=3).contains(&buckets), "{buckets}");
-    assert_eq!(count(&path, "revocation"), 0);
-    assert_eq!(count(&path, "jwks"), 0);
+    // Both empty, so schema 6 dropped them.
+    assert_eq!(tables(&path, "revocation"), 0);
+    assert_eq!(tables(&path, "jwks"), 0);
 }
 
 /// How many tables named `name` the file has.
@@ -383,7 +384,7 @@ fn golden_v2_file_migrates_and_refuses_a_row_it_does_not_vouch_for() {
         c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap()
     });
     assert_eq!(version, tokenvault::SCHEMA_VERSION);
-    assert_eq!(count(&path, "revocation"), 0);
+    assert_eq!(tables(&path, "revocation"), 0, "an empty queue's table is dropped");
     assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
     let info = v.session_info("golden-alice").unwrap();
     assert_eq!(info.hints.get("display_name").map(String::as_str), Some("Golden Alice"));
@@ -470,6 +471,51 @@ fn golden_v5_file_opens() {
     golden_file_opens(5);
 }
 
+#[test]
+fn golden_v6_file_opens() {
+    golden_file_opens(6);
+}
+
+/// Schema 6: the manifest's table loses its `CHECK`, and the revocation queue's and key-set
+/// cache's tables go only if they are empty (what they hold stays; an empty one is created
+/// again by the first write that needs it).
+#[test]
+fn golden_v5_file_drops_empty_tables_and_keeps_a_used_one() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v5.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    // A cached key set (its content is read only when an id_token is checked).
+    with_db(&path, |c| {
+        c.execute(
+            "INSERT INTO jwks (issuer_hash, fetched_at_ms, nonce, ciphertext) VALUES (x'01', 1, x'02', x'03')",
+            [],
+        )
+        .unwrap()
+    });
+    drop(open(&path, &KEY).unwrap());
+    assert_eq!(
+        tables(&path, "revocation"),
+        0,
+        "the empty revocation table was not dropped"
+    );
+    assert_eq!(tables(&path, "jwks"), 1, "a table with a row was dropped");
+    assert_eq!(count(&path, "jwks"), 1);
+    let (manifest_sql, objects) = with_db(&path, |c| {
+        (
+            c.query_row("SELECT sql FROM sqlite_schema WHERE name = 'manifest'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap(),
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+        )
+    });
+    assert!(!manifest_sql.contains("CHECK"), "{manifest_sql}");
+    assert_eq!(objects, 4, "sessions (+ its index), manifest, jwks");
+    golden_file_opens_at(&path);
+}
+
 /// Schema 5 keeps everything an open reads in one table: the metadata row and the key slot
 /// move into the manifest's table, their own tables go, and the revocation flag says the
 /// (empty) queue holds nothing.
@@ -502,7 +548,8 @@ fn golden_v4_state_moves_into_the_manifest_table() {
             .unwrap(),
         )
     });
-    assert_eq!(objects, 5, "sessions (+ its index), manifest, revocation, jwks");
+    // Schema 6 then drops the empty revocation queue's and key-set cache's tables.
+    assert_eq!(objects, 3, "sessions (+ its index) and manifest");
     assert_eq!(slots, 1);
     assert_eq!(meta, (epoch_before, 0, true));
     // The migrated file serves its sessions and passes the integrity check.

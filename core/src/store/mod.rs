@@ -23,7 +23,7 @@ use crate::error::{Error, StoreResult as Result, VaultError};
 pub const APPLICATION_ID: i32 = 0x544B_5654;
 
 /// The newest schema version this code knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// One entry per version step: `MIGRATIONS[i]` moves a file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -210,7 +210,54 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE vault_meta;
     ALTER TABLE vault_state RENAME TO manifest;
     "#,
+    // 5 -> 6: fewer schema objects for a new connection to parse before its first statement
+    // (docs/adr/0016-fewer-schema-objects-on-the-cold-path.md). The manifest's table loses its
+    // `CHECK` (the code that reads each row kind checks it); `migrate` then drops the
+    // revocation queue's and the key-set cache's tables if they are empty: they are created
+    // again by the first write that needs them ([`REVOCATION_TABLE`], [`JWKS_TABLE`]).
+    r#"
+    CREATE TABLE vault_state (slot INTEGER PRIMARY KEY, version INTEGER, body BLOB, mac BLOB,
+        created_at_ms INTEGER, removed_generation INTEGER, key_epoch INTEGER, lookup_nonce BLOB,
+        lookup_sealed BLOB, revocations_dropped INTEGER, revocations_waiting INTEGER, kind TEXT,
+        kdf_salt BLOB, kdf_m_kib INTEGER, kdf_t INTEGER, kdf_p INTEGER, wrap_nonce BLOB,
+        wrapped_key BLOB) STRICT;
+    INSERT INTO vault_state SELECT * FROM manifest;
+    DROP TABLE manifest;
+    ALTER TABLE vault_state RENAME TO manifest;
+    "#,
 ];
+
+/// The revocation queue's table (schema 6: created by the first queued revocation). Refresh
+/// credentials of removed sessions whose revocation (RFC 7009) is still to be sent; each row
+/// sealed under the data key, bound to its random id.
+const REVOCATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS revocation (id BLOB PRIMARY KEY NOT NULL, \
+    queued_at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, nonce BLOB NOT NULL, \
+    ciphertext BLOB NOT NULL) STRICT, WITHOUT ROWID";
+
+/// The key-set cache's table (schema 6: created by the first cached key set). Signing keys
+/// (JWKS) of OpenID issuers, by the keyed hash of the issuer, sealed under the data key.
+const JWKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS jwks (issuer_hash BLOB PRIMARY KEY NOT NULL, \
+    fetched_at_ms INTEGER NOT NULL, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL) STRICT, WITHOUT ROWID";
+
+/// The step to schema 6 (and a new file) drops the revocation queue's and the key-set cache's
+/// tables if they are empty: the first write that needs one creates it again.
+fn drop_empty_lazy_tables(conn: &Connection) -> Result<()> {
+    for table in ["revocation", "jwks"] {
+        let empty: bool = conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), [], |r| r.get(0))?;
+        if empty {
+            conn.execute_batch(&format!("DROP TABLE {table};"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file has a table of this name (the revocation queue's and the key-set cache's
+/// tables exist only once something was written to them).
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)")?
+        .query_row(params![name], |r| r.get(0))?)
+}
 
 /// The slot of the metadata row in the `manifest` table (schema 5).
 const META_SLOT: i64 = 1000;
@@ -605,6 +652,7 @@ impl Store {
         for step in MIGRATIONS {
             tx.execute_batch(step)?;
         }
+        drop_empty_lazy_tables(&tx)?;
         tx.execute(
             "INSERT INTO manifest (slot, created_at_ms, removed_generation, key_epoch, revocations_dropped,
                                    revocations_waiting)
@@ -654,6 +702,9 @@ impl Store {
                         })?;
                     let root = manifest::rebuild(&tx, cipher, to_u64(floor)?, 1)?;
                     self.root_seen = root.version;
+                }
+                if version + 1 == 6 {
+                    drop_empty_lazy_tables(&tx)?;
                 }
                 tx.execute_batch(&format!("PRAGMA user_version = {};", version + 1))?;
             }
@@ -844,6 +895,9 @@ impl Store {
             ("jwks", "issuer_hash", crate::crypto::JWKS_DOMAIN),
         ];
         for (table, key, domain) in tables {
+            if !has_table(conn, table)? {
+                continue;
+            }
             let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = conn
                 .prepare(&format!("SELECT {key}, nonce, ciphertext FROM {table}"))?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -1254,6 +1308,7 @@ impl Store {
     }
 
     fn queue_revocation_in(conn: &Connection, r: &RevocationRow) -> Result<()> {
+        conn.execute_batch(REVOCATION_TABLE)?;
         conn.prepare_cached(
             "INSERT INTO revocation (id, queued_at_ms, attempts, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
@@ -1279,7 +1334,9 @@ impl Store {
     /// Whether any revocation waits to be sent (read at open, without the rows). The queue's
     /// table is read only when the metadata's flag says it may hold something.
     pub(crate) fn has_revocations(&self) -> Result<bool> {
-        if !self.revocations_flag {
+        // A flag without the table (written by hand: the flag is not authenticated) means
+        // nothing waits.
+        if !self.revocations_flag || !has_table(&self.conn, "revocation")? {
             return Ok(false);
         }
         Ok(self
@@ -1289,6 +1346,14 @@ impl Store {
 
     /// The revocations waiting to be sent, oldest first, and how many were ever dropped.
     pub(crate) fn revocations(&self) -> Result<(Vec<RevocationRow>, u64)> {
+        let dropped: i64 = self.conn.query_row(
+            "SELECT revocations_dropped FROM manifest WHERE slot = ?1",
+            params![META_SLOT],
+            |r| r.get(0),
+        )?;
+        if !has_table(&self.conn, "revocation")? {
+            return Ok((Vec::new(), to_u64(dropped)?));
+        }
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queued_at_ms, attempts, nonce, ciphertext FROM revocation ORDER BY queued_at_ms, id",
         )?;
@@ -1302,11 +1367,6 @@ impl Store {
             })
         })?;
         let rows = rows.collect::<std::result::Result<Vec<_>, _>>()?;
-        let dropped: i64 = self.conn.query_row(
-            "SELECT revocations_dropped FROM manifest WHERE slot = ?1",
-            params![META_SLOT],
-            |r| r.get(0),
-        )?;
         Ok((rows, to_u64(dropped)?))
     }
 
@@ -1333,6 +1393,9 @@ impl Store {
     /// The sealed key set cached for an issuer (by its keyed hash): (fetched at, nonce,
     /// ciphertext).
     pub(crate) fn jwks(&self, issuer_hash: &[u8]) -> Result<Option<SealedJwks>> {
+        if !has_table(&self.conn, "jwks")? {
+            return Ok(None);
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT fetched_at_ms, nonce, ciphertext FROM jwks WHERE issuer_hash = ?1")?
@@ -1348,6 +1411,7 @@ impl Store {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<()> {
+        self.conn.execute_batch(JWKS_TABLE)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO jwks (issuer_hash, fetched_at_ms, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)
