@@ -15,7 +15,7 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use tokenvault_xchacha::XChaCha;
+use tokenvault_xchacha::{XChaCha, TAG_LEN};
 use zeroize::Zeroizing;
 
 use crate::error::{Result, VaultError};
@@ -531,17 +531,27 @@ impl RecordCipher {
 
     fn seal_aad(&self, aad: &[u8], plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         let len = u32::try_from(plaintext.len()).map_err(|_| VaultError::invalid("a session record is too large"))?;
-        let mut padded = Zeroizing::new(Vec::with_capacity(padded_len(plaintext.len())));
-        padded.extend_from_slice(&len.to_be_bytes());
-        padded.extend_from_slice(plaintext);
-        padded.resize(padded_len(plaintext.len()), 0);
         let mut nonce = vec![0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
-        let ct = self
-            .aead
-            .encrypt(&nonce, aad, &padded)
-            .ok_or_else(|| VaultError::internal("record encryption failed"))?;
-        Ok((nonce, ct))
+        // Zero-filled by the allocator, with room for the tag; then the length prefix and the
+        // record. The buffer is encrypted in place: it holds the ciphertext afterwards, so no
+        // copy of the plaintext is left to wipe.
+        let padded = padded_len(plaintext.len());
+        let mut buf = vec![0u8; padded + TAG_LEN];
+        buf.truncate(padded);
+        let sealed = match buf.get_mut(..4 + plaintext.len()) {
+            Some(head) => {
+                head[..4].copy_from_slice(&len.to_be_bytes());
+                head[4..].copy_from_slice(plaintext);
+                self.aead.encrypt_in_place(&nonce, aad, &mut buf)
+            }
+            None => false,
+        };
+        if !sealed {
+            wipe(&mut buf);
+            return Err(VaultError::internal("record encryption failed"));
+        }
+        Ok((nonce, buf))
     }
 
     /// Decrypt a record (format 1 or 2) and return its unpadded plaintext. Any failure is

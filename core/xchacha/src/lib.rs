@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
@@ -18,6 +18,8 @@ use zeroize::Zeroizing;
 pub const KEY_LEN: usize = 32;
 /// Nonce length in bytes (XChaCha20: 192 bits, safe to draw at random).
 pub const NONCE_LEN: usize = 24;
+/// Tag length in bytes (Poly1305).
+pub const TAG_LEN: usize = 16;
 
 /// An XChaCha20-Poly1305 key. Its key schedule is wiped on drop (the crate's `zeroize`
 /// feature).
@@ -42,6 +44,18 @@ impl XChaCha {
     pub fn encrypt(&self, nonce: &[u8], aad: &[u8], msg: &[u8]) -> Option<Vec<u8>> {
         let nonce = XNonce::try_from(nonce).ok()?;
         self.0.encrypt(&nonce, Payload { msg, aad }).ok()
+    }
+
+    /// Encrypt `buf` in place and append the 16-byte tag: the plaintext's bytes become the
+    /// ciphertext's, so no copy of the plaintext is made or left behind (give `buf` room for
+    /// the tag to avoid a reallocation). `false`, with `buf` unchanged, if `nonce` is not
+    /// [`NONCE_LEN`] bytes.
+    #[inline(never)]
+    pub fn encrypt_in_place(&self, nonce: &[u8], aad: &[u8], buf: &mut Vec<u8>) -> bool {
+        let Ok(nonce) = XNonce::try_from(nonce) else {
+            return false;
+        };
+        self.0.encrypt_in_place(&nonce, aad, buf).is_ok()
     }
 
     /// The plaintext of `ciphertext` (wiped on drop). `None` if the tag does not verify under
@@ -73,6 +87,14 @@ mod tests {
             XChaCha::new(&[8; KEY_LEN]).decrypt(&nonce, b"aad", &ct).is_none(),
             "key not bound"
         );
+        let mut in_place = b"secret".to_vec();
+        assert!(c.encrypt_in_place(&nonce, b"aad", &mut in_place));
+        assert_eq!(in_place, ct, "in place and copying encryption agree");
+        assert!(
+            !c.encrypt_in_place(&[1u8; 12], b"aad", &mut in_place),
+            "a short nonce is refused"
+        );
+        assert_eq!(in_place, ct, "a refused call leaves the buffer as it was");
         let mut flipped = ct.clone();
         flipped[0] ^= 1;
         assert!(
