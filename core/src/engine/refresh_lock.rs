@@ -108,16 +108,19 @@ fn marker_error(what: &str, e: &std::io::Error) -> VaultError {
     }
 }
 
-/// Read up to one marker record from the start of `file`.
+/// Read up to one marker record from the start of `file` (one byte more than a record, to tell
+/// a longer file). A read of a regular file that returns fewer bytes than asked has reached its
+/// end: one system call for a marker, not a second one to find the end.
 fn read_record(file: &File) -> std::io::Result<Option<Marker>> {
     let mut buf = [0u8; MARKER_LEN + 1];
     let mut filled = 0;
     loop {
+        let want = buf.len() - filled;
         match read_at(file, &mut buf[filled..], filled as u64) {
             Ok(0) => break,
             Ok(n) => {
                 filled += n;
-                if filled == buf.len() {
+                if filled == buf.len() || n < want {
                     break;
                 }
             }
@@ -367,5 +370,38 @@ mod tests {
         drop(held);
         assert!(one.try_acquire(&[200; 32]).unwrap().is_some());
         assert!(one.slots.lock().len() <= MAX_OPEN_LOCK_FILES + 1);
+    }
+
+    #[test]
+    fn a_marker_is_read_only_from_a_file_of_exactly_one_record() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        let locks = RefreshLocks::new(&path);
+        let hash = [3u8; 32];
+        let lock = locks.try_acquire(&hash).unwrap().unwrap();
+        assert_eq!(lock.marker().unwrap(), None, "a new lock file holds no marker");
+        let marker = Marker::new(&hash, 7, &[9u8; 16]).unwrap();
+        lock.set_marker(&marker).unwrap();
+        assert_eq!(lock.marker().unwrap(), Some(marker));
+        let file = lock_dir(&path).join(lock_file_name(&hash));
+        // One byte more than a record: not a marker.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        assert_eq!(lock.marker().unwrap(), None, "a longer file was read as a marker");
+        // One byte less: not a marker either.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(MARKER_LEN as u64 - 1)
+            .unwrap();
+        assert_eq!(lock.marker().unwrap(), None, "a shorter file was read as a marker");
+        lock.set_marker(&marker).unwrap();
+        assert_eq!(lock.marker().unwrap(), Some(marker));
     }
 }

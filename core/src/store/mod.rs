@@ -335,6 +335,27 @@ pub(crate) struct Store {
     /// The manifest root this connection last authenticated (with the scan for newer buckets),
     /// and when: reused while nothing changed the file since (see [`RootSeen`]).
     root_cache: Option<RootSeen>,
+    /// What this connection's last session write left in the manifest (see [`WriteSeen`]).
+    write_seen: Option<WriteSeen>,
+}
+
+/// The manifest root and bucket a session write of this connection committed, the row it
+/// wrote, and the moment: `PRAGMA data_version` read inside that write's transaction (it moves
+/// only when another connection commits) and the connection's change count after the commit
+/// (it moves with every row this connection changes afterwards). The next write (a refresh of
+/// the same account, typically) finds both unchanged inside its own transaction: the manifest
+/// rows and the row are byte for byte what this connection wrote and authenticated, so it
+/// neither reads nor re-checks them. Anything else (another connection's commit, any other
+/// write of this one, a failed or abandoned write, another bucket) reads them as before.
+#[derive(Debug)]
+struct WriteSeen {
+    data_version: i64,
+    changes: u64,
+    root: manifest::Root,
+    bucket: manifest::Bucket,
+    /// The account whose row was written, and its generation.
+    account: Vec<u8>,
+    generation: u64,
 }
 
 /// A manifest root read and authenticated at a moment of the file: `PRAGMA data_version` (moves
@@ -516,6 +537,7 @@ impl Store {
             revocations_flag: true,
             open_state: None,
             root_cache: None,
+            write_seen: None,
         };
 
         // Everything the open reads (header, key slots, key state, manifest root, the
@@ -1217,9 +1239,29 @@ impl Store {
         seal: impl FnOnce(u64) -> crate::error::Result<(i64, Vec<u8>, Vec<u8>)>,
     ) -> Result<Option<u64>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
-        let mut bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
-        let current = Self::generation_in(&tx, account_hash)?;
+        let data_version = Self::data_version(&tx)?;
+        let changes = tx.total_changes();
+        let seen = self.write_seen.take().filter(|w| {
+            w.data_version == data_version
+                && w.changes == changes
+                && w.root.version >= self.root_seen
+                && w.bucket.slot == manifest::bucket_of(account_hash)
+        });
+        let (mut root, mut bucket, current) = match seen {
+            Some(w) => {
+                let current = if w.account == account_hash {
+                    Some(w.generation)
+                } else {
+                    Self::generation_in(&tx, account_hash)?
+                };
+                (w.root, w.bucket, current)
+            }
+            None => {
+                let root = Self::root_for_write(&tx, cipher, self.root_seen, self.key_epoch)?;
+                let bucket = Self::bucket_in(&tx, cipher, &root, account_hash, self.key_epoch)?;
+                (root, bucket, Self::generation_in(&tx, account_hash)?)
+            }
+        };
         if expected.is_some() {
             manifest::check_entry(&bucket, account_hash, current)?;
             if current != expected {
@@ -1253,6 +1295,14 @@ impl Store {
         if let Some(h) = hash32(account_hash) {
             self.remember_verified(h, generation);
         }
+        self.write_seen = Some(WriteSeen {
+            data_version,
+            changes: self.conn.total_changes(),
+            root,
+            bucket,
+            account: account_hash.to_vec(),
+            generation,
+        });
         Ok(Some(generation))
     }
 
