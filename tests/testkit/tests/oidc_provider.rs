@@ -173,15 +173,18 @@ fn omit_unrotated_refresh_token_never_drops_a_rotated_one() {
 
 #[test]
 fn access_tokens_expire_with_zero_clock_tolerance() {
+    // Two seconds: expiry is checked in whole epoch seconds, so a token issued at second X is
+    // good until X + 2, and the check just after issuing cannot cross that line (with a
+    // one-second lifetime it did whenever the issue fell late in a second: a flake in CI).
     let op = start(OidcConfig {
-        access_ttl_secs: 1,
+        access_ttl_secs: 2,
         ..OidcConfig::default()
     });
     let boot = op.bootstrap("erin").unwrap();
-    assert_eq!(boot.expires_in, 1);
+    assert_eq!(boot.expires_in, 2);
     assert!(op.access_ok(&boot.access_token).unwrap());
-    // Expiry is checked in whole epoch seconds: after 2 s the token is expired for sure.
-    std::thread::sleep(Duration::from_millis(2100));
+    // After 3 s the token is expired for sure.
+    std::thread::sleep(Duration::from_millis(3100));
     assert!(!op.access_ok(&boot.access_token).unwrap());
     // The refresh token is still good and yields a fresh, working access token.
     let (status, body) = op.refresh_raw(&boot.refresh_token).unwrap();
