@@ -40,8 +40,24 @@ fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-fn golden_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v1.db")
+/// The committed golden file of schema `version`.
+fn golden_path(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/vault-v{version}.db"))
+}
+
+/// A copy of the golden file of schema `version` in a new temporary directory (kept alive by
+/// the returned guard): tests open and migrate the copy, never the committed file.
+fn golden_copy(version: u32) -> (tempfile::TempDir, PathBuf) {
+    let golden = golden_path(version);
+    assert!(
+        golden.exists(),
+        "the committed schema-v{version} file is missing: {}",
+        golden.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(&golden, &path).unwrap();
+    (dir, path)
 }
 
 #[test]
@@ -306,15 +322,7 @@ fn foreign_and_garbage_files_are_refused_and_untouched() {
 
 #[test]
 fn golden_v1_file_opens_with_every_later_version() {
-    let golden = golden_path();
-    assert!(
-        golden.exists(),
-        "the committed schema-v1 file is missing: {}",
-        golden.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("copy.db");
-    std::fs::copy(&golden, &path).unwrap();
+    let (_dir, path) = golden_copy(1);
     let v = open(&path, &KEY).unwrap();
     assert_eq!(v.list_accounts().unwrap(), ["golden-alice", "golden-bob"]);
     let info = v.session_info("golden-alice").unwrap();
@@ -375,10 +383,7 @@ fn count(path: &Path, table: &str) -> i64 {
 
 #[test]
 fn golden_v2_file_migrates_and_refuses_a_row_it_does_not_vouch_for() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v2.db");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("copy.db");
-    std::fs::copy(&golden, &path).unwrap();
+    let (_dir, path) = golden_copy(2);
     let v = open(&path, &KEY).unwrap();
     let version = with_db(&path, |c| {
         c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap()
@@ -401,10 +406,7 @@ fn golden_v2_file_migrates_and_refuses_a_row_it_does_not_vouch_for() {
 /// A copy of the committed golden file of schema `version` opens with this code (migrating it),
 /// and its sessions read back.
 fn golden_file_opens(version: u32) {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/vault-v{version}.db"));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("copy.db");
-    std::fs::copy(&golden, &path).unwrap();
+    let (_dir, path) = golden_copy(version);
     golden_file_opens_at(&path);
 }
 
@@ -426,10 +428,7 @@ fn golden_v3_file_opens() {
 /// the table, and a stale one is not carried.
 #[test]
 fn golden_v3_markers_move_into_the_lock_files() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v3.db");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("copy.db");
-    std::fs::copy(&golden, &path).unwrap();
+    let (_dir, path) = golden_copy(3);
     // What a schema-3 vault wrote before a request that lost its answer (bob), and a finished
     // one (alice: the marker of an older generation).
     with_db(&path, |c| {
@@ -481,10 +480,7 @@ fn golden_v6_file_opens() {
 /// again by the first write that needs it).
 #[test]
 fn golden_v5_file_drops_empty_tables_and_keeps_a_used_one() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v5.db");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("copy.db");
-    std::fs::copy(&golden, &path).unwrap();
+    let (_dir, path) = golden_copy(5);
     // A cached key set (its content is read only when an id_token is checked).
     with_db(&path, |c| {
         c.execute(
@@ -521,10 +517,7 @@ fn golden_v5_file_drops_empty_tables_and_keeps_a_used_one() {
 /// (empty) queue holds nothing.
 #[test]
 fn golden_v4_state_moves_into_the_manifest_table() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vault-v4.db");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("copy.db");
-    std::fs::copy(&golden, &path).unwrap();
+    let (_dir, path) = golden_copy(4);
     let epoch_before: i64 = with_db(&path, |c| {
         c.query_row("SELECT key_epoch FROM vault_meta WHERE id = 1", [], |r| r.get(0))
             .unwrap()
@@ -563,8 +556,7 @@ fn golden_v4_state_moves_into_the_manifest_table() {
 #[test]
 #[ignore]
 fn write_golden_file() {
-    let golden =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/vault-v{}.db", tokenvault::SCHEMA_VERSION));
+    let golden = golden_path(u32::try_from(tokenvault::SCHEMA_VERSION).unwrap());
     let _ = std::fs::remove_file(&golden);
     let v = open(&golden, &KEY).unwrap();
     v.store(
