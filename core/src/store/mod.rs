@@ -386,6 +386,13 @@ impl RootSeen {
     }
 }
 
+/// Whether a manifest root remembered at `then` (`PRAGMA data_version`, the connection's change
+/// count) still is the file's at `now`: no other connection committed, this one changed no row,
+/// and it is not older than what this instance saw (`seen`).
+fn still_current(then: (i64, u64), now: (i64, u64), root: &manifest::Root, seen: u64) -> bool {
+    then == now && root.version >= seen
+}
+
 /// How many bucket rows an open reads with the root: all of a small vault's (up to this many
 /// buckets: a handful of sessions), so its first reads need no statement of their own.
 const OPEN_BUCKETS: usize = 4;
@@ -1062,7 +1069,7 @@ impl Store {
         let changes = conn.total_changes();
         let fresh = cache
             .as_ref()
-            .is_some_and(|c| c.data_version == data_version && c.changes == changes && c.root.version >= seen);
+            .is_some_and(|c| still_current((c.data_version, c.changes), (data_version, changes), &c.root, seen));
         let seen_root = match cache.take() {
             Some(c) if fresh => c,
             _ => RootSeen {
@@ -1242,10 +1249,12 @@ impl Store {
         let data_version = Self::data_version(&tx)?;
         let changes = tx.total_changes();
         let seen = self.write_seen.take().filter(|w| {
-            w.data_version == data_version
-                && w.changes == changes
-                && w.root.version >= self.root_seen
-                && w.bucket.slot == manifest::bucket_of(account_hash)
+            still_current(
+                (w.data_version, w.changes),
+                (data_version, changes),
+                &w.root,
+                self.root_seen,
+            ) && w.bucket.slot == manifest::bucket_of(account_hash)
         });
         let (mut root, mut bucket, current) = match seen {
             Some(w) => {
