@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::secret::{wipe, SecretString};
 
 #[cfg(feature = "https")]
-mod pinning;
+mod tls;
 
 /// An HTTP header whose value may be secret (`Authorization`).
 #[derive(Clone, PartialEq, Eq)]
@@ -281,14 +281,15 @@ pub(crate) fn default_transport() -> Option<std::sync::Arc<dyn Transport>> {
 /// The built-in transport: `ureq` 3 with rustls (ring) and the Mozilla root store.
 ///
 /// A request without pins goes through one ureq agent and its connection pool. A request with
-/// certificate pins (or any request, once the host added root certificates with
-/// [`with_extra_roots`](Self::with_extra_roots)) goes through an agent of its own pin set,
-/// whose TLS verifier does the normal validation and then the pin check during the handshake;
-/// connections verified under one pin set are never reused for another.
+/// certificate pins goes through an agent of its own pin set, whose TLS verifier does the
+/// normal validation and then the pin check during the handshake; connections verified under
+/// one pin set are never reused for another.
 #[cfg(feature = "https")]
 pub struct HttpsTransport {
-    agent: ureq::Agent,
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The agent of requests without pins, built on first use (`None`: the TLS configuration
+    /// could not be built).
+    unpinned: std::sync::OnceLock<Option<ureq::Agent>>,
     /// Agents by (sorted) pin set, built on first use; at most [`PINNED_AGENTS`].
     pinned: parking_lot::Mutex<Vec<(Vec<SpkiPin>, ureq::Agent)>>,
 }
@@ -340,8 +341,8 @@ impl HttpsTransport {
     /// A transport with its own connection pool.
     pub fn new() -> Self {
         HttpsTransport {
-            agent: agent_config().into(),
             extra_roots: Vec::new(),
+            unpinned: std::sync::OnceLock::new(),
             pinned: parking_lot::Mutex::new(Vec::new()),
         }
     }
@@ -361,18 +362,39 @@ impl HttpsTransport {
             return Err(crate::VaultError::invalid("no certificate in the PEM text"));
         }
         // Build once now so a certificate rustls refuses is reported here, not per request.
-        pinning::client_config(&roots, &[])
-            .map_err(|_| crate::VaultError::invalid("a root certificate is not usable"))?;
+        tls::client_config(&roots, &[]).map_err(|_| crate::VaultError::invalid("a root certificate is not usable"))?;
         Ok(HttpsTransport {
             extra_roots: roots,
             ..HttpsTransport::new()
         })
     }
 
+    /// A new agent (and connection pool) whose TLS trusts this transport's roots and enforces
+    /// `pins` (sorted, without duplicates; empty: no pins).
+    fn new_agent(&self, pins: &[SpkiPin]) -> Result<ureq::Agent, TransportError> {
+        use ureq::unversioned::transport::Connector as _;
+        let config = tls::client_config(&self.extra_roots, pins)
+            .map_err(|_| TransportError::new(TransportErrorKind::Other, "TLS configuration failed"))?;
+        // ureq's default connector's steps for a plain or CONNECT-proxied TCP stream, then TLS.
+        let connector =
+            ().chain(ureq::unversioned::transport::ConnectProxyConnector::default())
+                .chain(ureq::unversioned::transport::TcpConnector::default())
+                .chain(tls::TlsConnector { config });
+        Ok(ureq::Agent::with_parts(
+            agent_config(),
+            connector,
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        ))
+    }
+
     /// The agent for a request's pin set.
     fn agent_for(&self, pins: &[SpkiPin]) -> Result<ureq::Agent, TransportError> {
-        if pins.is_empty() && self.extra_roots.is_empty() {
-            return Ok(self.agent.clone());
+        if pins.is_empty() {
+            return self
+                .unpinned
+                .get_or_init(|| self.new_agent(&[]).ok())
+                .clone()
+                .ok_or_else(|| TransportError::new(TransportErrorKind::Other, "TLS configuration failed"));
         }
         let mut key = pins.to_vec();
         key.sort_by_key(|p| p.0);
@@ -381,20 +403,7 @@ impl HttpsTransport {
         if let Some((_, agent)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(agent.clone());
         }
-        let config = pinning::client_config(&self.extra_roots, &key)
-            .map_err(|_| TransportError::new(TransportErrorKind::Other, "TLS configuration failed"))?;
-        use ureq::unversioned::transport::Connector as _;
-        let connector =
-            // The default connector's steps for a plain or CONNECT-proxied TCP stream, then TLS.
-            ()
-                .chain(ureq::unversioned::transport::ConnectProxyConnector::default())
-                .chain(ureq::unversioned::transport::TcpConnector::default())
-                .chain(pinning::PinnedTlsConnector { config });
-        let agent = ureq::Agent::with_parts(
-            agent_config(),
-            connector,
-            ureq::unversioned::resolver::DefaultResolver::default(),
-        );
+        let agent = self.new_agent(&key)?;
         if cache.len() < PINNED_AGENTS {
             cache.push((key, agent.clone()));
         }
@@ -409,21 +418,6 @@ impl Default for HttpsTransport {
     }
 }
 
-/// True if an I/O error is rustls refusing the server's certificate or handshake: the
-/// connection never carried the request.
-#[cfg(feature = "https")]
-fn is_certificate_refusal(e: &std::io::Error) -> bool {
-    use rustls::Error as R;
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<R>())
-        .is_some_and(|r| {
-            matches!(
-                r,
-                R::InvalidCertificate(_) | R::NoCertificatesPresented | R::PeerIncompatible(_) | R::UnsupportedNameType
-            )
-        })
-}
-
 #[cfg(feature = "https")]
 fn classify_ureq(err: &ureq::Error) -> TransportError {
     use ureq::Error as E;
@@ -431,7 +425,6 @@ fn classify_ureq(err: &ureq::Error) -> TransportError {
         E::Timeout(t) => (TransportErrorKind::Timeout, format!("timed out ({t:?})")),
         E::HostNotFound => (TransportErrorKind::Connect, "host not found".into()),
         E::ConnectionFailed => (TransportErrorKind::Connect, "connection failed".into()),
-        E::Io(e) if is_certificate_refusal(e) => (TransportErrorKind::Connect, "TLS certificate refused".into()),
         E::Io(e) => (
             match e.kind() {
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable => {
@@ -450,7 +443,8 @@ fn classify_ureq(err: &ureq::Error) -> TransportError {
             TransportErrorKind::Other,
             format!("a request header is over {OUTPUT_BUFFER} bytes"),
         ),
-        E::Tls(m) if *m == pinning::PIN_MISMATCH => (TransportErrorKind::CertificatePin, (*m).into()),
+        E::Tls(m) if *m == tls::PIN_MISMATCH => (TransportErrorKind::CertificatePin, (*m).into()),
+        E::Tls(m) if *m == tls::CERTIFICATE_REFUSED => (TransportErrorKind::Connect, (*m).into()),
         E::Tls(_) | E::Rustls(_) => (TransportErrorKind::Connect, "TLS failure".into()),
         E::Protocol(_) => (TransportErrorKind::Io, "malformed HTTP response".into()),
         E::BadUri(_) => (TransportErrorKind::Other, "bad URI".into()),
@@ -775,10 +769,25 @@ mod pinning_tests {
 
     impl TlsServer {
         fn start(chain: Vec<CertificateDer<'static>>, key: &[u8]) -> TlsServer {
+            TlsServer::start_with(
+                chain,
+                key,
+                rustls::crypto::ring::default_provider(),
+                rustls::DEFAULT_VERSIONS,
+            )
+        }
+
+        /// A server of only these cipher suites (in `provider`) and protocol versions.
+        fn start_with(
+            chain: Vec<CertificateDer<'static>>,
+            key: &[u8],
+            provider: rustls::crypto::CryptoProvider,
+            versions: &[&'static rustls::SupportedProtocolVersion],
+        ) -> TlsServer {
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec()));
             let config = Arc::new(
-                rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()
+                rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+                    .with_protocol_versions(versions)
                     .unwrap()
                     .with_no_client_auth()
                     .with_single_cert(chain, key)
@@ -849,16 +858,13 @@ mod pinning_tests {
     #[test]
     fn spki_is_found_in_real_certificates() {
         let pki = pki();
+        assert_eq!(tls::spki_of(pki.a.cert.as_ref()).map(SpkiPin::of_spki), Some(pki.a.pin));
         assert_eq!(
-            pinning::spki_of(pki.a.cert.as_ref()).map(SpkiPin::of_spki),
-            Some(pki.a.pin)
-        );
-        assert_eq!(
-            pinning::spki_of(pki.ca_cert.as_ref()).map(SpkiPin::of_spki),
+            tls::spki_of(pki.ca_cert.as_ref()).map(SpkiPin::of_spki),
             Some(pki.ca_pin)
         );
-        assert_eq!(pinning::spki_of(b"\x30\x03\x30\x01"), None);
-        assert_eq!(pinning::spki_of(b""), None);
+        assert_eq!(tls::spki_of(b"\x30\x03\x30\x01"), None);
+        assert_eq!(tls::spki_of(b""), None);
         let text = pki.a.pin.to_string();
         assert!(text.starts_with("sha256/") && text.len() == 51, "{text}");
         assert_eq!(SpkiPin::parse(&text), Some(pki.a.pin));
@@ -994,8 +1000,44 @@ mod pinning_tests {
         // request never left), not an I/O error that might have delivered it.
         let err = t.send(&request_to(server_a.url(), false, vec![])).unwrap_err();
         assert_eq!(err.kind, TransportErrorKind::Connect, "{err}");
+        assert!(err.to_string().contains("TLS certificate refused"), "{err}");
         assert!(!err.may_have_been_delivered());
         assert_eq!(server_a.http_bytes.load(Ordering::SeqCst), 0);
         assert!(HttpsTransport::with_extra_roots(b"not pem").is_err());
+    }
+
+    /// The transport's TLS: servers of TLS 1.2 only and of TLS 1.3 only are reached (AES-GCM),
+    /// and a server that offers only ChaCha20-Poly1305 suites, which the transport leaves out,
+    /// is a connect failure before any HTTP byte is sent.
+    #[test]
+    fn tls_1_2_and_1_3_servers_are_reached_with_aes_gcm() {
+        use rustls::crypto::ring::{cipher_suite as suite, default_provider};
+        let pki = pki();
+        let t = HttpsTransport::with_extra_roots(pki.ca_pem.as_bytes()).unwrap();
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let server = TlsServer::start_with(vec![pki.a.cert.clone()], &pki.a.key, default_provider(), &[version]);
+            let ok = t.send(&request_to(server.url(), false, vec![])).unwrap();
+            assert_eq!(ok.status, 200, "{version:?}");
+        }
+        let chacha_only = rustls::crypto::CryptoProvider {
+            cipher_suites: vec![
+                suite::TLS13_CHACHA20_POLY1305_SHA256,
+                suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            ],
+            ..default_provider()
+        };
+        let server = TlsServer::start_with(
+            vec![pki.a.cert.clone()],
+            &pki.a.key,
+            chacha_only,
+            rustls::DEFAULT_VERSIONS,
+        );
+        let err = t.send(&request_to(server.url(), false, vec![])).unwrap_err();
+        assert_eq!(err.kind, TransportErrorKind::Connect, "{err}");
+        assert!(err.to_string().contains("TLS failure"), "{err}");
+        assert!(!err.may_have_been_delivered());
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+        assert_eq!(server.http_bytes.load(Ordering::SeqCst), 0);
     }
 }

@@ -1,28 +1,136 @@
-//! TLS for the built-in transport when a request carries certificate pins or the host added
-//! root certificates: a ureq connector that wraps the TCP stream in rustls with a verifier
-//! that first does the normal WebPKI validation (chain to a trusted root, name, validity) and
-//! then requires that some certificate of the chain the server presented has a
-//! SubjectPublicKeyInfo whose SHA-256 is one of the pins. The check runs inside the TLS
-//! handshake, so a mismatch ends the connection before a byte of the HTTP request is written.
+//! TLS for the built-in transport: one rustls client configuration and the ureq connector that
+//! wraps every `https://` connection in it.
+//!
+//! The verifier does the normal WebPKI validation (chain to a trusted root, name, validity)
+//! and then, when the request carries certificate pins, requires that some certificate of the
+//! chain the server presented has a SubjectPublicKeyInfo whose SHA-256 is one of the pins. The
+//! handshake finishes before the connector returns, so a refused certificate or a pin mismatch
+//! ends the connection before a byte of the HTTP request is written.
+//!
+//! The cryptography is *ring*'s, as rustls's own *ring* provider offers it, with two things left
+//! out (docs/adr/0014-small-library-and-thread-local-reads.md): the ChaCha20-Poly1305 cipher suites (every TLS 1.3
+//! server must implement AES-128-GCM, RFC 8446 §9.1, and rustls offers no TLS 1.2 suite that is
+//! neither AES-GCM nor ChaCha20), and the loading of private keys, which only a client
+//! certificate needs and the vault never presents one.
 
 use std::fmt;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::ring::{cipher_suite as suite, kx_group};
+use rustls::crypto::{CryptoProvider, GetRandomFailed, KeyProvider, SecureRandom, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::SigningKey;
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport as UreqTransport,
     TransportAdapter,
 };
+use webpki::ring as alg;
 
 use super::SpkiPin;
 
 /// The `ureq::Error::Tls` text that marks a pin mismatch (read back by the error classifier).
 pub(super) const PIN_MISMATCH: &str = "certificate pin mismatch";
-/// The `ureq::Error::Tls` text of any other failed handshake (untrusted chain, wrong name...).
+/// The `ureq::Error::Tls` text of a certificate the verifier refused (untrusted chain, wrong
+/// name, expired...).
+pub(super) const CERTIFICATE_REFUSED: &str = "TLS certificate refused";
+/// The `ureq::Error::Tls` text of any other failed handshake (no common protocol version or
+/// cipher suite, a malformed message...).
 pub(super) const HANDSHAKE_FAILED: &str = "TLS handshake failed";
+
+/// The TLS cryptography of the built-in transport: *ring*'s, without ChaCha20-Poly1305 and
+/// without private keys (see the module documentation).
+pub(super) fn provider() -> CryptoProvider {
+    CryptoProvider {
+        // rustls's order: the strongest first, TLS 1.3 before TLS 1.2.
+        cipher_suites: vec![
+            suite::TLS13_AES_256_GCM_SHA384,
+            suite::TLS13_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        signature_verification_algorithms: SIGNATURE_ALGORITHMS,
+        secure_random: &RingRandom,
+        key_provider: &NoClientKeys,
+    }
+}
+
+/// The certificate and handshake signature algorithms rustls's *ring* provider verifies (the
+/// same list; the provider does not export it).
+static SIGNATURE_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
+    all: &[
+        alg::ECDSA_P256_SHA256,
+        alg::ECDSA_P256_SHA384,
+        alg::ECDSA_P384_SHA256,
+        alg::ECDSA_P384_SHA384,
+        alg::ED25519,
+        alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+        alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+        alg::RSA_PKCS1_2048_8192_SHA256,
+        alg::RSA_PKCS1_2048_8192_SHA384,
+        alg::RSA_PKCS1_2048_8192_SHA512,
+        alg::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
+        alg::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
+        alg::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
+    ],
+    mapping: &[
+        // For TLS 1.2 the curve is not fixed by the scheme; for TLS 1.3 it is.
+        (
+            SignatureScheme::ECDSA_NISTP384_SHA384,
+            &[alg::ECDSA_P384_SHA384, alg::ECDSA_P256_SHA384],
+        ),
+        (
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            &[alg::ECDSA_P256_SHA256, alg::ECDSA_P384_SHA256],
+        ),
+        (SignatureScheme::ED25519, &[alg::ED25519]),
+        (
+            SignatureScheme::RSA_PSS_SHA512,
+            &[alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
+        ),
+        (
+            SignatureScheme::RSA_PSS_SHA384,
+            &[alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
+        ),
+        (
+            SignatureScheme::RSA_PSS_SHA256,
+            &[alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
+        ),
+        (SignatureScheme::RSA_PKCS1_SHA512, &[alg::RSA_PKCS1_2048_8192_SHA512]),
+        (SignatureScheme::RSA_PKCS1_SHA384, &[alg::RSA_PKCS1_2048_8192_SHA384]),
+        (SignatureScheme::RSA_PKCS1_SHA256, &[alg::RSA_PKCS1_2048_8192_SHA256]),
+    ],
+};
+
+/// Random bytes for the handshake, from the operating system through *ring*.
+#[derive(Debug)]
+struct RingRandom;
+
+impl SecureRandom for RingRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), GetRandomFailed> {
+        use ring::rand::SecureRandom as _;
+        ring::rand::SystemRandom::new().fill(buf).map_err(|_| GetRandomFailed)
+    }
+}
+
+/// The key provider of a client that never presents a certificate: the configuration is
+/// built `with_no_client_auth`, so rustls never asks it for a key.
+#[derive(Debug)]
+struct NoClientKeys;
+
+impl KeyProvider for NoClientKeys {
+    fn load_private_key(&self, _key_der: PrivateKeyDer<'static>) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "the vault presents no client certificate".into(),
+        ))
+    }
+}
 
 /// A rustls client configuration trusting the Mozilla roots plus `extra_roots`, enforcing
 /// `pins` when there are any.
@@ -30,7 +138,7 @@ pub(super) fn client_config(
     extra_roots: &[CertificateDer<'static>],
     pins: &[SpkiPin],
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -164,21 +272,21 @@ pub(super) fn spki_of(cert: &[u8]) -> Option<&[u8]> {
     der_element(rest).filter(|e| e.tag == SEQUENCE).map(|e| e.whole)
 }
 
-/// The ureq connector step that wraps TCP in TLS with a pinning configuration. Plain `http://`
-/// connections pass through untouched (the transport refused them earlier unless allowed; a
-/// pinned request is never plain http).
-pub(super) struct PinnedTlsConnector {
+/// The ureq connector step that wraps TCP in TLS with a configuration of [`client_config`].
+/// Plain `http://` connections pass through untouched (the transport refused them earlier
+/// unless allowed; a pinned request is never plain http).
+pub(super) struct TlsConnector {
     pub(super) config: Arc<ClientConfig>,
 }
 
-impl fmt::Debug for PinnedTlsConnector {
+impl fmt::Debug for TlsConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PinnedTlsConnector")
+        f.write_str("TlsConnector")
     }
 }
 
-impl<In: UreqTransport> Connector<In> for PinnedTlsConnector {
-    type Out = Either<In, PinnedTlsTransport>;
+impl<In: UreqTransport> Connector<In> for TlsConnector {
+    type Out = Either<In, TlsTransport>;
 
     fn connect(&self, details: &ConnectionDetails, chained: Option<In>) -> Result<Option<Self::Out>, ureq::Error> {
         let Some(transport) = chained else {
@@ -198,47 +306,43 @@ impl<In: UreqTransport> Connector<In> for PinnedTlsConnector {
         // Finish the handshake (and so the pin check) before ureq writes the request.
         while conn.is_handshaking() {
             if let Err(e) = conn.complete_io(&mut sock) {
-                let pin_failed = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                    .is_some_and(|r| {
-                        matches!(
-                            r,
-                            rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
-                        )
-                    });
+                let refusal = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
                 let timed_out = matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock);
+                use rustls::Error as R;
                 // The handshake did not finish: nothing of the request was written.
-                return Err(if pin_failed {
-                    ureq::Error::Tls(PIN_MISMATCH)
-                } else if timed_out {
-                    ureq::Error::Io(e)
-                } else {
-                    ureq::Error::Tls(HANDSHAKE_FAILED)
+                return Err(match refusal {
+                    Some(R::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)) => {
+                        ureq::Error::Tls(PIN_MISMATCH)
+                    }
+                    Some(R::InvalidCertificate(_) | R::NoCertificatesPresented | R::UnsupportedNameType) => {
+                        ureq::Error::Tls(CERTIFICATE_REFUSED)
+                    }
+                    _ if timed_out => ureq::Error::Io(e),
+                    _ => ureq::Error::Tls(HANDSHAKE_FAILED),
                 });
             }
         }
         let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
-        Ok(Some(Either::B(PinnedTlsTransport {
+        Ok(Some(Either::B(TlsTransport {
             buffers,
             stream: StreamOwned { conn, sock },
         })))
     }
 }
 
-/// A TLS stream established by [`PinnedTlsConnector`].
-pub(super) struct PinnedTlsTransport {
+/// A TLS stream established by [`TlsConnector`].
+pub(super) struct TlsTransport {
     buffers: LazyBuffers,
     stream: StreamOwned<ClientConnection, TransportAdapter>,
 }
 
-impl fmt::Debug for PinnedTlsTransport {
+impl fmt::Debug for TlsTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PinnedTlsTransport")
+        f.write_str("TlsTransport")
     }
 }
 
-impl UreqTransport for PinnedTlsTransport {
+impl UreqTransport for TlsTransport {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.buffers
     }
