@@ -13,7 +13,7 @@ set -euo pipefail
 
 # 6.5 MiB: OpenID Connect id_token validation (jsonwebtoken, RustCrypto rsa + p256, ADR 0012)
 # added 0.50 MiB (6,111,064 -> 6,639,192 bytes stripped).
-BUDGET_BYTES=3310000 # see PERFORMANCE.md ("The transport's own TLS provider", "Footprint"): the 3.0 MB goal is not met yet
+BUDGET_BYTES=3290000 # see PERFORMANCE.md ("The transport's own TLS provider", "Footprint"): the 3.0 MB goal is not met yet
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"

@@ -279,7 +279,7 @@ impl From<Error> for VaultError {
             Error::ManifestAuth => VaultError::corrupt("the vault's manifest failed authentication"),
             Error::Sqlite(e) => {
                 let public = sqlite_to_public(&e);
-                log::debug!("storage failure mapped to {}", public.code());
+                crate::logging::debug_record!("storage failure mapped to {}", public.code());
                 public
             }
         }

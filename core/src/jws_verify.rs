@@ -129,7 +129,7 @@ pub(crate) fn ensure_installed() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if PROVIDER.install_default().is_err() {
-            log::debug!("jsonwebtoken already has a crypto provider; the vault verifies with it");
+            crate::logging::debug_record!("jsonwebtoken already has a crypto provider; the vault verifies with it");
         }
     });
 }

@@ -8,6 +8,29 @@
 
 use std::sync::Arc;
 
+/// A debug-level record of the vault's own, as `log::debug!` makes one, but not compiled out by
+/// `log`'s static level features. The shipped library turns on `release_max_level_info`, which
+/// removes the debug records of every crate in the build (the TLS stack and the HTTP client
+/// have many, and none is ever forwarded to a host); the vault's own debug lines stay, filtered
+/// at run time by [`log::max_level`] like any other.
+macro_rules! debug_record {
+    ($($arg:tt)+) => {
+        if log::Level::Debug <= log::max_level() {
+            log::logger().log(
+                &log::Record::builder()
+                    .level(log::Level::Debug)
+                    .target(module_path!())
+                    .module_path_static(Some(module_path!()))
+                    .file_static(Some(file!()))
+                    .line(Some(line!()))
+                    .args(format_args!($($arg)+))
+                    .build(),
+            )
+        }
+    };
+}
+pub(crate) use debug_record;
+
 use parking_lot::RwLock;
 
 use crate::error::{Result, VaultError};

@@ -272,7 +272,7 @@ pub(crate) fn kick(engine: &Arc<Engine>) {
         .name("tokenvault-revoke".into())
         .spawn(move || loop {
             match e.send_revocations() {
-                Ok(r) if r.revoked + r.refused > 0 => log::debug!("revocations: {r:?}"),
+                Ok(r) if r.revoked + r.refused > 0 => crate::logging::debug_record!("revocations: {r:?}"),
                 Ok(_) => {}
                 Err(err) if err.code() == ErrorCode::Closed => {}
                 Err(err) => log::info!("revocations not sent now ({})", err.code()),

@@ -362,7 +362,7 @@ impl Vault {
         if let Some(st) = e.refresh.lock().get_mut(&key.id) {
             st.record_success();
         }
-        log::debug!("stored a session (generation {generation})");
+        crate::logging::debug_record!("stored a session (generation {generation})");
         Ok(e.info(&entry))
     }
 
@@ -579,7 +579,7 @@ impl Vault {
             e.events.emit(VaultEvent::SessionRemoved {
                 account: account.to_owned(),
             });
-            log::debug!("removed a session");
+            crate::logging::debug_record!("removed a session");
             if queued {
                 e.revocations_waiting.store(true, Ordering::Relaxed);
                 crate::revocation::kick(e);

@@ -128,7 +128,7 @@ impl Engine {
                         self.end_flight(&lead.account.id, &lead.flight, Err(e.clone()));
                         return Err(e);
                     }
-                    log::debug!("refresh: sending (generation {})", lead.base_generation());
+                    crate::logging::debug_record!("refresh: sending (generation {})", lead.base_generation());
                     let response = transport.send(&request);
                     drop(request);
                     return self.finish(*lead, response);
@@ -445,7 +445,7 @@ impl Engine {
                 let Some(generation) = self.write_record(key, Some(lead.base_generation()), &record)? else {
                     // Logged out, signed in again, or a peer rotated meanwhile: our result is
                     // discarded and what is stored wins.
-                    log::debug!("refresh: result discarded, the stored session changed meanwhile");
+                    crate::logging::debug_record!("refresh: result discarded, the stored session changed meanwhile");
                     let current = self.adopt(key, Some(&lead.base))?;
                     return Self::resolve(&current, forced, now);
                 };
@@ -460,7 +460,7 @@ impl Engine {
                     access_remaining_ms: info.access_remaining_ms,
                     session_remaining_ms: info.session_remaining_ms,
                 });
-                log::debug!("refresh: stored generation {generation}");
+                crate::logging::debug_record!("refresh: stored generation {generation}");
                 Ok(entry.token.clone())
             }
             Settlement::Verdict(verdict) => {

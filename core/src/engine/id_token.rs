@@ -146,7 +146,7 @@ impl Engine {
             // The set is still good for this check; the next one fetches it again.
             log::warn!("could not cache an OpenID issuer's key set ({})", e.code());
         }
-        log::debug!("fetched an OpenID issuer's key set ({} keys)", keys.keys.len());
+        crate::logging::debug_record!("fetched an OpenID issuer's key set ({} keys)", keys.keys.len());
         Ok(keys)
     }
 

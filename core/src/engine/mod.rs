@@ -334,7 +334,7 @@ impl Engine {
             return Err(VaultError::corrupt("a session record belongs to another account"));
         }
         if known.is_some() {
-            log::debug!("adopted generation {} written by a peer", row.generation);
+            crate::logging::debug_record!("adopted generation {} written by a peer", row.generation);
         }
         Ok(self.install(&key.id, record, row.generation))
     }
