@@ -8,10 +8,11 @@
 //! ends the connection before a byte of the HTTP request is written.
 //!
 //! The cryptography is *ring*'s, as rustls's own *ring* provider offers it, with two things left
-//! out (docs/adr/0014-small-library-and-thread-local-reads.md): the ChaCha20-Poly1305 cipher suites (every TLS 1.3
-//! server must implement AES-128-GCM, RFC 8446 §9.1, and rustls offers no TLS 1.2 suite that is
-//! neither AES-GCM nor ChaCha20), and the loading of private keys, which only a client
-//! certificate needs and the vault never presents one.
+//! out for size (docs/adr/0014-small-library-and-thread-local-reads.md):
+//! - the ChaCha20-Poly1305 cipher suites: every TLS 1.3 server must implement AES-128-GCM
+//!   (RFC 8446, §9.1), and TLS 1.2 servers are reached with the ECDHE AES-GCM suites;
+//! - the loading of private keys: only a client certificate needs one, and the vault never
+//!   presents one.
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub(super) const HANDSHAKE_FAILED: &str = "TLS handshake failed";
 
 /// The TLS cryptography of the built-in transport: *ring*'s, without ChaCha20-Poly1305 and
 /// without private keys (see the module documentation).
-pub(super) fn provider() -> CryptoProvider {
+fn provider() -> CryptoProvider {
     CryptoProvider {
         // rustls's order: the strongest first, TLS 1.3 before TLS 1.2.
         cipher_suites: vec![
