@@ -784,6 +784,18 @@ mod pinning_tests {
             provider: rustls::crypto::CryptoProvider,
             versions: &[&'static rustls::SupportedProtocolVersion],
         ) -> TlsServer {
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+            TlsServer::start_answering(chain, key, provider, versions, ok.to_vec())
+        }
+
+        /// A server that answers every request with `response` (a whole HTTP response).
+        fn start_answering(
+            chain: Vec<CertificateDer<'static>>,
+            key: &[u8],
+            provider: rustls::crypto::CryptoProvider,
+            versions: &[&'static rustls::SupportedProtocolVersion],
+            response: Vec<u8>,
+        ) -> TlsServer {
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec()));
             let config = Arc::new(
                 rustls::ServerConfig::builder_with_provider(Arc::new(provider))
@@ -821,12 +833,15 @@ mod pinning_tests {
                         b.fetch_add(n, Ordering::SeqCst);
                         seen.extend_from_slice(&buf[..n]);
                         if seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let _ = tls.write_all(
-                                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-                            );
+                            let _ = tls.write_all(&response);
                             let _ = tls.flush();
                             tls.conn.send_close_notify();
                             let _ = tls.flush();
+                            // Close only after the client did: closing with the request's
+                            // unread body in the socket would reset the connection, and the
+                            // client could lose the end of a long answer.
+                            let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+                            while matches!(tls.sock.read(&mut buf), Ok(n) if n > 0) {}
                             break;
                         }
                     }
@@ -1039,5 +1054,41 @@ mod pinning_tests {
         assert!(!err.may_have_been_delivered());
         assert_eq!(server.connections.load(Ordering::SeqCst), 1);
         assert_eq!(server.http_bytes.load(Ordering::SeqCst), 0);
+    }
+
+    /// Over TLS, a response larger than the connection's input buffer, in chunks of many sizes
+    /// (the transport's buffers shift and refill many times), arrives whole and in order.
+    #[test]
+    fn a_large_chunked_body_arrives_whole_over_tls() {
+        let pki = pki();
+        let body: Vec<u8> = (0..200_000u32)
+            .map(|i| b"0123456789abcdef"[(i * 7 % 16) as usize])
+            .collect();
+        let mut response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        let mut rest = &body[..];
+        let mut size = 1;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(size.min(rest.len()));
+            response.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            response.extend_from_slice(chunk);
+            response.extend_from_slice(b"\r\n");
+            rest = tail;
+            size = size * 3 + 1;
+        }
+        response.extend_from_slice(b"0\r\n\r\n");
+        let server = TlsServer::start_answering(
+            vec![pki.a.cert.clone()],
+            &pki.a.key,
+            rustls::crypto::ring::default_provider(),
+            rustls::DEFAULT_VERSIONS,
+            response,
+        );
+        let t = HttpsTransport::with_extra_roots(pki.ca_pem.as_bytes()).unwrap();
+        let mut request = request_to(server.url(), false, vec![]);
+        request.max_response_bytes = 1 << 20;
+        let got = t.send(&request).unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body.len(), body.len());
+        assert!(got.body == body, "the body arrived out of order");
     }
 }

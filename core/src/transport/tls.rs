@@ -25,8 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::SigningKey;
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport as UreqTransport,
-    TransportAdapter,
+    Buffers, ConnectionDetails, Connector, Either, NextTimeout, Transport as UreqTransport, TransportAdapter,
 };
 use webpki::ring as alg;
 
@@ -323,7 +322,7 @@ impl<In: UreqTransport> Connector<In> for TlsConnector {
                 });
             }
         }
-        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+        let buffers = ZeroedBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
         Ok(Some(Either::B(TlsTransport {
             buffers,
             stream: StreamOwned { conn, sock },
@@ -333,7 +332,7 @@ impl<In: UreqTransport> Connector<In> for TlsConnector {
 
 /// A TLS stream established by [`TlsConnector`].
 pub(super) struct TlsTransport {
-    buffers: LazyBuffers,
+    buffers: ZeroedBuffers,
     stream: StreamOwned<ClientConnection, TransportAdapter>,
 }
 
@@ -375,5 +374,142 @@ impl UreqTransport for TlsTransport {
 
     fn is_tls(&self) -> bool {
         true
+    }
+}
+
+/// The TLS layer's HTTP buffers: what ureq's `LazyBuffers` does, with buffers that come zeroed
+/// from the allocator. In this size-optimised build `Vec::resize`, which `LazyBuffers` uses,
+/// stores one byte per iteration: ~14 µs for the 52 KiB of a connection's buffers, against
+/// ~0.3 µs for a zeroed allocation (docs/PERFORMANCE.md).
+#[derive(Debug)]
+pub(super) struct ZeroedBuffers {
+    input: Vec<u8>,
+    /// Bytes of `input` read from the connection (`..filled`), of which the first `consumed`
+    /// were used.
+    filled: usize,
+    consumed: usize,
+    output: Vec<u8>,
+    /// The last `input_consume` used something (ureq's rule for `can_use_input`).
+    progress: bool,
+}
+
+/// The least free input space `tmp_and_output` hands out (ureq's own minimum).
+const MIN_TMP: usize = 10 * 1024;
+
+impl ZeroedBuffers {
+    pub(super) fn new(input_size: usize, output_size: usize) -> Self {
+        ZeroedBuffers {
+            input: vec![0; input_size.max(1)],
+            filled: 0,
+            consumed: 0,
+            output: vec![0; output_size.max(1)],
+            progress: false,
+        }
+    }
+
+    /// Move the unconsumed bytes to the front when the buffer is more than half full (or
+    /// start over when everything was consumed), as ureq does.
+    fn shift(&mut self) {
+        if self.consumed == 0 {
+            return;
+        }
+        if self.consumed == self.filled {
+            self.consumed = 0;
+            self.filled = 0;
+        } else if self.filled > self.input.len() / 2 {
+            self.input.copy_within(self.consumed..self.filled, 0);
+            self.filled -= self.consumed;
+            self.consumed = 0;
+        }
+    }
+}
+
+impl Buffers for ZeroedBuffers {
+    fn output(&mut self) -> &mut [u8] {
+        &mut self.output
+    }
+
+    fn input(&self) -> &[u8] {
+        &self.input[self.consumed..self.filled]
+    }
+
+    fn input_append_buf(&mut self) -> &mut [u8] {
+        self.shift();
+        &mut self.input[self.filled..]
+    }
+
+    fn input_appended(&mut self, amount: usize) {
+        self.filled = (self.filled + amount).min(self.input.len());
+    }
+
+    fn input_consume(&mut self, amount: usize) {
+        self.progress = amount > 0;
+        self.consumed = (self.consumed + amount).min(self.filled);
+    }
+
+    fn tmp_and_output(&mut self) -> (&mut [u8], &mut [u8]) {
+        self.shift();
+        let free = self.input.len() - self.filled;
+        if free < MIN_TMP {
+            let mut grown = vec![0; self.input.len() + (MIN_TMP - free)];
+            grown[..self.filled].copy_from_slice(&self.input[..self.filled]);
+            self.input = grown;
+        }
+        (&mut self.input[self.filled..], &mut self.output)
+    }
+
+    fn can_use_input(&self) -> bool {
+        self.filled > self.consumed && self.progress
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Reading, consuming, the shift to the front, the temporary space and `can_use_input`,
+    /// step by step.
+    #[test]
+    fn zeroed_buffers_keep_unconsumed_input_in_order() {
+        let mut b = ZeroedBuffers::new(16, 8);
+        assert_eq!(b.output().len(), 8);
+        assert!(b.output().iter().all(|&x| x == 0));
+        assert!(b.input().is_empty() && !b.can_use_input());
+
+        b.input_append_buf()[..10].copy_from_slice(b"0123456789");
+        b.input_appended(10);
+        assert_eq!(b.input(), b"0123456789");
+        assert!(!b.can_use_input(), "nothing consumed yet");
+        b.input_consume(4);
+        assert_eq!(b.input(), b"456789");
+        assert!(b.can_use_input());
+        // More than half full with a consumed prefix: the rest moves to the front.
+        assert_eq!(b.input_append_buf().len(), 16 - 6);
+        assert_eq!(b.input(), b"456789");
+        b.input_append_buf()[..3].copy_from_slice(b"abc");
+        b.input_appended(3);
+        assert_eq!(b.input(), b"456789abc");
+        b.input_consume(0);
+        assert!(!b.can_use_input(), "the last consume used nothing");
+        // Everything consumed: the next read starts at the front.
+        b.input_consume(9);
+        assert!(b.input().is_empty());
+        assert_eq!(b.input_append_buf().len(), 16);
+        // An over-long append or consume is clamped, never a panic.
+        b.input_appended(100);
+        assert_eq!(b.input().len(), 16);
+        b.input_consume(100);
+        assert!(b.input().is_empty());
+
+        // The temporary space is at least 10 KiB, after the unconsumed input, which it keeps.
+        let mut b = ZeroedBuffers::new(16, 8);
+        b.input_append_buf()[..5].copy_from_slice(b"hello");
+        b.input_appended(5);
+        let (tmp, out) = b.tmp_and_output();
+        assert!(tmp.len() >= MIN_TMP, "{}", tmp.len());
+        assert_eq!(out.len(), 8);
+        assert_eq!(b.input(), b"hello");
     }
 }
