@@ -125,7 +125,8 @@ fn vault_row_len(path: &Path) -> (usize, usize) {
     let conn = Connection::open(path).unwrap();
     conn.query_row(
         "SELECT min(length(account_hash) + length(nonce) + length(ciphertext)),
-                max(length(account_hash) + length(nonce) + length(ciphertext)) FROM sessions",
+                max(length(account_hash) + length(nonce) + length(ciphertext)) FROM manifest
+         WHERE account_hash IS NOT NULL",
         [],
         |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
     )
@@ -648,7 +649,8 @@ const VAULT_COLD_SQL: &[(&str, Bind)] = &[
     ("PRAGMA application_id", Bind::Nothing),
     ("PRAGMA user_version", Bind::Nothing),
     (
-        "SELECT *, (SELECT max(version) FROM manifest WHERE slot < 256) FROM manifest ORDER BY slot DESC",
+        "SELECT *, (SELECT max(version) FROM manifest WHERE slot < 256) FROM manifest WHERE slot < 2000 \
+         ORDER BY slot DESC",
         Bind::Nothing,
     ),
     ("PRAGMA journal_mode", Bind::Nothing),
@@ -657,7 +659,7 @@ const VAULT_COLD_SQL: &[(&str, Bind)] = &[
     ("BEGIN DEFERRED", Bind::Nothing),
     ("PRAGMA data_version", Bind::Nothing),
     (
-        "SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1",
+        "SELECT generation, format, nonce, ciphertext FROM manifest WHERE account_hash = ?1",
         Bind::RowKey,
     ),
     ("COMMIT", Bind::Nothing),
@@ -727,7 +729,7 @@ fn compact_file(dir: &Path, raw: &Path) -> PathBuf {
     }
     let (h, g, f, n, c): (Vec<u8>, i64, i64, Vec<u8>, Vec<u8>) = src
         .query_row(
-            "SELECT account_hash, generation, format, nonce, ciphertext FROM sessions",
+            "SELECT account_hash, generation, format, nonce, ciphertext FROM manifest WHERE account_hash IS NOT NULL",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
@@ -793,7 +795,11 @@ fn cold_files() -> ColdFiles {
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
             .unwrap();
         let k = conn
-            .query_row("SELECT account_hash FROM sessions", [], |r| r.get(0))
+            .query_row(
+                "SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         (n, k)
     };
@@ -867,7 +873,7 @@ fn sqlite_on_vault_file(files: &ColdFiles) -> Duration {
     let conn = Connection::open(&files.raw).unwrap();
     let (nonce, ciphertext): (Vec<u8>, Vec<u8>) = conn
         .query_row(
-            "SELECT nonce, ciphertext FROM sessions WHERE account_hash = ?1",
+            "SELECT nonce, ciphertext FROM manifest WHERE account_hash = ?1",
             [&files.vault_row_key],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

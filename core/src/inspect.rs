@@ -381,7 +381,19 @@ fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
         let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
         Ok(u64::try_from(n).map_err(|_| VaultError::corrupt("negative count"))?)
     };
-    let sessions = count("SELECT count(*) FROM sessions")?;
+    // Schema 7 moved the session rows into the manifest's table (the rows with an account hash).
+    let (sessions_sql, rows_sql) = if version < 7 {
+        (
+            "SELECT count(*) FROM sessions",
+            "SELECT account_hash, generation FROM sessions",
+        )
+    } else {
+        (
+            "SELECT count(account_hash) FROM manifest",
+            "SELECT account_hash, generation FROM manifest WHERE account_hash IS NOT NULL",
+        )
+    };
+    let sessions = count(sessions_sql)?;
     if version < 2 {
         let markers = count(
             "SELECT count(*) FROM refresh_lease l JOIN sessions s ON s.account_hash = l.account_hash
@@ -401,7 +413,7 @@ fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
         )?
     } else {
         // Schema 4: each account's marker is in its refresh-lock file (read, never created).
-        let mut stmt = conn.prepare("SELECT account_hash, generation FROM sessions")?;
+        let mut stmt = conn.prepare(rows_sql)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         let mut n = 0u64;
         for row in rows {

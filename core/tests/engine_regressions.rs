@@ -126,15 +126,17 @@ fn an_older_generation_in_the_file_is_corrupt_never_served() {
     sign_in(&v);
     let raw = rusqlite::Connection::open(&path).unwrap();
     let old: (i64, Vec<u8>, Vec<u8>) = raw
-        .query_row("SELECT generation, nonce, ciphertext FROM sessions", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT generation, nonce, ciphertext FROM manifest WHERE account_hash IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     let p = send(&v, true);
     let t = v.finish_refresh(p.attempt, rotated(1)).unwrap();
     assert_eq!(t.expose(), "access-1");
     raw.execute(
-        "UPDATE sessions SET generation = ?1, nonce = ?2, ciphertext = ?3",
+        "UPDATE manifest SET generation = ?1, nonce = ?2, ciphertext = ?3 WHERE account_hash IS NOT NULL",
         rusqlite::params![old.0, old.1, old.2],
     )
     .unwrap();

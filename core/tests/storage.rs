@@ -176,7 +176,7 @@ fn a_flipped_byte_is_a_typed_corrupt_error_never_an_altered_token() {
         v.store(session("bob", "tok-B1")).unwrap();
     }
     let rows: Vec<(Vec<u8>, Vec<u8>)> = with_db(&path, |c| {
-        c.prepare("SELECT account_hash, ciphertext FROM sessions")
+        c.prepare("SELECT account_hash, ciphertext FROM manifest WHERE account_hash IS NOT NULL")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -200,7 +200,7 @@ fn a_flipped_byte_is_a_typed_corrupt_error_never_an_altered_token() {
         bad[i] ^= 0x01;
         with_db(&path, |c| {
             c.execute(
-                "UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2",
+                "UPDATE manifest SET ciphertext = ?1 WHERE account_hash = ?2",
                 rusqlite::params![bad, hash],
             )
             .unwrap()
@@ -217,7 +217,7 @@ fn a_flipped_byte_is_a_typed_corrupt_error_never_an_altered_token() {
     // Restore: everything readable again, nothing was deleted.
     with_db(&path, |c| {
         c.execute(
-            "UPDATE sessions SET ciphertext = ?1 WHERE account_hash = ?2",
+            "UPDATE manifest SET ciphertext = ?1 WHERE account_hash = ?2",
             rusqlite::params![ct, hash],
         )
         .unwrap()
@@ -236,7 +236,7 @@ fn a_row_moved_to_another_account_fails_to_decrypt() {
         v.store(session("bob", "tok-B1")).unwrap();
         drop(v);
         let hashes: Vec<Vec<u8>> = with_db(&path, |c| {
-            c.prepare("SELECT account_hash FROM sessions")
+            c.prepare("SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL")
                 .unwrap()
                 .query_map([], |r| r.get(0))
                 .unwrap()
@@ -248,7 +248,7 @@ fn a_row_moved_to_another_account_fails_to_decrypt() {
     // Copy row B's whole content (generation, nonce, ciphertext) over row A.
     with_db(&path, |c| {
         c.execute(
-            "UPDATE sessions SET (generation, format, nonce, ciphertext) = (SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?2) WHERE account_hash = ?1",
+            "UPDATE manifest SET (generation, format, nonce, ciphertext) = (SELECT generation, format, nonce, ciphertext FROM manifest WHERE account_hash = ?2) WHERE account_hash = ?1",
             rusqlite::params![ha, hb],
         )
         .unwrap();
@@ -269,7 +269,7 @@ fn a_row_moved_to_another_account_fails_to_decrypt() {
     // A generation rolled back in the clear column is detected too.
     with_db(&path, |c| {
         c.execute(
-            "UPDATE sessions SET generation = generation + 100 WHERE account_hash = ?1",
+            "UPDATE manifest SET generation = generation + 100 WHERE account_hash = ?1",
             rusqlite::params![hb],
         )
         .unwrap()
@@ -396,8 +396,11 @@ fn golden_v2_file_migrates_and_refuses_a_row_it_does_not_vouch_for() {
     drop(v);
     // A row whose generation the manifest does not vouch for is refused.
     with_db(&path, |c| {
-        c.execute("UPDATE sessions SET generation = generation + 1", [])
-            .unwrap();
+        c.execute(
+            "UPDATE manifest SET generation = generation + 1 WHERE account_hash IS NOT NULL",
+            [],
+        )
+        .unwrap();
     });
     let v = open(&path, &KEY).unwrap();
     assert_eq!(v.session_info("golden-alice").unwrap_err().code(), ErrorCode::Corrupt);
@@ -475,6 +478,79 @@ fn golden_v6_file_opens() {
     golden_file_opens(6);
 }
 
+#[test]
+fn golden_v7_file_opens() {
+    golden_file_opens(7);
+}
+
+/// Schema 7 moves the session rows into the manifest's table, after every other kind of row
+/// (slots from 2000), with a unique index on the account hash; the sessions table goes.
+#[test]
+fn golden_v6_sessions_move_into_the_manifest_table() {
+    let (_dir, path) = golden_copy(6);
+    let hashes_before: Vec<Vec<u8>> = with_db(&path, |c| {
+        c.prepare("SELECT account_hash FROM sessions ORDER BY account_hash")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    });
+    assert_eq!(hashes_before.len(), 2);
+    drop(open(&path, &KEY).unwrap());
+    assert_eq!(tables(&path, "sessions"), 0, "the sessions table was not dropped");
+    let (hashes_after, min_slot, index) = with_db(&path, |c| {
+        let hashes: Vec<Vec<u8>> = c
+            .prepare("SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL ORDER BY account_hash")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let min_slot: i64 = c
+            .query_row(
+                "SELECT min(slot) FROM manifest WHERE account_hash IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let index: String = c
+            .query_row("SELECT sql FROM sqlite_schema WHERE type = 'index'", [], |r| r.get(0))
+            .unwrap();
+        (hashes, min_slot, index)
+    });
+    assert_eq!(hashes_after, hashes_before);
+    assert!(min_slot > 2000, "{min_slot}");
+    assert!(index.contains("UNIQUE") && index.contains("account_hash"), "{index}");
+    golden_file_opens_at(&path);
+}
+
+/// The size of the write-ahead log, in frames of `page_size` bytes (a frame is a 24-byte
+/// header and one page; the log starts with a 32-byte header).
+fn wal_frames(path: &Path) -> u64 {
+    let page_size: i64 = with_db(path, |c| c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap());
+    let page_size = u64::try_from(page_size).unwrap();
+    let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |m| m.len());
+    wal.saturating_sub(32) / (24 + page_size)
+}
+
+/// In a vault of one session, the session's row shares its page with the manifest (schema 7):
+/// storing a new pair for the account commits one page, one log frame, where two tables cost
+/// two. A second session of this size no longer fits that page.
+#[test]
+fn a_write_to_a_one_session_vault_commits_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let v = open(&path, &KEY).unwrap();
+    v.store(session("alice", "tok-A1")).unwrap();
+    for i in 2..6 {
+        let before = wal_frames(&path);
+        v.store(session("alice", &format!("tok-A{i}"))).unwrap();
+        assert_eq!(wal_frames(&path) - before, 1, "store {i}");
+    }
+    assert_eq!(v.access_token("alice").unwrap().expose(), "tok-A5");
+}
+
 /// Schema 6: the manifest's table loses its `CHECK`, and the revocation queue's and key-set
 /// cache's tables go only if they are empty (what they hold stays; an empty one is created
 /// again by the first write that needs it).
@@ -508,7 +584,7 @@ fn golden_v5_file_drops_empty_tables_and_keeps_a_used_one() {
         )
     });
     assert!(!manifest_sql.contains("CHECK"), "{manifest_sql}");
-    assert_eq!(objects, 4, "sessions (+ its index), manifest, jwks");
+    assert_eq!(objects, 3, "manifest (+ its account index), jwks");
     golden_file_opens_at(&path);
 }
 
@@ -541,8 +617,9 @@ fn golden_v4_state_moves_into_the_manifest_table() {
             .unwrap(),
         )
     });
-    // Schema 6 then drops the empty revocation queue's and key-set cache's tables.
-    assert_eq!(objects, 3, "sessions (+ its index) and manifest");
+    // Schema 6 then drops the empty revocation queue's and key-set cache's tables; schema 7
+    // moves the sessions into the manifest's table.
+    assert_eq!(objects, 2, "manifest (+ its account index)");
     assert_eq!(slots, 1);
     assert_eq!(meta, (epoch_before, 0, true));
     // The migrated file serves its sessions and passes the integrity check.

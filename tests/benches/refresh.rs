@@ -274,7 +274,8 @@ fn vault_row_len(path: &Path) -> usize {
     let conn = Connection::open(path).unwrap();
     let n: i64 = conn
         .query_row(
-            "SELECT max(length(account_hash) + length(nonce) + length(ciphertext)) FROM sessions",
+            "SELECT max(length(account_hash) + length(nonce) + length(ciphertext)) FROM manifest \
+             WHERE account_hash IS NOT NULL",
             [],
             |r| r.get(0),
         )

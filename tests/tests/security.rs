@@ -51,7 +51,7 @@ type Row = (Vec<u8>, i64, i64, Vec<u8>, Vec<u8>);
 fn rows(path: &Path) -> Vec<Row> {
     let c = Connection::open(path).unwrap();
     let mut s = c
-        .prepare("SELECT account_hash, generation, format, nonce, ciphertext FROM sessions ORDER BY id")
+        .prepare("SELECT account_hash, generation, format, nonce, ciphertext FROM manifest WHERE account_hash IS NOT NULL ORDER BY slot")
         .unwrap();
     s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .unwrap()
@@ -62,7 +62,8 @@ fn rows(path: &Path) -> Vec<Row> {
 fn put_row(path: &Path, row: &Row) {
     let c = Connection::open(path).unwrap();
     c.execute(
-        "INSERT INTO sessions (account_hash, generation, format, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO manifest (slot, account_hash, generation, format, nonce, ciphertext)
+         VALUES ((SELECT max(2000, max(slot) + 1) FROM manifest), ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(account_hash) DO UPDATE SET generation = excluded.generation, format = excluded.format,
            nonce = excluded.nonce, ciphertext = excluded.ciphertext",
         params![row.0, row.1, row.2, row.3, row.4],

@@ -223,14 +223,33 @@ pub(crate) fn check_entry(bucket: &Bucket, account_hash: &[u8], row_generation: 
     }
 }
 
+/// Where [`rebuild`] finds the session rows: their own table (the step to schema 2), or the
+/// manifest's table (schema 7 on).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionRows {
+    OwnTable,
+    ManifestTable,
+}
+
 /// Build the manifest over the rows as they are (a new vault, a file migrated from schema 1,
 /// or the re-MAC of `rekey`). Replaces any manifest rows.
-pub(crate) fn rebuild(conn: &Connection, cipher: &RecordCipher, floor: u64, version: u64) -> Result<Root> {
+pub(crate) fn rebuild(
+    conn: &Connection,
+    cipher: &RecordCipher,
+    rows_at: SessionRows,
+    floor: u64,
+    version: u64,
+) -> Result<Root> {
     // Only the manifest's own rows: from schema 5 the table also holds the metadata and key slots.
     conn.execute("DELETE FROM manifest WHERE slot <= 256", [])?;
     let mut buckets: BTreeMap<u8, Bucket> = BTreeMap::new();
     {
-        let mut stmt = conn.prepare("SELECT account_hash, generation FROM sessions")?;
+        let mut stmt = conn.prepare(match rows_at {
+            SessionRows::OwnTable => "SELECT account_hash, generation FROM sessions",
+            SessionRows::ManifestTable => {
+                "SELECT account_hash, generation FROM manifest WHERE account_hash IS NOT NULL"
+            }
+        })?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (hash, g) = row?;

@@ -23,7 +23,7 @@ use crate::error::{Error, StoreResult as Result, VaultError};
 pub const APPLICATION_ID: i32 = 0x544B_5654;
 
 /// The newest schema version this code knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// One entry per version step: `MIGRATIONS[i]` moves a file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -225,6 +225,25 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE manifest;
     ALTER TABLE vault_state RENAME TO manifest;
     "#,
+    // 6 -> 7: the session rows move into the manifest's table
+    // (docs/adr/0017-sessions-in-the-manifest-table.md): in a vault of one session its row, the
+    // manifest's root and bucket, the metadata and the key slots share one B-tree page, so a
+    // refresh or a store commits one page (one log frame) instead of two. A session row is a
+    // row with an account hash; its slot is 2000 or above, after every
+    // other kind of row. The unique index finds an account's row; a refresh does not change
+    // the indexed column, so it never writes the index.
+    r#"
+    ALTER TABLE manifest ADD COLUMN account_hash BLOB;
+    ALTER TABLE manifest ADD COLUMN generation INTEGER;
+    ALTER TABLE manifest ADD COLUMN format INTEGER;
+    ALTER TABLE manifest ADD COLUMN nonce BLOB;
+    ALTER TABLE manifest ADD COLUMN ciphertext BLOB;
+    INSERT INTO manifest (slot, account_hash, generation, format, nonce, ciphertext)
+        SELECT 2000 + id, account_hash, generation, format, nonce, ciphertext
+        FROM sessions;
+    DROP TABLE sessions;
+    CREATE UNIQUE INDEX manifest_account ON manifest (account_hash);
+    "#,
 ];
 
 /// The revocation queue's table (schema 6: created by the first queued revocation). Refresh
@@ -263,6 +282,9 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool> {
 const META_SLOT: i64 = 1000;
 /// Key slot n is row `KEY_SLOT_BASE + n` of the `manifest` table (schema 5).
 const KEY_SLOT_BASE: i64 = 1000;
+// Session rows (schema 7) have slots from 2000 up, after every other kind of row: the SQL that
+// places a new session (`max(2000, ...)`) and the one that reads the open state
+// (`slot < 2000`) spell the number.
 
 /// What the step to schema 4 hands over: the markers of a schema-3 file that still matter, as
 /// (account hash, generation, credential hash).
@@ -576,7 +598,7 @@ impl Store {
             return Err(VaultError::corrupt("the vault file has no schema").into());
         }
         if version >= 5 {
-            store.open_state = Some(store.read_open_state()?);
+            store.open_state = Some(store.read_open_state(version)?);
         }
         Ok((store, FileState::Existing(version)))
     }
@@ -584,7 +606,7 @@ impl Store {
     /// The root, the metadata row and the key slots of a schema-5 file, and the newest bucket's
     /// version, in one statement (each further statement on a new connection costs more than
     /// the rows it reads).
-    fn read_open_state(&self) -> Result<OpenState> {
+    fn read_open_state(&self, version: i64) -> Result<OpenState> {
         // `*` is the table's columns in their schema-5 order (slot; version, body, mac;
         // created_at_ms, removed_generation, key_epoch, lookup_nonce, lookup_sealed,
         // revocations_dropped, revocations_waiting; kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p,
@@ -592,8 +614,12 @@ impl Store {
         // parse on a new connection, where every token and column counts. Highest slot first:
         // the key slots, the metadata, the root, then as many buckets as a small vault has (the
         // scan stops after [`OPEN_BUCKETS`]).
+        // Schema 7 appended the session columns (account_hash, generation, format, nonce,
+        // ciphertext) to the table: the subquery's column comes after them.
+        let newest_bucket_column = if version < 7 { 18 } else { 23 };
         let mut stmt = self.conn.prepare(
-            "SELECT *, (SELECT max(version) FROM manifest WHERE slot < 256) FROM manifest ORDER BY slot DESC",
+            "SELECT *, (SELECT max(version) FROM manifest WHERE slot < 256) FROM manifest WHERE slot < 2000 \
+             ORDER BY slot DESC",
         )?;
         let mut rows = stmt.query([])?;
         let mut state = OpenState {
@@ -601,7 +627,7 @@ impl Store {
             ..OpenState::default()
         };
         while let Some(r) = rows.next()? {
-            state.newest_bucket = r.get(18)?;
+            state.newest_bucket = r.get(newest_bucket_column)?;
             match r.get::<_, i64>(0)? {
                 slot @ 0..=255 => {
                     if state.buckets.len() == OPEN_BUCKETS {
@@ -689,7 +715,7 @@ impl Store {
             params![META_SLOT, now_ms],
         )?;
         Self::write_slot(&tx, 1, wrapped)?;
-        let root = manifest::rebuild(&tx, cipher, 0, 1)?;
+        let root = manifest::rebuild(&tx, cipher, manifest::SessionRows::ManifestTable, 0, 1)?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -729,7 +755,7 @@ impl Store {
                         tx.query_row("SELECT removed_generation FROM vault_meta WHERE id = 1", [], |r| {
                             r.get(0)
                         })?;
-                    let root = manifest::rebuild(&tx, cipher, to_u64(floor)?, 1)?;
+                    let root = manifest::rebuild(&tx, cipher, manifest::SessionRows::OwnTable, to_u64(floor)?, 1)?;
                     self.root_seen = root.version;
                 }
                 if version + 1 == 6 {
@@ -889,14 +915,14 @@ impl Store {
             let bucket = buckets.get(&manifest::bucket_of(&row.account_hash)).unwrap_or(&empty);
             manifest::check_entry(bucket, &row.account_hash, Some(row.generation))?;
             let (format, nonce, ct) = reseal(row)?;
-            tx.prepare_cached("UPDATE sessions SET format = ?2, nonce = ?3, ciphertext = ?4 WHERE account_hash = ?1")?
+            tx.prepare_cached("UPDATE manifest SET format = ?2, nonce = ?3, ciphertext = ?4 WHERE account_hash = ?1")?
                 .execute(params![row.account_hash, format, nonce, ct])?;
         }
         let version = root
             .version
             .checked_add(1)
             .ok_or_else(|| VaultError::internal("manifest counter overflow"))?;
-        let root = manifest::rebuild(&tx, new, root.floor, version)?;
+        let root = manifest::rebuild(&tx, new, manifest::SessionRows::ManifestTable, root.floor, version)?;
         Self::reseal_blobs(&tx, old, new)?;
         tx.execute("DELETE FROM manifest WHERE slot IN (1001, 1002)", [])?;
         for (i, w) in slots.iter().enumerate() {
@@ -1091,7 +1117,7 @@ impl Store {
     /// The generation of an account's row, if it has one.
     fn generation_in(conn: &Connection, account_hash: &[u8]) -> Result<Option<u64>> {
         let generation: Option<i64> = conn
-            .prepare_cached("SELECT generation FROM sessions WHERE account_hash = ?1")?
+            .prepare_cached("SELECT generation FROM manifest WHERE account_hash = ?1")?
             .query_row(params![account_hash], |r| r.get(0))
             .optional()?;
         generation.map(to_u64).transpose()
@@ -1099,7 +1125,7 @@ impl Store {
 
     fn row_in(conn: &Connection, account_hash: &[u8]) -> Result<Option<SessionRow>> {
         let mut stmt =
-            conn.prepare_cached("SELECT generation, format, nonce, ciphertext FROM sessions WHERE account_hash = ?1")?;
+            conn.prepare_cached("SELECT generation, format, nonce, ciphertext FROM manifest WHERE account_hash = ?1")?;
         let row = stmt
             .query_row(params![account_hash], |r| {
                 Ok((
@@ -1181,7 +1207,8 @@ impl Store {
 
     fn rows_in(conn: &Connection) -> Result<Vec<SessionRow>> {
         let mut stmt = conn.prepare_cached(
-            "SELECT account_hash, generation, format, nonce, ciphertext FROM sessions ORDER BY account_hash",
+            "SELECT account_hash, generation, format, nonce, ciphertext FROM manifest WHERE account_hash IS NOT NULL
+             ORDER BY account_hash",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -1292,7 +1319,8 @@ impl Store {
             .ok_or_else(|| VaultError::internal("generation overflow"))?;
         let (format, nonce, ciphertext) = seal(generation)?;
         tx.prepare_cached(
-            "INSERT INTO sessions (account_hash, generation, format, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO manifest (slot, account_hash, generation, format, nonce, ciphertext)
+             VALUES (max(2000, ifnull((SELECT max(slot) FROM manifest), 0) + 1), ?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(account_hash) DO UPDATE SET generation = excluded.generation, format = excluded.format,
                nonce = excluded.nonce, ciphertext = excluded.ciphertext",
         )?
@@ -1350,7 +1378,7 @@ impl Store {
         if updated != 1 {
             return Err(VaultError::corrupt("the vault has no metadata row").into());
         }
-        let n = tx.execute("DELETE FROM sessions WHERE account_hash = ?1", params![account_hash])?;
+        let n = tx.execute("DELETE FROM manifest WHERE account_hash = ?1", params![account_hash])?;
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         if let (Some((r, _)), true) = (revocation, n > 0) {
             Self::queue_revocation_in(&tx, r)?;
@@ -1489,7 +1517,9 @@ impl Store {
 
     /// Number of session rows.
     pub(crate) fn session_count(&self) -> Result<usize> {
-        let n: i64 = self.conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(account_hash) FROM manifest", [], |r| r.get(0))?;
         Ok(usize::try_from(n).map_err(|_| VaultError::corrupt("negative count"))?)
     }
 }
