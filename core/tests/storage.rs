@@ -525,6 +525,47 @@ fn golden_v6_sessions_move_into_the_manifest_table() {
     golden_file_opens_at(&path);
 }
 
+/// Schema 7 keeps every kind of row in one table: a session row with a column missing, or an
+/// account hash put on a row of another kind (the manifest's root) in place of the session's
+/// row, reads as `Corrupt` for that account, never as a session; the other account still reads.
+#[test]
+fn a_session_row_of_the_wrong_shape_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    {
+        let v = open(&path, &KEY).unwrap();
+        v.store(session("alice", "tok-A1")).unwrap();
+        v.store(session("bob", "tok-B1")).unwrap();
+    }
+    let hashes: Vec<Vec<u8>> = with_db(&path, |c| {
+        c.prepare("SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL ORDER BY slot")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    });
+    let (alice, bob) = (hashes[0].clone(), hashes[1].clone());
+    with_db(&path, |c| {
+        c.execute("UPDATE manifest SET nonce = NULL WHERE account_hash = ?1", [&alice])
+            .unwrap()
+    });
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.access_token("alice").unwrap_err().code(), ErrorCode::Corrupt);
+    assert_eq!(v.access_token("bob").unwrap().expose(), "tok-B1");
+    drop(v);
+    // Bob's row goes; the root row carries bob's account hash instead.
+    with_db(&path, |c| {
+        c.execute("DELETE FROM manifest WHERE account_hash = ?1", [&bob])
+            .unwrap();
+        c.execute("UPDATE manifest SET account_hash = ?1 WHERE slot = 256", [&bob])
+            .unwrap()
+    });
+    let v = open(&path, &KEY).unwrap();
+    assert_eq!(v.access_token("bob").unwrap_err().code(), ErrorCode::Corrupt);
+    assert_eq!(v.session_info("bob").unwrap_err().code(), ErrorCode::Corrupt);
+}
+
 /// The size of the write-ahead log, in frames of `page_size` bytes (a frame is a 24-byte
 /// header and one page; the log starts with a 32-byte header).
 fn wal_frames(path: &Path) -> u64 {
