@@ -525,9 +525,10 @@ fn golden_v6_sessions_move_into_the_manifest_table() {
     golden_file_opens_at(&path);
 }
 
-/// Schema 7 keeps every kind of row in one table: a session row with a column missing, or an
-/// account hash put on a row of another kind (the manifest's root) in place of the session's
-/// row, reads as `Corrupt` for that account, never as a session; the other account still reads.
+/// Schema 7 keeps every kind of row in one table: a session row with a column missing, or a
+/// session's row moved onto a row of another kind (the metadata row), reads as `Corrupt` for
+/// that account, is never served, listed or removed as a session; the other account still
+/// reads.
 #[test]
 fn a_session_row_of_the_wrong_shape_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
@@ -554,16 +555,31 @@ fn a_session_row_of_the_wrong_shape_is_corrupt() {
     assert_eq!(v.access_token("alice").unwrap_err().code(), ErrorCode::Corrupt);
     assert_eq!(v.access_token("bob").unwrap().expose(), "tok-B1");
     drop(v);
-    // Bob's row goes; the root row carries bob's account hash instead.
+    // Bob's whole row moves onto the metadata row (slot 1000): the record itself is intact
+    // (its sealing does not bind the slot), only its place is wrong.
     with_db(&path, |c| {
+        c.execute_batch("CREATE TEMP TABLE bob AS SELECT * FROM manifest WHERE slot >= 2000")
+            .unwrap();
+        c.execute("DELETE FROM temp.bob WHERE account_hash != ?1", [&bob])
+            .unwrap();
         c.execute("DELETE FROM manifest WHERE account_hash = ?1", [&bob])
             .unwrap();
-        c.execute("UPDATE manifest SET account_hash = ?1 WHERE slot = 256", [&bob])
-            .unwrap()
+        c.execute(
+            "UPDATE manifest SET (account_hash, generation, format, nonce, ciphertext) =
+               (SELECT account_hash, generation, format, nonce, ciphertext FROM temp.bob) WHERE slot = 1000",
+            [],
+        )
+        .unwrap()
     });
     let v = open(&path, &KEY).unwrap();
     assert_eq!(v.access_token("bob").unwrap_err().code(), ErrorCode::Corrupt);
     assert_eq!(v.session_info("bob").unwrap_err().code(), ErrorCode::Corrupt);
+    // Neither listed nor removed as bob's session: the metadata row stays, the vault still opens.
+    assert!(v.list_accounts().unwrap().is_empty());
+    assert_eq!(v.remove("bob").unwrap_err().code(), ErrorCode::Corrupt);
+    drop(v);
+    assert_eq!(count(&path, "manifest WHERE slot = 1000"), 1);
+    open(&path, &KEY).unwrap();
 }
 
 /// The size of the write-ahead log, in frames of `page_size` bytes (a frame is a 24-byte

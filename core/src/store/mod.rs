@@ -229,9 +229,9 @@ const MIGRATIONS: &[&str] = &[
     // (docs/adr/0017-sessions-in-the-manifest-table.md): in a vault of one session its row, the
     // manifest's root and bucket, the metadata and the key slots share one B-tree page, so a
     // refresh or a store commits one page (one log frame) instead of two. A session row is a
-    // row with an account hash; its slot is 2000 or above, after every
-    // other kind of row. The unique index finds an account's row; a refresh does not change
-    // the indexed column, so it never writes the index.
+    // row with an account hash at a slot of 2000 or above, after every other kind of row. The
+    // unique index finds an account's row; a refresh does not change the indexed column, so it
+    // never writes the index.
     r#"
     ALTER TABLE manifest ADD COLUMN account_hash BLOB;
     ALTER TABLE manifest ADD COLUMN generation INTEGER;
@@ -282,9 +282,20 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool> {
 const META_SLOT: i64 = 1000;
 /// Key slot n is row `KEY_SLOT_BASE + n` of the `manifest` table (schema 5).
 const KEY_SLOT_BASE: i64 = 1000;
-// Session rows (schema 7) have slots from 2000 up, after every other kind of row: the SQL that
-// places a new session (`max(2000, ...)`) and the one that reads the open state
-// (`slot < 2000`) spell the number.
+/// Session rows (schema 7) have slots from here up, after every other kind of row (the SQL that
+/// places a new session, `max(2000, ...)`, and the one that reads the open state, `slot < 2000`,
+/// spell the number).
+const SESSION_SLOT_BASE: i64 = 2000;
+
+/// A row found by its account hash is a session's only at a session's slot: an account hash on
+/// a row of another kind (a tampered file) is `Corrupt` for that account, never read, written
+/// or deleted as its session.
+fn session_slot(slot: i64) -> Result<()> {
+    if slot < SESSION_SLOT_BASE {
+        return Err(VaultError::corrupt("a session's account hash is on a row of another kind").into());
+    }
+    Ok(())
+}
 
 /// What the step to schema 4 hands over: the markers of a schema-3 file that still matter, as
 /// (account hash, generation, credential hash).
@@ -603,9 +614,9 @@ impl Store {
         Ok((store, FileState::Existing(version)))
     }
 
-    /// The root, the metadata row and the key slots of a schema-5 file, and the newest bucket's
-    /// version, in one statement (each further statement on a new connection costs more than
-    /// the rows it reads).
+    /// The root, the metadata row and the key slots of a file of schema 5 or later, and the
+    /// newest bucket's version, in one statement (each further statement on a new connection
+    /// costs more than the rows it reads).
     fn read_open_state(&self, version: i64) -> Result<OpenState> {
         // `*` is the table's columns in their schema-5 order (slot; version, body, mac;
         // created_at_ms, removed_generation, key_epoch, lookup_nonce, lookup_sealed,
@@ -898,7 +909,10 @@ impl Store {
         let seen = self.root_seen;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let root = Self::root_in(&tx, old, seen, epoch)?;
-        let rows = Self::rows_in(&tx)?;
+        let (rows, malformed) = Self::rows_in(&tx)?;
+        if malformed > 0 {
+            return Err(VaultError::corrupt("a session row is malformed").into());
+        }
         let mut buckets: std::collections::BTreeMap<u8, manifest::Bucket> = Default::default();
         for slot in root.buckets.keys() {
             buckets.insert(*slot, manifest::read_bucket(&tx, old, &root, *slot)?);
@@ -1116,35 +1130,45 @@ impl Store {
 
     /// The generation of an account's row, if it has one.
     fn generation_in(conn: &Connection, account_hash: &[u8]) -> Result<Option<u64>> {
-        let generation: Option<i64> = conn
-            .prepare_cached("SELECT generation FROM manifest WHERE account_hash = ?1")?
-            .query_row(params![account_hash], |r| r.get(0))
+        let found: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT slot, generation FROM manifest WHERE account_hash = ?1")?
+            .query_row(params![account_hash], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        generation.map(to_u64).transpose()
+        found
+            .map(|(slot, generation)| {
+                session_slot(slot)?;
+                to_u64(generation)
+            })
+            .transpose()
     }
 
     fn row_in(conn: &Connection, account_hash: &[u8]) -> Result<Option<SessionRow>> {
-        let mut stmt =
-            conn.prepare_cached("SELECT generation, format, nonce, ciphertext FROM manifest WHERE account_hash = ?1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT slot, generation, format, nonce, ciphertext FROM manifest WHERE account_hash = ?1",
+        )?;
         let row = stmt
             .query_row(params![account_hash], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(2)?,
                     r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
                 ))
             })
             .optional()?;
         match row {
             None => Ok(None),
-            Some((g, format, nonce, ciphertext)) => Ok(Some(SessionRow {
-                account_hash: account_hash.to_vec(),
-                generation: to_u64(g)?,
-                format,
-                nonce,
-                ciphertext,
-            })),
+            Some((slot, g, format, nonce, ciphertext)) => {
+                session_slot(slot)?;
+                Ok(Some(SessionRow {
+                    account_hash: account_hash.to_vec(),
+                    generation: to_u64(g)?,
+                    format,
+                    nonce,
+                    ciphertext,
+                }))
+            }
         }
     }
 
@@ -1205,42 +1229,42 @@ impl Store {
         false
     }
 
-    fn rows_in(conn: &Connection) -> Result<Vec<SessionRow>> {
+    /// Every session row, and the number of rows with an account hash that are not a session's
+    /// shape (a column missing or of another type: a tampered file).
+    fn rows_in(conn: &Connection) -> Result<(Vec<SessionRow>, usize)> {
         let mut stmt = conn.prepare_cached(
-            "SELECT account_hash, generation, format, nonce, ciphertext FROM manifest WHERE account_hash IS NOT NULL
-             ORDER BY account_hash",
+            "SELECT account_hash, generation, format, nonce, ciphertext FROM manifest
+             WHERE account_hash IS NOT NULL AND slot >= 2000 ORDER BY account_hash",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, Vec<u8>>(4)?,
-            ))
-        })?;
+        let mut rows = stmt.query([])?;
         let mut out = Vec::new();
-        for row in rows {
-            let (account_hash, g, format, nonce, ciphertext) = row?;
-            out.push(SessionRow {
-                account_hash,
-                generation: to_u64(g)?,
-                format,
-                nonce,
-                ciphertext,
-            });
+        let mut malformed = 0usize;
+        while let Some(r) = rows.next()? {
+            let row = (|| -> Result<SessionRow> {
+                Ok(SessionRow {
+                    account_hash: r.get(0)?,
+                    generation: to_u64(r.get(1)?)?,
+                    format: r.get(2)?,
+                    nonce: r.get(3)?,
+                    ciphertext: r.get(4)?,
+                })
+            })();
+            match row {
+                Ok(row) => out.push(row),
+                Err(_) => malformed += 1,
+            }
         }
-        Ok(out)
+        Ok((out, malformed))
     }
 
     /// Every session row the manifest vouches for, and the number of rows it does not.
     pub(crate) fn all_rows(&mut self, cipher: &RecordCipher) -> Result<(Vec<SessionRow>, usize)> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let rows = Self::rows_in(&tx)?;
+        let (rows, malformed) = Self::rows_in(&tx)?;
         let root = Self::root_in(&tx, cipher, self.root_seen, self.key_epoch)?;
         let mut buckets: std::collections::BTreeMap<u8, Option<manifest::Bucket>> = Default::default();
         let mut good = Vec::with_capacity(rows.len());
-        let mut bad = 0usize;
+        let mut bad = malformed;
         for row in rows {
             let slot = manifest::bucket_of(&row.account_hash);
             let bucket = buckets
@@ -1378,7 +1402,12 @@ impl Store {
         if updated != 1 {
             return Err(VaultError::corrupt("the vault has no metadata row").into());
         }
-        let n = tx.execute("DELETE FROM manifest WHERE account_hash = ?1", params![account_hash])?;
+        // The slot bound is a second guard: `generation_in` above already refused a row of
+        // another kind that carries this account hash.
+        let n = tx.execute(
+            "DELETE FROM manifest WHERE account_hash = ?1 AND slot >= 2000",
+            params![account_hash],
+        )?;
         manifest::write_bucket(&tx, cipher, &mut root, &bucket)?;
         if let (Some((r, _)), true) = (revocation, n > 0) {
             Self::queue_revocation_in(&tx, r)?;
