@@ -49,6 +49,8 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub struct Profile {
     name: String,
     url: String,
+    /// `origin_of(url)`, computed once: every refresh compares it with the session's.
+    origin: String,
     method: String,
     encoding: BodyEncoding,
     headers: Vec<(String, Template)>,
@@ -160,8 +162,8 @@ impl Profile {
     /// The endpoint's origin, `scheme://host:port` (lower case, default port made explicit):
     /// what a stored session is bound to. A session's refresh credential is only ever sent to
     /// the origin it was stored with.
-    pub fn origin(&self) -> String {
-        origin_of(&self.url)
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The default access-token lifetime when neither `expires_in` nor a JWT `exp` says.

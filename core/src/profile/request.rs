@@ -230,39 +230,55 @@ fn form_encoded_len(s: &str) -> usize {
         .sum()
 }
 
-/// The length of `s` as a JSON string literal written by [`push_json_string`].
-fn json_string_len(s: &str) -> usize {
-    2 + s
-        .chars()
-        .map(|c| match c {
-            '"' | '\\' | '\u{08}' | '\u{0c}' | '\n' | '\r' | '\t' => 2,
-            c if (c as u32) < 0x20 => 6,
-            c => c.len_utf8(),
-        })
-        .sum::<usize>()
+/// The escape of one byte in a JSON string literal (RFC 8259): `Some("")` for a control
+/// character without a short form (written `\u00XX`), `None` for a byte written as it is.
+/// Every byte that needs escaping is ASCII, so the bytes of a multi-byte character never do.
+fn json_escape(b: u8) -> Option<&'static str> {
+    match b {
+        b'"' => Some("\\\""),
+        b'\\' => Some("\\\\"),
+        0x08 => Some("\\b"),
+        0x0c => Some("\\f"),
+        b'\n' => Some("\\n"),
+        b'\r' => Some("\\r"),
+        b'\t' => Some("\\t"),
+        0..=0x1f => Some(""),
+        _ => None,
+    }
 }
 
-/// Append `s` as a JSON string literal (RFC 8259 escaping), without intermediate copies.
+/// The length of `s` as a JSON string literal written by [`push_json_string`].
+fn json_string_len(s: &str) -> usize {
+    2 + s.len()
+        + s.bytes()
+            .map(|b| match json_escape(b) {
+                None => 0,
+                Some("") => 5,
+                Some(_) => 1,
+            })
+            .sum::<usize>()
+}
+
+/// Append `s` as a JSON string literal (RFC 8259 escaping), without intermediate copies: the
+/// runs between escapes are copied whole.
 fn push_json_string(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                out.push_str("\\u00");
-                out.push(HEX[(c as usize) >> 4] as char);
-                out.push(HEX[(c as usize) & 15] as char);
-            }
-            c => out.push(c),
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let Some(escape) = json_escape(b) else { continue };
+        // `i` is an ASCII byte: a character boundary.
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(escape);
         }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 

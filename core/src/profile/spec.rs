@@ -629,6 +629,7 @@ impl Profile {
         };
         Ok(Profile {
             name: s.name,
+            origin: super::origin_of(&s.url),
             url: s.url,
             method,
             encoding: s.encoding,
