@@ -381,7 +381,7 @@ fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
         let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
         Ok(u64::try_from(n).map_err(|_| VaultError::corrupt("negative count"))?)
     };
-    // Schema 7 moved the session rows into the manifest's table (the rows with an account hash).
+    // Schema 7 moved the session rows into the manifest's table.
     let (sessions_sql, rows_sql) = if version < 7 {
         (
             "SELECT count(*) FROM sessions",
@@ -389,8 +389,11 @@ fn counts(conn: &Connection, path: &Path, version: i64) -> StoreResult<Counts> {
         )
     } else {
         (
-            "SELECT count(account_hash) FROM manifest",
-            "SELECT account_hash, generation FROM manifest WHERE account_hash IS NOT NULL",
+            concat!("SELECT count(*) FROM manifest WHERE ", crate::store::session_rows!()),
+            concat!(
+                "SELECT account_hash, generation FROM manifest WHERE ",
+                crate::store::session_rows!()
+            ),
         )
     };
     let sessions = count(sessions_sql)?;

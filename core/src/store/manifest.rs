@@ -247,7 +247,10 @@ pub(crate) fn rebuild(
         let mut stmt = conn.prepare(match rows_at {
             SessionRows::OwnTable => "SELECT account_hash, generation FROM sessions",
             SessionRows::ManifestTable => {
-                "SELECT account_hash, generation FROM manifest WHERE account_hash IS NOT NULL"
+                concat!(
+                    "SELECT account_hash, generation FROM manifest WHERE ",
+                    super::session_rows!()
+                )
             }
         })?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;

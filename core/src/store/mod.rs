@@ -282,9 +282,19 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool> {
 const META_SLOT: i64 = 1000;
 /// Key slot n is row `KEY_SLOT_BASE + n` of the `manifest` table (schema 5).
 const KEY_SLOT_BASE: i64 = 1000;
+/// The `WHERE` condition of the session rows of the manifest's table (schema 7): an account hash
+/// at a session slot ([`SESSION_SLOT_BASE`] and up). A macro so that `concat!` builds whole
+/// statements from it.
+macro_rules! session_rows {
+    () => {
+        "account_hash IS NOT NULL AND slot >= 2000"
+    };
+}
+pub(crate) use session_rows;
+
 /// Session rows (schema 7) have slots from here up, after every other kind of row (the SQL that
-/// places a new session, `max(2000, ...)`, and the one that reads the open state, `slot < 2000`,
-/// spell the number).
+/// places a new session, `max(2000, ...)`, the one that reads the open state, `slot < 2000`,
+/// and [`session_rows`] spell the number).
 const SESSION_SLOT_BASE: i64 = 2000;
 
 /// A row found by its account hash is a session's only at a session's slot: an account hash on
@@ -328,6 +338,20 @@ pub(crate) struct SessionRow {
     pub format: i64,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+}
+
+impl SessionRow {
+    /// The row of `account_hash` from columns 1-4 of `r` (generation, format, nonce,
+    /// ciphertext), as the statements that read session rows select them.
+    fn from_columns(account_hash: Vec<u8>, r: &rusqlite::Row<'_>) -> Result<Self> {
+        Ok(SessionRow {
+            account_hash,
+            generation: to_u64(r.get(1)?)?,
+            format: r.get(2)?,
+            nonce: r.get(3)?,
+            ciphertext: r.get(4)?,
+        })
+    }
 }
 
 /// A sealed value as stored: (nonce, ciphertext).
@@ -609,7 +633,7 @@ impl Store {
             return Err(VaultError::corrupt("the vault file has no schema").into());
         }
         if version >= 5 {
-            store.open_state = Some(store.read_open_state(version)?);
+            store.open_state = Some(store.read_open_state()?);
         }
         Ok((store, FileState::Existing(version)))
     }
@@ -617,7 +641,7 @@ impl Store {
     /// The root, the metadata row and the key slots of a file of schema 5 or later, and the
     /// newest bucket's version, in one statement (each further statement on a new connection
     /// costs more than the rows it reads).
-    fn read_open_state(&self, version: i64) -> Result<OpenState> {
+    fn read_open_state(&self) -> Result<OpenState> {
         // `*` is the table's columns in their schema-5 order (slot; version, body, mac;
         // created_at_ms, removed_generation, key_epoch, lookup_nonce, lookup_sealed,
         // revocations_dropped, revocations_waiting; kind, kdf_salt, kdf_m_kib, kdf_t, kdf_p,
@@ -626,12 +650,12 @@ impl Store {
         // the key slots, the metadata, the root, then as many buckets as a small vault has (the
         // scan stops after [`OPEN_BUCKETS`]).
         // Schema 7 appended the session columns (account_hash, generation, format, nonce,
-        // ciphertext) to the table: the subquery's column comes after them.
-        let newest_bucket_column = if version < 7 { 18 } else { 23 };
+        // ciphertext) to the table: the subquery's column is the last one, whatever the schema.
         let mut stmt = self.conn.prepare(
             "SELECT *, (SELECT max(version) FROM manifest WHERE slot < 256) FROM manifest WHERE slot < 2000 \
              ORDER BY slot DESC",
         )?;
+        let newest_bucket_column = stmt.column_count() - 1;
         let mut rows = stmt.query([])?;
         let mut state = OpenState {
             all_buckets: true,
@@ -1146,30 +1170,10 @@ impl Store {
         let mut stmt = conn.prepare_cached(
             "SELECT slot, generation, format, nonce, ciphertext FROM manifest WHERE account_hash = ?1",
         )?;
-        let row = stmt
-            .query_row(params![account_hash], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                ))
-            })
-            .optional()?;
-        match row {
-            None => Ok(None),
-            Some((slot, g, format, nonce, ciphertext)) => {
-                session_slot(slot)?;
-                Ok(Some(SessionRow {
-                    account_hash: account_hash.to_vec(),
-                    generation: to_u64(g)?,
-                    format,
-                    nonce,
-                    ciphertext,
-                }))
-            }
-        }
+        let mut rows = stmt.query(params![account_hash])?;
+        let Some(r) = rows.next()? else { return Ok(None) };
+        session_slot(r.get(0)?)?;
+        SessionRow::from_columns(account_hash.to_vec(), r).map(Some)
     }
 
     /// One session row, checked against the manifest in the same read transaction: a row older
@@ -1232,24 +1236,20 @@ impl Store {
     /// Every session row, and the number of rows with an account hash that are not a session's
     /// shape (a column missing or of another type: a tampered file).
     fn rows_in(conn: &Connection) -> Result<(Vec<SessionRow>, usize)> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT account_hash, generation, format, nonce, ciphertext FROM manifest
-             WHERE account_hash IS NOT NULL AND slot >= 2000 ORDER BY account_hash",
-        )?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT account_hash, generation, format, nonce, ciphertext FROM manifest WHERE ",
+            session_rows!(),
+            " ORDER BY account_hash"
+        ))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         let mut malformed = 0usize;
         while let Some(r) = rows.next()? {
-            let row = (|| -> Result<SessionRow> {
-                Ok(SessionRow {
-                    account_hash: r.get(0)?,
-                    generation: to_u64(r.get(1)?)?,
-                    format: r.get(2)?,
-                    nonce: r.get(3)?,
-                    ciphertext: r.get(4)?,
-                })
-            })();
-            match row {
+            match r
+                .get(0)
+                .map_err(Error::from)
+                .and_then(|hash| SessionRow::from_columns(hash, r))
+            {
                 Ok(row) => out.push(row),
                 Err(_) => malformed += 1,
             }
@@ -1546,9 +1546,11 @@ impl Store {
 
     /// Number of session rows.
     pub(crate) fn session_count(&self) -> Result<usize> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT count(account_hash) FROM manifest", [], |r| r.get(0))?;
+        let n: i64 = self.conn.query_row(
+            concat!("SELECT count(*) FROM manifest WHERE ", session_rows!()),
+            [],
+            |r| r.get(0),
+        )?;
         Ok(usize::try_from(n).map_err(|_| VaultError::corrupt("negative count"))?)
     }
 }
