@@ -235,14 +235,10 @@ fn a_row_moved_to_another_account_fails_to_decrypt() {
         v.store(session("alice", "tok-A1")).unwrap();
         v.store(session("bob", "tok-B1")).unwrap();
         drop(v);
-        let hashes: Vec<Vec<u8>> = with_db(&path, |c| {
-            c.prepare("SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL")
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .map(|r| r.unwrap())
-                .collect()
-        });
+        let hashes = blobs(
+            &path,
+            "SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL",
+        );
         (hashes[0].clone(), hashes[1].clone())
     };
     // Copy row B's whole content (generation, nonce, ciphertext) over row A.
@@ -374,6 +370,18 @@ fn tables(path: &Path, name: &str) -> i64 {
     })
 }
 
+/// The first column of every row of `sql`, as blobs (account hashes, in the tests below).
+fn blobs(path: &Path, sql: &str) -> Vec<Vec<u8>> {
+    with_db(path, |c| {
+        c.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    })
+}
+
 fn count(path: &Path, table: &str) -> i64 {
     with_db(path, |c| {
         c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
@@ -488,25 +496,15 @@ fn golden_v7_file_opens() {
 #[test]
 fn golden_v6_sessions_move_into_the_manifest_table() {
     let (_dir, path) = golden_copy(6);
-    let hashes_before: Vec<Vec<u8>> = with_db(&path, |c| {
-        c.prepare("SELECT account_hash FROM sessions ORDER BY account_hash")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    });
+    let hashes_before = blobs(&path, "SELECT account_hash FROM sessions ORDER BY account_hash");
     assert_eq!(hashes_before.len(), 2);
     drop(open(&path, &KEY).unwrap());
     assert_eq!(tables(&path, "sessions"), 0, "the sessions table was not dropped");
-    let (hashes_after, min_slot, index) = with_db(&path, |c| {
-        let hashes: Vec<Vec<u8>> = c
-            .prepare("SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL ORDER BY account_hash")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+    let hashes_after = blobs(
+        &path,
+        "SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL ORDER BY account_hash",
+    );
+    let (min_slot, index) = with_db(&path, |c| {
         let min_slot: i64 = c
             .query_row(
                 "SELECT min(slot) FROM manifest WHERE account_hash IS NOT NULL",
@@ -517,7 +515,7 @@ fn golden_v6_sessions_move_into_the_manifest_table() {
         let index: String = c
             .query_row("SELECT sql FROM sqlite_schema WHERE type = 'index'", [], |r| r.get(0))
             .unwrap();
-        (hashes, min_slot, index)
+        (min_slot, index)
     });
     assert_eq!(hashes_after, hashes_before);
     assert!(min_slot > 2000, "{min_slot}");
@@ -538,14 +536,10 @@ fn a_session_row_of_the_wrong_shape_is_corrupt() {
         v.store(session("alice", "tok-A1")).unwrap();
         v.store(session("bob", "tok-B1")).unwrap();
     }
-    let hashes: Vec<Vec<u8>> = with_db(&path, |c| {
-        c.prepare("SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL ORDER BY slot")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    });
+    let hashes = blobs(
+        &path,
+        "SELECT account_hash FROM manifest WHERE account_hash IS NOT NULL ORDER BY slot",
+    );
     let (alice, bob) = (hashes[0].clone(), hashes[1].clone());
     with_db(&path, |c| {
         c.execute("UPDATE manifest SET nonce = NULL WHERE account_hash = ?1", [&alice])
